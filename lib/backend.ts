@@ -1,0 +1,270 @@
+/**
+ * The one narrow seam between the core and a store. `adapters/memory`, `adapters/etcd` and
+ * `adapters/zookeeper` implement it; the core depends on nothing else. It is shaped by what
+ * etcd (revisions, leases, Txn) and ZooKeeper (znode versions, zxids, sessions, multi) both
+ * offer, so each method maps to one request on each store where that is possible.
+ *
+ * Conventions every adapter keeps:
+ * - Keys are absolute `/`-separated paths (the namespace already applied by the core).
+ * - `version` is dense and starts at 1 for a key's life (etcd: the key's `version`; ZooKeeper:
+ *   `stat.version + 1`). A delete ends the life; a re-create starts again at 1.
+ * - `revision` is the store's global order of writes (etcd: mod_revision; ZooKeeper: mzxid);
+ *   `createRevision` is the revision that created the key (etcd: create_revision; ZooKeeper:
+ *   czxid). Both are bigint because both stores use 64-bit counters.
+ * - An expected outcome (a lost compare, a key that exists) is a result, not an exception.
+ *   Failures throw {@link SharedStructError} with a code; the adapter converts its client's
+ *   errors exactly once.
+ * - Every call that may wait takes an `AbortSignal` and has a deadline of its own
+ *   (`requestTimeoutMs`), because neither client has one by default.
+ */
+import type { SharedStructError } from './errors.js';
+
+/** A stored key with its version and revisions. */
+export interface Entry {
+  readonly key: string;
+  readonly value: Uint8Array;
+  /** Dense per-key version, from 1. */
+  readonly version: number;
+  /** Revision of the last write to this key. */
+  readonly revision: bigint;
+  /** Revision that created this key (a lock's fencing token). */
+  readonly createRevision: bigint;
+  /** Set when the key is bound to a session and vanishes with it. */
+  readonly ephemeral: boolean;
+}
+
+/** The version-only view of a key: what a cheap freshness check returns. */
+export interface EntryStat {
+  readonly version: number;
+  readonly revision: bigint;
+  readonly createRevision: bigint;
+}
+
+/** Options every request takes. */
+export interface RequestOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Options of {@link Backend.get}. */
+export interface GetOptions extends RequestOptions {
+  /**
+   * Linearizable read: the answer reflects every write committed before the call started
+   * (etcd: a non-serializable range; ZooKeeper: `sync` then `getData`). Without it the adapter
+   * may answer from whichever member it is connected to.
+   */
+  readonly consistent?: boolean;
+}
+
+/** Options of {@link Backend.create}. */
+export interface CreateOptions extends RequestOptions {
+  /** Bind the key to the current session: it is deleted when the session ends. */
+  readonly ephemeral?: boolean;
+  /**
+   * Append a unique suffix that orders after every earlier sequential key under the same
+   * parent (ZooKeeper: a sequential znode; etcd: a unique suffix, ordered by create revision).
+   * The created key is returned in the result.
+   */
+  readonly sequential?: boolean;
+}
+
+/** Result of {@link Backend.create}. */
+export type CreateResult =
+  | { readonly created: true; readonly entry: Entry }
+  | { readonly created: false; readonly current: Entry };
+
+/** Result of {@link Backend.put}. */
+export type PutResult =
+  | { readonly ok: true; readonly entry: Entry }
+  /** The compare failed; `current` is the stored entry (undefined when the key is gone). */
+  | { readonly ok: false; readonly current: Entry | undefined };
+
+/** A condition of a {@link Txn}. */
+export type TxnCompare =
+  /** The key exists with exactly this dense version. */
+  | { readonly key: string; readonly version: number }
+  /** The key exists, whatever its version. */
+  | { readonly key: string; readonly exists: true };
+
+/** An operation of a {@link Txn}. */
+export type TxnOp =
+  /** Overwrite an existing key; with `expectedVersion` the op is itself conditional. */
+  | { readonly op: 'put'; readonly key: string; readonly value: Uint8Array; readonly expectedVersion?: number }
+  /** Create a key that must not exist. */
+  | { readonly op: 'create'; readonly key: string; readonly value: Uint8Array; readonly ephemeral?: boolean }
+  /** Delete a key; with `expectedVersion` the op is itself conditional. */
+  | { readonly op: 'delete'; readonly key: string; readonly expectedVersion?: number };
+
+/**
+ * A multi-key transaction: every compare holds and then every op applies, atomically, or
+ * nothing applies. etcd: one Txn; ZooKeeper: one multi (checks + ops).
+ */
+export interface Txn {
+  readonly compare: readonly TxnCompare[];
+  readonly ops: readonly TxnOp[];
+}
+
+/** Result of {@link Backend.txn}. */
+export type TxnResult =
+  /** `entries[i]` is the entry written by `ops[i]` (undefined for a delete). */
+  | { readonly ok: true; readonly entries: readonly (Entry | undefined)[] }
+  | { readonly ok: false };
+
+/** What a watch target covers. */
+export type WatchTarget =
+  /** One key. */
+  | { readonly key: string }
+  /** The direct children of a parent key (`<prefix>/<child>`). */
+  | { readonly prefix: string };
+
+/** Options of {@link Backend.watch}. */
+export interface WatchOptions extends RequestOptions {
+  /**
+   * Deliver only changes with a revision greater than this. When the store can no longer
+   * replay from there (etcd compaction, ZooKeeper's one-shot watches, a new session) the watch
+   * says so with a `reset` event instead of leaving a gap. Omitted: changes from now on.
+   */
+  readonly afterRevision?: bigint;
+}
+
+/** An event of a {@link Watch}. */
+export type WatchEvent =
+  /**
+   * A key was written. Under ZooKeeper's one-shot watches this may skip versions (the entry is
+   * the current one when the watch was re-armed); the consumer sees the gap in `version`.
+   */
+  | { readonly type: 'put'; readonly entry: Entry }
+  /** A key was deleted at `revision`. */
+  | { readonly type: 'delete'; readonly key: string; readonly revision: bigint }
+  /**
+   * Continuity was lost (compaction, a new session, a dropped watch that could not resume):
+   * `entries` is the complete current state of the target at `revision`; everything before is
+   * superseded.
+   */
+  | { readonly type: 'reset'; readonly entries: readonly Entry[]; readonly revision: bigint }
+  /** Nothing changed up to `revision`; the watch is live (used to confirm caches). */
+  | { readonly type: 'progress'; readonly revision: bigint };
+
+/**
+ * A live watch. Iterate it for events; it ends when `close()` is called or the signal fires,
+ * and throws (a {@link SharedStructError}) only when it cannot continue, e.g. `CLOSED`.
+ * Disconnects are the adapter's to survive: it resumes or emits `reset`.
+ */
+export interface Watch extends AsyncIterable<WatchEvent> {
+  close(): void;
+}
+
+/** Client session states, as Curator names them. */
+export type SessionState = 'connected' | 'suspended' | 'lost' | 'reconnected' | 'closed';
+
+/** A change of session state. */
+export interface SessionStateChange {
+  readonly state: SessionState;
+  /** Increments with every new session: ephemerals of older epochs are gone. */
+  readonly epoch: number;
+  /** When the state was entered (`Date.now()`). */
+  readonly at: number;
+  /** The error that caused `suspended` or `lost`, if any. */
+  readonly cause?: SharedStructError | undefined;
+}
+
+/** The session a backend holds (etcd: a lease with keepalive; ZooKeeper: the client session). */
+export interface Session {
+  readonly state: SessionState;
+  readonly epoch: number;
+  /** Backend session id (etcd lease id, ZooKeeper session id), hex. */
+  readonly id: string;
+  /** The session's time to live: after this long unreachable the server may expire it. */
+  readonly ttlMs: number;
+  /** When the current state was entered. */
+  readonly since: number;
+  /** Subscribes to state changes; returns the unsubscribe function. */
+  onStateChange(listener: (change: SessionStateChange) => void): () => void;
+}
+
+/** Limits the core checks before sending. */
+export interface BackendLimits {
+  /** Largest value the store accepts in one write, in bytes. */
+  readonly maxValueBytes: number;
+}
+
+/** Optional abilities; the core asks before relying on one and fails `UNSUPPORTED`. */
+export type BackendFeature = 'txn' | 'ephemeral' | 'sequential' | 'consistentRead' | 'progress';
+
+/**
+ * Count of requests sent to the store, by operation, for the cost contract. Each adapter
+ * counts at its client seam: one increment per request that goes on the wire.
+ */
+export interface RequestCounters {
+  /** Snapshot of the counts so far. */
+  snapshot(): Readonly<Record<string, number>>;
+}
+
+/** The backend interface. One instance per client connection. */
+export interface Backend {
+  /** `'memory' | 'etcd' | 'zookeeper'`. */
+  readonly kind: string;
+  readonly limits: BackendLimits;
+  readonly features: ReadonlySet<BackendFeature>;
+  readonly counters: RequestCounters;
+  readonly session: Session;
+
+  /** Reads one key. */
+  get(key: string, options?: GetOptions): Promise<Entry | undefined>;
+  /** Reads a key's version and revisions without its value (etcd: keys-only range; ZooKeeper: exists). */
+  stat(key: string, options?: GetOptions): Promise<EntryStat | undefined>;
+  /**
+   * Creates a key that must not exist (intermediate parents are the adapter's business).
+   * When it exists: `{ created: false, current }` in the same round trip where the store allows.
+   */
+  create(key: string, value: Uint8Array, options?: CreateOptions): Promise<CreateResult>;
+  /** Overwrites a key that has exactly `expectedVersion` (a compare-and-set). */
+  put(key: string, value: Uint8Array, options: RequestOptions & { readonly expectedVersion: number }): Promise<PutResult>;
+  /** Deletes a key (only at `expectedVersion` when given). True when this call deleted it. */
+  delete(key: string, options?: RequestOptions & { readonly expectedVersion?: number }): Promise<boolean>;
+  /** The direct children of `prefix`, ordered by create revision. */
+  list(prefix: string, options?: GetOptions): Promise<Entry[]>;
+  /** A multi-key transaction (feature `txn`). */
+  txn(txn: Txn, options?: RequestOptions): Promise<TxnResult>;
+  /** Watches a key or the children of a prefix. */
+  watch(target: WatchTarget, options?: WatchOptions): Watch;
+  /** Ends the session (ephemerals go at once) and releases every resource. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options every adapter factory receives (already validated and defaulted by the core). */
+export interface AdapterOptions {
+  /** Session / lease time to live. */
+  readonly sessionTtlMs: number;
+  /** Deadline of the first connection. */
+  readonly connectTimeoutMs: number;
+  /** Deadline of every single request. */
+  readonly requestTimeoutMs: number;
+  readonly auth?: { readonly username: string; readonly password: string } | undefined;
+  readonly tls?: unknown;
+  readonly logger: Logger;
+  /** Largest value override (bytes); the adapter's own default otherwise. */
+  readonly maxValueBytes?: number | undefined;
+}
+
+/** Where a URL points, parsed by the core. */
+export interface BackendAddress {
+  /** `memory`, `etcd` or `zk`. */
+  readonly scheme: string;
+  /** `host:port` pairs (for memory: the store name, possibly empty). */
+  readonly hosts: readonly string[];
+  /** The URL's path (a ZooKeeper chroot), '' when none. */
+  readonly path: string;
+  /** The URL's query parameters. */
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** What an adapter module exports. */
+export type BackendFactory = (address: BackendAddress, options: AdapterOptions) => Promise<Backend>;
+
+/** A minimal structured logger; `console` fits. */
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}

@@ -1,0 +1,293 @@
+/** `Client`: one connection (one session) to a store, the factory of structs. */
+import type { Backend, Logger, SessionState, SessionStateChange } from './backend.js';
+import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
+import { jsonCodec } from './codec.js';
+import { validateName } from './names.js';
+import { resolveOpenOptions, type OpenOptions, type ResolvedConnectOptions } from './options.js';
+import { SharedStruct, type Member, type StructHandle } from './struct.js';
+import { anySignal, sleep } from './util/abort.js';
+import { AsyncQueue } from './util/async-queue.js';
+import { TypedEmitter } from './util/emitter.js';
+
+/** Events of a {@link Client}. */
+export interface ClientEvents {
+  /** The session changed state. */
+  state: SessionStateChange;
+  /** A background problem (a registration that could not be re-created). */
+  error: SharedStructError;
+}
+
+/** Options of {@link Client.expect}: the open options plus how long to wait. */
+export interface ExpectOptions<T> extends OpenOptions<T> {
+  readonly signal?: AbortSignal;
+  /** Reject `TIMEOUT` when the struct has not appeared within this many ms. */
+  readonly timeoutMs?: number;
+}
+
+interface Registration {
+  readonly key: string;
+  readonly bytes: Uint8Array;
+}
+
+const BACKEND = Symbol('sharedstruct.backend');
+
+/**
+ * A connection to a store, made by {@link connect}. It holds one session (an etcd lease, a
+ * ZooKeeper session), the ephemeral registrations tied to it, and the structs opened through it.
+ *
+ * @example
+ * ```ts
+ * await using client = await connect('memory://');
+ * client.on('state', (s) => console.log('session', s.state));
+ * const flags = await client.open('flags', { initial: { beta: false } });
+ * ```
+ */
+export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposable {
+  /** @internal */
+  readonly [BACKEND]: Backend;
+  /** The namespace every key of this client lives under. */
+  readonly namespace: string;
+  readonly #options: ResolvedConnectOptions;
+  readonly #logger: Logger;
+  readonly #structs = new Set<StructHandle>();
+  readonly #registrations = new Map<string, Registration>();
+  readonly #closer = new AbortController();
+  readonly #unsubscribe: () => void;
+  #epoch: number;
+  #closed = false;
+  #reregistering: Promise<void> | undefined;
+
+  /** @internal Use {@link connect}. */
+  constructor(backend: Backend, options: ResolvedConnectOptions) {
+    super((err) => options.logger.error('unhandled client error', { err }));
+    this[BACKEND] = backend;
+    this.#options = options;
+    this.#logger = options.logger;
+    this.namespace = options.namespace;
+    this.#epoch = backend.session.epoch;
+    this.#unsubscribe = backend.session.onStateChange((change) => this.#onState(change));
+  }
+
+  /** The session's state: `connected | suspended | lost | reconnected | closed`. */
+  get state(): SessionState {
+    return this.#closed ? 'closed' : this[BACKEND].session.state;
+  }
+
+  /** The backend's kind: `memory`, `etcd` or `zookeeper`. */
+  get backendKind(): string {
+    return this[BACKEND].kind;
+  }
+
+  /** Requests sent to the store so far, by operation (the cost contract is tested with these). */
+  requestCounts(): Readonly<Record<string, number>> {
+    return this[BACKEND].counters.snapshot();
+  }
+
+  /** Session state changes as an async iterator; ends when the client closes or `signal` fires. */
+  states(options: { signal?: AbortSignal } = {}): AsyncIterable<SessionStateChange> {
+    const queue = new AsyncQueue<SessionStateChange>(() => {
+      this.off('state', onState);
+      options.signal?.removeEventListener('abort', onAbort);
+    });
+    const onState = (s: SessionStateChange): void => {
+      queue.push(s);
+      if (s.state === 'closed') queue.end();
+    };
+    const onAbort = (): void => queue.fail(abortError(options.signal!));
+    if (this.#closed) queue.end();
+    else if (options.signal?.aborted) onAbort();
+    else {
+      this.on('state', onState);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+    }
+    return queue;
+  }
+
+  /**
+   * Opens the struct `name`, creating it with `initial` if it does not exist (the first creator's
+   * `initial` wins). Without `initial` a missing struct rejects `NOT_FOUND`. The instance
+   * registers itself as a listener and starts its watch.
+   */
+  async open<T>(name: string, options: OpenOptions<T> & { readonly signal?: AbortSignal } = {}): Promise<SharedStruct<T>> {
+    this.#ensureOpen();
+    validateName(name, 'struct name');
+    const { signal, ...rest } = options;
+    throwIfAborted(signal);
+    const resolved = resolveOpenOptions<T>(rest);
+    const struct = new SharedStruct<T>(this.#structContext(), name, `${this.namespace}/${name}`, resolved);
+    try {
+      await struct.start(signal);
+    } catch (err) {
+      await struct.close();
+      throw err;
+    }
+    if (this.#closed) {
+      await struct.close();
+      throw new SharedStructError('CLOSED', 'the client was closed while opening');
+    }
+    this.#structs.add(struct);
+    return struct;
+  }
+
+  /**
+   * Waits until someone creates `name`, then opens it. Rejects `TIMEOUT` after `timeoutMs`,
+   * `ABORTED` when `signal` fires.
+   */
+  async expect<T>(name: string, options: ExpectOptions<T> = {}): Promise<SharedStruct<T>> {
+    this.#ensureOpen();
+    validateName(name, 'struct name');
+    const { signal, timeoutMs, ...openOptions } = options;
+    resolveOpenOptions<T>(openOptions);
+    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 1)) {
+      throw new SharedStructError('INVALID_ARGUMENT', `option 'timeoutMs' must be an integer >= 1, got ${String(timeoutMs)}`);
+    }
+    throwIfAborted(signal);
+    const timeout = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
+    const wait = anySignal(signal, timeout, this.#closer.signal);
+    const key = `${this.namespace}/${name}/payload`;
+    const backend = this[BACKEND];
+    // Watch first, then read: a creation between the two is seen by one of them. A slow poll
+    // covers a watch that is not yet established when the creation happens.
+    const watch = backend.watch({ key }, { signal: wait });
+    const appeared = new Promise<void>((resolve, reject) => {
+      void (async () => {
+        try {
+          for await (const ev of watch) {
+            if (ev.type === 'put' || (ev.type === 'reset' && ev.entries.length > 0)) return resolve();
+          }
+          reject(abortError(wait));
+        } catch (err) {
+          reject(err instanceof Error ? err : new SharedStructError('CONNECTION', 'watch failed', { cause: err }));
+        }
+      })();
+    });
+    appeared.catch(() => {});
+    try {
+      for (;;) {
+        if (await backend.stat(key, { signal: wait })) break;
+        const poll = sleep(Math.min(1000, this.#options.requestTimeoutMs), wait).then(() => false);
+        if (await Promise.race([appeared.then(() => true), poll])) break;
+      }
+    } catch (err) {
+      if (timeout?.aborted && !signal?.aborted) {
+        throw new SharedStructError('TIMEOUT', `struct '${name}' did not appear within ${timeoutMs} ms`, { cause: err });
+      }
+      if (signal?.aborted) throw abortError(signal);
+      throw err;
+    } finally {
+      watch.close();
+    }
+    return this.open<T>(name, { ...openOptions, ...(signal && { signal }) });
+  }
+
+  /** Closes every struct, ends the session (ephemerals go at once). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closer.abort(new SharedStructError('CLOSED', 'the client is closed'));
+    await Promise.allSettled([...this.#structs].map((s) => s.close()));
+    await this.#reregistering?.catch(() => {});
+    await this[BACKEND].close();
+    this.#unsubscribe();
+    this.emit('state', Object.freeze({ state: 'closed', epoch: this.#epoch, at: Date.now() }));
+    this.removeAllListeners();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #ensureOpen(): void {
+    if (this.#closed) throw new SharedStructError('CLOSED', 'the client is closed');
+  }
+
+  #structContext() {
+    return {
+      backend: this[BACKEND],
+      logger: this.#logger,
+      register: (key: string, value: unknown, signal?: AbortSignal) => this.#register(key, value, signal),
+      members: (prefix: string, signal?: AbortSignal) => this.#members(prefix, signal),
+      onClose: (s: StructHandle) => this.#structs.delete(s),
+    };
+  }
+
+  /** Creates an ephemeral key now and after every new session, until the returned function removes it. */
+  async #register(key: string, value: unknown, signal?: AbortSignal): Promise<() => Promise<void>> {
+    const registration: Registration = { key, bytes: jsonCodec.encode(value) };
+    await this.#createRegistration(registration, signal);
+    this.#registrations.set(key, registration);
+    return async () => {
+      if (this.#registrations.get(key) !== registration) return;
+      this.#registrations.delete(key);
+      if (!this.#closed) await this[BACKEND].delete(key);
+    };
+  }
+
+  async #createRegistration(r: Registration, signal?: AbortSignal): Promise<void> {
+    const backend = this[BACKEND];
+    const created = await backend.create(r.key, r.bytes, { ephemeral: true, signal });
+    if (!created.created) {
+      // A leftover of an older session of ours that the server has not dropped yet.
+      await backend.delete(r.key, { signal });
+      const again = await backend.create(r.key, r.bytes, { ephemeral: true, signal });
+      if (!again.created) throw new SharedStructError('CONFLICT', `registration '${r.key}' exists and is not ours`);
+    }
+  }
+
+  async #members(prefix: string, signal?: AbortSignal): Promise<Member[]> {
+    const entries = await this[BACKEND].list(prefix, { signal });
+    const members: Member[] = [];
+    for (const e of entries) {
+      try {
+        const record = jsonCodec.decode(e.value) as { id?: unknown; since?: unknown } & Record<string, unknown>;
+        const { id, since, ...data } = record;
+        members.push(Object.freeze({
+          id: typeof id === 'string' ? id : e.key.slice(prefix.length + 1),
+          data: Object.freeze(data),
+          since: typeof since === 'number' ? since : 0,
+        }));
+      } catch (err) {
+        this.#logger.warn(`skipping undecodable registration '${e.key}'`, { err });
+      }
+    }
+    return members;
+  }
+
+  #onState(change: SessionStateChange): void {
+    if (this.#closed) return;
+    this.#logger.info(`session ${change.state}`, { epoch: change.epoch, cause: change.cause?.message });
+    this.emit('state', change);
+    if (change.epoch !== this.#epoch && change.state !== 'lost' && change.state !== 'closed') {
+      this.#epoch = change.epoch;
+      const previous = this.#reregistering ?? Promise.resolve();
+      this.#reregistering = previous.then(() => this.#afterNewSession()).finally(() => (this.#reregistering = undefined));
+    }
+  }
+
+  /** A new session: re-create every registration, then let every struct re-read. */
+  async #afterNewSession(): Promise<void> {
+    const signal = this.#closer.signal;
+    for (const r of [...this.#registrations.values()]) {
+      for (let attempt = 1; !signal.aborted && this.#registrations.get(r.key) === r; attempt++) {
+        try {
+          await this.#createRegistration(r, signal);
+          break;
+        } catch (err) {
+          if (signal.aborted) return;
+          const e = isSharedStructError(err) ? err : new SharedStructError('CONNECTION', 'registration failed', { cause: err });
+          this.emit('error', new SharedStructError(e.code, `re-creating registration '${r.key}' failed (attempt ${attempt})`, { cause: e }));
+          await sleep(Math.min(5000, 100 * 2 ** attempt), signal).catch(() => {});
+        }
+      }
+    }
+    for (const s of this.#structs) s.onNewSession();
+  }
+}
+
+/** @internal The backend behind a client (for tests and adapters' own tooling). */
+export function backendOf(client: Client): Backend {
+  return client[BACKEND];
+}

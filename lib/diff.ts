@@ -1,0 +1,87 @@
+/** Structural diffs as Added / Modified / Removed, from deep-diff, and their inverse `applyChanges`. */
+import deepDiff from 'deep-diff';
+import type { JsonValue } from './json.js';
+
+/** A path into a JSON value: object keys and array indices. */
+export type Path = readonly (string | number)[];
+
+/** One change between two versions of a struct. */
+export type Change =
+  | { readonly kind: 'Added'; readonly path: Path; readonly value: unknown }
+  | { readonly kind: 'Removed'; readonly path: Path; readonly oldValue: unknown }
+  | { readonly kind: 'Modified'; readonly path: Path; readonly oldValue: unknown; readonly value: unknown };
+
+/**
+ * The changes that turn `before` into `after`, in an order that {@link applyChanges} can replay.
+ * Empty when the two are equal.
+ */
+export function diffValues(before: unknown, after: unknown): Change[] {
+  const raw = deepDiff.diff(before, after);
+  if (!raw) return [];
+  const out: Change[] = [];
+  for (const d of raw) {
+    const base = (d.path ?? []) as (string | number)[];
+    if (d.kind === 'A') {
+      push(out, [...base, d.index], d.item);
+    } else {
+      push(out, base, d);
+    }
+  }
+  return out;
+}
+
+function push(out: Change[], path: (string | number)[], d: deepDiff.Diff<unknown, unknown>): void {
+  switch (d.kind) {
+    case 'N':
+      out.push({ kind: 'Added', path, value: d.rhs });
+      break;
+    case 'D':
+      out.push({ kind: 'Removed', path, oldValue: d.lhs });
+      break;
+    case 'E':
+      out.push({ kind: 'Modified', path, oldValue: d.lhs, value: d.rhs });
+      break;
+    case 'A':
+      push(out, [...path, d.index], d.item);
+      break;
+  }
+}
+
+/**
+ * Applies `changes` in order to a copy of `value` and returns the result; `value` is not touched.
+ * Folding every change event of a struct over its first value yields its current value.
+ *
+ * @example
+ * ```ts
+ * let mirror = first.value;
+ * for await (const ev of flags.changes()) mirror = applyChanges(mirror, ev.changes);
+ * ```
+ */
+export function applyChanges<T = JsonValue>(value: unknown, changes: readonly Change[]): T {
+  let root: unknown = structuredClone(value);
+  for (const change of changes) {
+    if (change.path.length === 0) {
+      root = change.kind === 'Removed' ? undefined : structuredClone(change.value);
+      continue;
+    }
+    const parent = walk(root, change.path);
+    const last = change.path[change.path.length - 1]!;
+    if (change.kind === 'Removed') {
+      if (Array.isArray(parent) && typeof last === 'number') parent.splice(last, 1);
+      else delete (parent as Record<string, unknown>)[last];
+    } else {
+      (parent as Record<string | number, unknown>)[last] = structuredClone(change.value);
+    }
+  }
+  return root as T;
+}
+
+function walk(root: unknown, path: Path): object {
+  let node = root as Record<string | number, unknown>;
+  for (let i = 0; i < path.length - 1; i++) {
+    const key = path[i]!;
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = typeof path[i + 1] === 'number' ? [] : {};
+    node = node[key] as Record<string | number, unknown>;
+  }
+  return node;
+}

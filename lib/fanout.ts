@@ -1,0 +1,123 @@
+/**
+ * Fan-out of change events: every subscriber has its own bounded buffer. One that falls too far
+ * behind has its backlog replaced by a single `resync` event (the net diff from what it last
+ * took to the current value), so memory stays bounded and its fold stays exact.
+ */
+import { abortError } from './errors.js';
+import { diffValues, type Change } from './diff.js';
+import { AsyncQueue } from './util/async-queue.js';
+
+/** Where an event came from. */
+export type ChangeOrigin = 'local' | 'remote' | 'resync';
+
+/** One committed change of a struct, as every subscriber receives it. */
+export interface ChangeEvent<T> {
+  /** The version this event brings the struct to. */
+  readonly version: number;
+  /** The version before it (0 for a struct's first value). */
+  readonly previousVersion: number;
+  /** The store revision of `version`, as a decimal string. */
+  readonly revision: string;
+  /**
+   * `local`: this instance's own write. `remote`: another writer's. `resync`: the subscriber or
+   * the cache lost continuity (fell behind, session lost, compaction, corrupt value skipped) and
+   * this event carries the net change.
+   */
+  readonly origin: ChangeOrigin;
+  /** True when versions between `previousVersion` and `version` were not seen one by one. */
+  readonly coalesced: boolean;
+  /** The value at `version`, deep-frozen. */
+  readonly value: T;
+  /** What changed from the value at `previousVersion`. */
+  readonly changes: readonly Change[];
+}
+
+/** A subscriber's bounded buffer. */
+class Subscriber<T> {
+  readonly queue: AsyncQueue<ChangeEvent<T>>;
+  /** The state after the last event this subscriber took (the base of a resync). */
+  base: { readonly version: number; readonly value: T };
+  readonly max: number;
+
+  constructor(base: { version: number; value: T }, max: number, onEnd: () => void) {
+    this.base = base;
+    this.max = max;
+    this.queue = new AsyncQueue(onEnd);
+  }
+
+  offer(event: ChangeEvent<T>): void {
+    if (this.queue.length < this.max) {
+      this.queue.push(event);
+      return;
+    }
+    // Replace the whole backlog by one net event from what the subscriber last took.
+    this.queue.clear();
+    this.queue.push(
+      Object.freeze({
+        version: event.version,
+        previousVersion: this.base.version,
+        revision: event.revision,
+        origin: 'resync',
+        coalesced: true,
+        value: event.value,
+        changes: Object.freeze(diffValues(this.base.value, event.value)),
+      }),
+    );
+  }
+}
+
+/** The set of subscribers of one struct instance. */
+export class FanOut<T> {
+  readonly #subscribers = new Set<Subscriber<T>>();
+
+  get size(): number {
+    return this.#subscribers.size;
+  }
+
+  /** Hands `event` to every subscriber (the same frozen object: one diff for all). */
+  publish(event: ChangeEvent<T>): void {
+    for (const s of this.#subscribers) s.offer(event);
+  }
+
+  /**
+   * A new subscription starting after `base`. `initial`, when given, is queued first. The
+   * iterator ends on `signal`, on `return()`, or when {@link endAll} is called.
+   */
+  subscribe(
+    base: { version: number; value: T },
+    max: number,
+    signal: AbortSignal | undefined,
+    initial?: ChangeEvent<T>,
+  ): AsyncIterable<ChangeEvent<T>> {
+    const onAbort = (): void => sub.queue.fail(abortError(signal!));
+    const sub: Subscriber<T> = new Subscriber(base, max, () => {
+      this.#subscribers.delete(sub);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    if (signal?.aborted) {
+      sub.queue.fail(abortError(signal));
+    } else {
+      this.#subscribers.add(sub);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (initial) sub.queue.push(initial);
+    }
+    return {
+      [Symbol.asyncIterator]: () => {
+        const it = sub.queue[Symbol.asyncIterator]();
+        return {
+          next: async () => {
+            const r = await it.next();
+            if (!r.done) sub.base = { version: r.value.version, value: r.value.value };
+            return r;
+          },
+          return: () => it.return!(),
+        };
+      },
+    };
+  }
+
+  /** Ends every subscription (the struct was closed). */
+  endAll(): void {
+    for (const s of [...this.#subscribers]) s.queue.end();
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * sharedstruct: share one JSON struct between many Node.js processes through etcd, ZooKeeper or
+ * memory. This module is the public surface; everything else is internal.
+ */
+export { connect } from './connect.js';
+export { Client, type ClientEvents, type ExpectOptions } from './client.js';
+export {
+  SharedStruct,
+  type StructStat,
+  type StructEvents,
+  type UpdateOptions,
+  type ChangesOptions,
+  type WriteResult,
+  type Member,
+} from './struct.js';
+export type { ChangeEvent, ChangeOrigin } from './fanout.js';
+export { applyChanges, diffValues, type Change, type Path } from './diff.js';
+export { SharedStructError, isSharedStructError, ErrorCodes, type ErrorCode, type SharedStructErrorOptions } from './errors.js';
+export { jsonCodec, type Codec } from './codec.js';
+export {
+  defaultConnectOptions,
+  defaultOpenOptions,
+  consoleLogger,
+  type ConnectOptions,
+  type OpenOptions,
+} from './options.js';
+export { exponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from './retry.js';
+export type { JsonValue } from './json.js';
+export type { Logger, SessionState, SessionStateChange } from './backend.js';

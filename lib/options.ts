@@ -1,0 +1,225 @@
+/** Option types, their defaults (in one factory each) and validation that names the option. */
+import type { BackendAddress, Logger } from './backend.js';
+import type { Codec } from './codec.js';
+import { jsonCodec } from './codec.js';
+import { SharedStructError } from './errors.js';
+import { validateNamespace } from './names.js';
+import type { BackoffPolicy } from './retry.js';
+
+/** Options of {@link connect}. All optional; see {@link defaultConnectOptions}. */
+export interface ConnectOptions {
+  /** Prefix of every key, `''` or `/a/b` (default `/sharedstruct`). `''` gives zkstate's layout. */
+  readonly namespace?: string;
+  /** Session / lease time to live (default 10000). After this long unreachable, the server may end the session. */
+  readonly sessionTtlMs?: number;
+  /** Deadline of the first connection (default 10000). */
+  readonly connectTimeoutMs?: number;
+  /** Deadline of every single request to the store (default 5000). Neither client has one of its own. */
+  readonly requestTimeoutMs?: number;
+  /** etcd user and password; ZooKeeper digest `username:password`. */
+  readonly auth?: { readonly username: string; readonly password: string };
+  /** TLS options passed to the client (etcd: grpc credentials options). */
+  readonly tls?: unknown;
+  /** Where the library logs (default: nothing below `warn`, to `console`). */
+  readonly logger?: Logger;
+  /** Overrides the backend's largest value, in bytes (etcd `--max-request-bytes`, ZooKeeper `jute.maxbuffer`). */
+  readonly maxValueBytes?: number;
+}
+
+/** {@link ConnectOptions} with every default applied. */
+export interface ResolvedConnectOptions {
+  readonly namespace: string;
+  readonly sessionTtlMs: number;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly auth: { readonly username: string; readonly password: string } | undefined;
+  readonly tls: unknown;
+  readonly logger: Logger;
+  readonly maxValueBytes: number | undefined;
+}
+
+/** Logs warnings and errors to the console, drops debug and info. */
+export const consoleLogger: Logger = Object.freeze({
+  debug() {},
+  info() {},
+  warn(message: string, fields?: Record<string, unknown>) {
+    console.warn(`[sharedstruct] ${message}`, fields ?? '');
+  },
+  error(message: string, fields?: Record<string, unknown>) {
+    console.error(`[sharedstruct] ${message}`, fields ?? '');
+  },
+});
+
+/** The defaults of {@link ConnectOptions}, in one place. */
+export function defaultConnectOptions(): ResolvedConnectOptions {
+  return {
+    namespace: '/sharedstruct',
+    sessionTtlMs: 10_000,
+    connectTimeoutMs: 10_000,
+    requestTimeoutMs: 5_000,
+    auth: undefined,
+    tls: undefined,
+    logger: consoleLogger,
+    maxValueBytes: undefined,
+  };
+}
+
+function positiveInt(option: string, value: unknown, min = 1): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new SharedStructError('INVALID_ARGUMENT', `option '${option}' must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkObject(what: string, value: unknown, known: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SharedStructError('INVALID_ARGUMENT', `${what} must be an object`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) throw new SharedStructError('INVALID_ARGUMENT', `unknown option '${key}' in ${what}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Validates and defaults {@link ConnectOptions}; throws `INVALID_ARGUMENT` naming the option. */
+export function resolveConnectOptions(options: unknown): ResolvedConnectOptions {
+  const o = checkObject('connect options', options, [
+    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'logger', 'maxValueBytes',
+  ]);
+  const d = defaultConnectOptions();
+  const auth = o.auth;
+  if (auth !== undefined) {
+    const a = checkObject("option 'auth'", auth, ['username', 'password']);
+    if (typeof a.username !== 'string' || a.username === '' || typeof a.password !== 'string') {
+      throw new SharedStructError('INVALID_ARGUMENT', "option 'auth' needs a non-empty string 'username' and a string 'password'");
+    }
+  }
+  const logger = o.logger;
+  if (logger !== undefined) {
+    for (const m of ['debug', 'info', 'warn', 'error']) {
+      if (typeof (logger as Record<string, unknown>)[m] !== 'function') {
+        throw new SharedStructError('INVALID_ARGUMENT', `option 'logger' must have a '${m}' method`);
+      }
+    }
+  }
+  return {
+    namespace: o.namespace === undefined ? d.namespace : validateNamespace(o.namespace),
+    sessionTtlMs: o.sessionTtlMs === undefined ? d.sessionTtlMs : positiveInt('sessionTtlMs', o.sessionTtlMs, 1000),
+    connectTimeoutMs: o.connectTimeoutMs === undefined ? d.connectTimeoutMs : positiveInt('connectTimeoutMs', o.connectTimeoutMs),
+    requestTimeoutMs: o.requestTimeoutMs === undefined ? d.requestTimeoutMs : positiveInt('requestTimeoutMs', o.requestTimeoutMs),
+    auth: auth as ResolvedConnectOptions['auth'],
+    tls: o.tls,
+    logger: (logger as Logger | undefined) ?? d.logger,
+    maxValueBytes: o.maxValueBytes === undefined ? undefined : positiveInt('maxValueBytes', o.maxValueBytes),
+  };
+}
+
+/** Options of `client.open()`. */
+export interface OpenOptions<T> {
+  /** The value to create the struct with when it does not exist. The first creator's `initial` wins. */
+  readonly initial?: T;
+  /** A JSON Schema (object) that every value must satisfy. */
+  readonly schema?: object;
+  /** Value codec (default JSON). */
+  readonly codec?: Codec;
+  /** `read()` throws `STALE_READ` when the cache was not confirmed for this long (default 30000). */
+  readonly maxStalenessMs?: number;
+  /** How often an idle cache is confirmed with a version-only check (default 5000). */
+  readonly refreshIntervalMs?: number;
+  /** Events a subscriber may leave unread before they are replaced by one `resync` (default 1024). */
+  readonly maxBufferedEvents?: number;
+  /** Backoff between `update()` retries (default: exponential with jitter, 2..200 ms). */
+  readonly backoff?: BackoffPolicy;
+}
+
+/** {@link OpenOptions} with defaults applied (`initial` and `schema` stay optional). */
+export interface ResolvedOpenOptions<T> {
+  readonly initial: T | undefined;
+  readonly hasInitial: boolean;
+  readonly schema: object | undefined;
+  readonly codec: Codec;
+  readonly maxStalenessMs: number;
+  readonly refreshIntervalMs: number;
+  readonly maxBufferedEvents: number;
+  readonly backoff: BackoffPolicy | undefined;
+}
+
+/** The defaults of {@link OpenOptions}, in one place. */
+export function defaultOpenOptions(): Omit<ResolvedOpenOptions<never>, 'initial' | 'hasInitial' | 'schema' | 'backoff'> {
+  return { codec: jsonCodec, maxStalenessMs: 30_000, refreshIntervalMs: 5_000, maxBufferedEvents: 1024 };
+}
+
+const OPEN_KEYS = ['initial', 'schema', 'codec', 'maxStalenessMs', 'refreshIntervalMs', 'maxBufferedEvents', 'backoff'] as const;
+
+/** Validates and defaults {@link OpenOptions}; `extra` lists keys the caller handles itself. */
+export function resolveOpenOptions<T>(options: unknown, extra: readonly string[] = []): ResolvedOpenOptions<T> {
+  const o = checkObject('open options', options, [...OPEN_KEYS, ...extra]);
+  const d = defaultOpenOptions();
+  const codec = o.codec as Codec | undefined;
+  if (codec !== undefined && (typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.name !== 'string')) {
+    throw new SharedStructError('INVALID_ARGUMENT', "option 'codec' must have 'name', 'encode' and 'decode'");
+  }
+  if (o.schema !== undefined && (typeof o.schema !== 'object' || o.schema === null)) {
+    throw new SharedStructError('INVALID_ARGUMENT', "option 'schema' must be a JSON Schema object");
+  }
+  const backoff = o.backoff as BackoffPolicy | undefined;
+  if (backoff !== undefined && typeof backoff?.delayMs !== 'function') {
+    throw new SharedStructError('INVALID_ARGUMENT', "option 'backoff' must have a 'delayMs(attempt)' method");
+  }
+  return {
+    initial: o.initial as T | undefined,
+    hasInitial: 'initial' in o && o.initial !== undefined,
+    schema: o.schema,
+    codec: codec ?? d.codec,
+    maxStalenessMs: o.maxStalenessMs === undefined ? d.maxStalenessMs : positiveInt('maxStalenessMs', o.maxStalenessMs),
+    refreshIntervalMs: o.refreshIntervalMs === undefined ? d.refreshIntervalMs : positiveInt('refreshIntervalMs', o.refreshIntervalMs),
+    maxBufferedEvents: o.maxBufferedEvents === undefined ? d.maxBufferedEvents : positiveInt('maxBufferedEvents', o.maxBufferedEvents),
+    backoff,
+  };
+}
+
+/** Schemes `connect()` understands, and the adapter module each loads. */
+export const SCHEMES = { memory: 'memory', etcd: 'etcd', zk: 'zookeeper', zookeeper: 'zookeeper' } as const;
+
+/**
+ * Parses `memory://[NAME]`, `etcd://h1:2379[,h2:2379]` and `zk://h1:2181[,h2:2181][/chroot]`.
+ * Host lists are comma-separated, which `new URL` does not accept, so this parses by hand.
+ */
+export function parseUrl(url: unknown): BackendAddress {
+  if (typeof url !== 'string') throw new SharedStructError('INVALID_ARGUMENT', `url must be a string, got ${typeof url}`);
+  const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?$/i.exec(url);
+  if (!m) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}' is not of the form scheme://hosts[/path]`);
+  const scheme = m[1]!.toLowerCase();
+  if (!(scheme in SCHEMES)) {
+    throw new SharedStructError('INVALID_ARGUMENT', `url scheme '${scheme}' is not one of memory, etcd, zk`);
+  }
+  const params = Object.fromEntries(new URLSearchParams(m[4] ?? ''));
+  const authority = m[2]!;
+  const path = m[3] ?? '';
+  if (scheme === 'memory') {
+    if (path !== '' && path !== '/') throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': a memory store name has no '/'`);
+    if (authority !== '' && !/^[A-Za-z0-9._-]+$/.test(authority)) {
+      throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': memory store names use A-Z a-z 0-9 . _ -`);
+    }
+    return { scheme, hosts: [authority], path: '', params };
+  }
+  if (authority === '') throw new SharedStructError('INVALID_ARGUMENT', `url '${url}' names no host`);
+  if (authority.includes('@')) {
+    throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': pass credentials with the 'auth' option, not in the URL`);
+  }
+  const hosts = authority.split(',').map((h) => {
+    const hm = /^(\[[0-9a-f:]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/i.exec(h);
+    const port = hm?.[2] === undefined ? undefined : Number(hm[2]);
+    if (!hm || (port !== undefined && (port < 1 || port > 65535))) {
+      throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': '${h}' is not host[:port]`);
+    }
+    return `${hm[1]}:${port ?? (scheme === 'etcd' ? 2379 : 2181)}`;
+  });
+  if (scheme === 'etcd' && path !== '' && path !== '/') {
+    throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': etcd URLs take no path; use the 'namespace' option`);
+  }
+  const chroot = path === '/' ? '' : path;
+  if (chroot !== '') validateNamespace(chroot);
+  return { scheme: SCHEMES[scheme as keyof typeof SCHEMES] === 'zookeeper' ? 'zk' : scheme, hosts, path: chroot, params };
+}

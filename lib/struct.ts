@@ -1,0 +1,609 @@
+/** `SharedStruct<T>`: the cached, watched, compare-and-swap JSON struct. */
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { Backend, Entry, Logger, WatchEvent } from './backend.js';
+import type { ErrorObject } from 'ajv';
+import { diffValues } from './diff.js';
+import { SharedStructError, isSharedStructError, throwIfAborted } from './errors.js';
+import { FanOut, type ChangeEvent, type ChangeOrigin } from './fanout.js';
+import { assertPlainJson, cloneJson, deepFreeze, jsonEqual } from './json.js';
+import type { ResolvedOpenOptions } from './options.js';
+import { exponentialBackoff, type BackoffPolicy } from './retry.js';
+import { schemaErrorText, validatorFor } from './schema.js';
+import { sleep } from './util/abort.js';
+import { TypedEmitter } from './util/emitter.js';
+
+/** What `stat()` reports about a struct instance. */
+export interface StructStat {
+  /** Version of the cached value (0 when the struct is deleted). */
+  readonly version: number;
+  /** Store revision of the cached value, decimal. */
+  readonly revision: string;
+  /** When the cache was last confirmed equal to the store (`Date.now()` ms). */
+  readonly confirmedAt: number;
+  /** Milliseconds since then. */
+  readonly stalenessMs: number;
+  /** `open`, `deleted` (the struct was removed from the store) or `closed`. */
+  readonly state: 'open' | 'deleted' | 'closed';
+}
+
+/** A listener registration under `<struct>/listeners/<id>`. */
+export interface Member {
+  readonly id: string;
+  readonly data: unknown;
+  /** When the member registered (`Date.now()` ms of its process). */
+  readonly since: number;
+}
+
+/** Events of a {@link SharedStruct}. */
+export interface StructEvents<T> {
+  /** A committed change (see {@link ChangeEvent}). */
+  change: ChangeEvent<T>;
+  /** Something no call could report: a corrupt remote value, a failed background refresh. */
+  error: SharedStructError;
+  /** The struct was deleted from the store. */
+  deleted: { readonly revision: string };
+}
+
+/** Options of {@link SharedStruct.update}. */
+export interface UpdateOptions {
+  readonly signal?: AbortSignal;
+  /** Retries after conflicts before rejecting `CONFLICT` (default 10). */
+  readonly maxRetries?: number;
+}
+
+/** Options of {@link SharedStruct.changes}. */
+export interface ChangesOptions {
+  readonly signal?: AbortSignal;
+  /** Start with one event carrying the current value (`previousVersion` 0, origin `resync`). */
+  readonly includeInitial?: boolean;
+  /** Overrides the struct's `maxBufferedEvents` for this subscriber. */
+  readonly maxBuffered?: number;
+}
+
+/** Result of a successful write. */
+export interface WriteResult<T> {
+  readonly value: T;
+  readonly version: number;
+}
+
+interface Cached<T> {
+  readonly value: T;
+  readonly version: number;
+  readonly revision: bigint;
+  readonly createRevision: bigint;
+}
+
+/** What the client needs of a struct, whatever its `T`. */
+export interface StructHandle {
+  close(): Promise<void>;
+  onNewSession(): void;
+}
+
+/** Internal wiring a struct receives from its client. */
+export interface StructContext {
+  readonly backend: Backend;
+  readonly logger: Logger;
+  /** Registers an ephemeral key that the client re-creates on every new session. */
+  register(key: string, value: unknown, signal?: AbortSignal): Promise<() => Promise<void>>;
+  /** Lists a registration folder. */
+  members(prefix: string, signal?: AbortSignal): Promise<Member[]>;
+  /** Called when the struct closes. */
+  onClose(struct: StructHandle): void;
+}
+
+/**
+ * A JSON struct shared through the store, cached locally and kept fresh by a watch.
+ *
+ * Reads come from the cache (`read`, `readDirty`) or the store (`readConsistent`); writes are
+ * compare-and-swap on the version and touch the cache only after the store committed; every
+ * committed version reaches every subscriber once, in order, as Added / Modified / Removed.
+ *
+ * @example
+ * ```ts
+ * const flags = await client.open<Flags>('flags', { initial: { beta: false } });
+ * flags.on('change', (ev) => console.log(ev.version, ev.changes));
+ * await flags.update((d) => { d.beta = true; });
+ * flags.read().beta; // true
+ * ```
+ */
+export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements AsyncDisposable, StructHandle {
+  /** The struct's name (without namespace). */
+  readonly name: string;
+  /** This instance's listener id. */
+  readonly id: string = randomUUID();
+  readonly #ctx: StructContext;
+  readonly #backend: Backend;
+  readonly #options: ResolvedOpenOptions<T>;
+  readonly #key: string;
+  readonly #listenersPrefix: string;
+  readonly #backoff: BackoffPolicy;
+  readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
+  readonly #fanout = new FanOut<T>();
+  readonly #closer = new AbortController();
+  /** Local writes in flight: the version they would create → their bytes (to tag the echo `local`). */
+  readonly #inflight = new Map<number, Uint8Array>();
+  #cache: Cached<T> | undefined;
+  /** The last value before a delete: the base of the next life's first event. */
+  #lastValue: T | undefined;
+  #confirmedAt = 0;
+  #state: 'open' | 'deleted' | 'closed' = 'open';
+  #watchRevision = 0n;
+  /** Set after a corrupt remote value: the next good value is delivered as a `resync`. */
+  #resyncNext = false;
+  #refreshing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #unregister: (() => Promise<void>) | undefined;
+  #watchLoop: Promise<void> | undefined;
+
+  /** @internal Use `client.open()`. */
+  constructor(ctx: StructContext, name: string, key: string, options: ResolvedOpenOptions<T>) {
+    super((err) => ctx.logger.error(`unhandled error in struct '${name}'`, { err }));
+    this.#ctx = ctx;
+    this.#backend = ctx.backend;
+    this.name = name;
+    this.#key = `${key}/payload`;
+    this.#listenersPrefix = `${key}/listeners`;
+    this.#options = options;
+    this.#backoff = options.backoff ?? exponentialBackoff();
+    this.#validate = options.schema ? validatorFor(options.schema) : undefined;
+  }
+
+  /** @internal Loads or creates the struct, registers the listener and starts the watch. */
+  async start(signal?: AbortSignal): Promise<void> {
+    let entry = await this.#backend.get(this.#key, { signal, consistent: true });
+    if (!entry) {
+      if (!this.#options.hasInitial) {
+        throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist and no 'initial' was given`);
+      }
+      const bytes = this.#encodeLocal(this.#options.initial);
+      const created = await this.#backend.create(this.#key, bytes, { signal });
+      entry = created.created ? created.entry : created.current;
+    }
+    const value = this.#decodeRemote(entry);
+    if (value === undefined) {
+      throw new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.name}' holds a value that cannot be decoded or fails its schema`);
+    }
+    this.#setCache(entry, value.value);
+    this.#watchRevision = entry.revision;
+    this.#unregister = await this.#ctx.register(
+      `${this.#listenersPrefix}/${this.id}`,
+      { id: this.id, host: hostname(), pid: process.pid, since: Date.now() },
+      signal,
+    );
+    this.#watchLoop = this.#runWatch();
+    this.#timer = setInterval(() => void this.#refresh(false), this.#options.refreshIntervalMs);
+    this.#timer.unref();
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  /**
+   * The cached value, deep-frozen, with no I/O and no copy. Throws `STALE_READ` when the cache
+   * was not confirmed equal to the store within `maxStalenessMs`, and `NOT_FOUND` after a delete.
+   */
+  read(): T {
+    const cache = this.#readable();
+    const staleness = Date.now() - this.#confirmedAt;
+    if (staleness > this.#options.maxStalenessMs) {
+      throw new SharedStructError(
+        'STALE_READ',
+        `struct '${this.name}' was last confirmed ${staleness} ms ago (maxStalenessMs ${this.#options.maxStalenessMs})`,
+      );
+    }
+    return cache.value;
+  }
+
+  /** The cached value, whatever its age. Throws only `NOT_FOUND` (deleted) or `CLOSED`. */
+  readDirty(): T {
+    return this.#readable().value;
+  }
+
+  /**
+   * A linearizable read from the store. When the store is newer than the cache, the cache is
+   * updated and the change events are delivered before this resolves; when nothing changed, the
+   * value is neither decoded nor diffed.
+   */
+  async readConsistent(options: { signal?: AbortSignal } = {}): Promise<T> {
+    this.#ensureOpen();
+    throwIfAborted(options.signal);
+    const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
+    this.#apply(entry, 'remote');
+    return this.#readable().value;
+  }
+
+  /** Version, revision and freshness of the cache. */
+  stat(): StructStat {
+    return Object.freeze({
+      version: this.#cache?.version ?? 0,
+      revision: (this.#cache?.revision ?? 0n).toString(),
+      confirmedAt: this.#confirmedAt,
+      stalenessMs: Date.now() - this.#confirmedAt,
+      state: this.#state,
+    });
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  /**
+   * Changes the struct with compare-and-swap. `fn` gets a mutable deep copy: mutate it, or return
+   * the next value (anything but `undefined` replaces the draft, `null` included). On a conflict
+   * the cache is refreshed and `fn` runs again, after a jittered backoff, up to `maxRetries`
+   * times; then `CONFLICT`. A result equal to the current value writes nothing.
+   */
+  async update(fn: (draft: T) => T | void | Promise<T | void>, options: UpdateOptions = {}): Promise<WriteResult<T>> {
+    const r = await this.#writeLoop(async (draft) => {
+      const out = await fn(draft);
+      return { next: out === undefined ? draft : out, result: undefined };
+    }, options);
+    return r.written;
+  }
+
+  /** Replaces the value (the `update` loop with a fixed value). */
+  async set(value: T, options: UpdateOptions = {}): Promise<WriteResult<T>> {
+    if (value === undefined) throw new SharedStructError('INVALID_VALUE', 'set() needs a value; undefined is not JSON');
+    const r = await this.#writeLoop(() => Promise.resolve({ next: value, result: undefined }), options);
+    return r.written;
+  }
+
+  /**
+   * `fn(draft)` returns `[result, next]` (it may be async); `next` is written with the same
+   * compare-and-swap loop as `update`, and `result` is what this resolves.
+   */
+  async modify<R>(fn: (draft: T) => readonly [R, T] | Promise<readonly [R, T]>, options: UpdateOptions = {}): Promise<R> {
+    const r = await this.#writeLoop(async (draft) => {
+      const out = await fn(draft);
+      if (!Array.isArray(out) || out.length !== 2) {
+        throw new SharedStructError('INVALID_ARGUMENT', 'modify(fn): fn must return [result, next]');
+      }
+      return { next: out[1], result: out[0] };
+    }, options);
+    return r.result;
+  }
+
+  /**
+   * One compare-and-swap attempt: writes `value` only if the store still holds
+   * `expectedVersion`; otherwise rejects `CONFLICT` and leaves cache and events untouched.
+   */
+  async compareAndSet(expectedVersion: number, value: T, options: { signal?: AbortSignal } = {}): Promise<WriteResult<T>> {
+    this.#ensureOpen();
+    throwIfAborted(options.signal);
+    if (!Number.isInteger(expectedVersion) || expectedVersion < 1) {
+      throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
+    }
+    const bytes = this.#encodeLocal(value);
+    const written = await this.#put(expectedVersion, bytes, options.signal);
+    if (!written) {
+      throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion}`);
+    }
+    return written;
+  }
+
+  /** Deletes the struct from the store. Other instances get a `deleted` event. */
+  async delete(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#ensureOpen();
+    throwIfAborted(options.signal);
+    const deleted = await this.#backend.delete(this.#key, { signal: options.signal });
+    if (deleted) this.#apply(undefined, 'local');
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  /**
+   * Every committed change from now on, as an async iterator with its own buffer. A subscriber
+   * that leaves more than `maxBufferedEvents` unread gets them replaced by one `resync` event.
+   */
+  changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent<T>> {
+    const max = options.maxBuffered ?? this.#options.maxBufferedEvents;
+    const cache = this.#cache;
+    const base = { version: cache?.version ?? 0, value: (cache?.value ?? this.#lastValue) as T };
+    let initial: ChangeEvent<T> | undefined;
+    if (options.includeInitial && cache) {
+      initial = Object.freeze({
+        version: cache.version,
+        previousVersion: 0,
+        revision: cache.revision.toString(),
+        origin: 'resync',
+        coalesced: false,
+        value: cache.value,
+        changes: Object.freeze(diffValues(undefined, cache.value)),
+      });
+    }
+    if (this.#state === 'closed') {
+      return this.#fanout.subscribe(base, max, AbortSignal.abort(new SharedStructError('CLOSED', 'the struct is closed')));
+    }
+    return this.#fanout.subscribe(base, max, options.signal, initial);
+  }
+
+  /** The instances that have this struct open (their listener registrations). */
+  listeners(options: { signal?: AbortSignal } = {}): Promise<Member[]> {
+    return this.#ctx.members(this.#listenersPrefix, options.signal);
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------------
+
+  /** Stops the watch and the refresh, removes the listener registration, ends every iterator. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    clearInterval(this.#timer);
+    this.#closer.abort(new SharedStructError('CLOSED', 'the struct is closed'));
+    this.#fanout.endAll();
+    this.#ctx.onClose(this);
+    try {
+      await this.#unregister?.();
+    } catch (err) {
+      this.#ctx.logger.debug('listener registration not removed on close', { struct: this.name, err });
+    }
+    await this.#watchLoop;
+    this.removeAllListeners();
+  }
+
+  /** Same as {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal The session was replaced: the client re-created the registration; re-read and resync. */
+  onNewSession(): void {
+    if (this.#state === 'closed') return;
+    void this.#refresh(true);
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #ensureOpen(): void {
+    if (this.#state === 'closed') throw new SharedStructError('CLOSED', `struct '${this.name}' is closed`);
+  }
+
+  #readable(): Cached<T> {
+    this.#ensureOpen();
+    if (!this.#cache) throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted`);
+    return this.#cache;
+  }
+
+  /** Checks and encodes a value this process wants to write. */
+  #encodeLocal(value: unknown): Uint8Array {
+    assertPlainJson(value);
+    if (this.#validate) {
+      const errors = this.#validate(value);
+      if (errors) {
+        throw new SharedStructError('SCHEMA_VALIDATION', `value for '${this.name}' fails its schema: ${schemaErrorText(errors)}`, {
+          details: errors,
+        });
+      }
+    }
+    const bytes = this.#options.codec.encode(value);
+    const max = this.#backend.limits.maxValueBytes;
+    if (bytes.byteLength > max) {
+      throw new SharedStructError('VALUE_TOO_LARGE', `value for '${this.name}' is ${bytes.byteLength} bytes encoded; the ${this.#backend.kind} limit is ${max}`);
+    }
+    return bytes;
+  }
+
+  /** Decodes and checks a stored value; reports and returns undefined when it is corrupt. */
+  #decodeRemote(entry: Entry): { value: T } | undefined {
+    let value: unknown;
+    try {
+      value = this.#options.codec.decode(entry.value);
+    } catch (err) {
+      this.#corrupt(entry, `cannot be decoded with codec '${this.#options.codec.name}'`, err);
+      return undefined;
+    }
+    const errors = this.#validate?.(value);
+    if (errors) {
+      this.#corrupt(entry, `fails its schema: ${schemaErrorText(errors)}`, errors);
+      return undefined;
+    }
+    return { value: deepFreeze(value as T) };
+  }
+
+  #corrupt(entry: Entry, why: string, cause: unknown): void {
+    this.#resyncNext = true;
+    this.emit(
+      'error',
+      new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.name}' version ${entry.version} ${why}; keeping version ${this.#cache?.version ?? 0}`, {
+        cause,
+      }),
+    );
+  }
+
+  #setCache(entry: Entry, value: T): void {
+    this.#cache = { value, version: entry.version, revision: entry.revision, createRevision: entry.createRevision };
+    this.#lastValue = value;
+    this.#confirm();
+  }
+
+  #confirm(): void {
+    this.#confirmedAt = Date.now();
+  }
+
+  /**
+   * The one place the cache changes. `entry` is what the store holds (undefined: deleted).
+   * Versions at or below the cache's are echoes and only confirm; newer ones are decoded and
+   * diffed once, cached, then published. `origin` 'resync' marks a change found after lost
+   * continuity.
+   */
+  #apply(entry: Entry | undefined, origin: ChangeOrigin): void {
+    if (this.#state === 'closed') return;
+    const cache = this.#cache;
+    if (!entry) {
+      this.#confirm();
+      if (!cache) return;
+      this.#cache = undefined;
+      this.#state = 'deleted';
+      this.emit('deleted', { revision: (this.#watchRevision > cache.revision ? this.#watchRevision : cache.revision).toString() });
+      return;
+    }
+    let newLife = false;
+    if (cache && entry.createRevision !== cache.createRevision) {
+      if (entry.createRevision < cache.createRevision) return; // an older life, already superseded
+      // Deleted and created again while we were not looking.
+      this.#apply(undefined, origin);
+      newLife = true;
+    }
+    const current = this.#cache;
+    if (current && entry.version <= current.version) {
+      this.#confirm();
+      return;
+    }
+    const decoded = this.#decodeRemote(entry);
+    if (!decoded) return;
+    const previousVersion = current ? current.version : 0;
+    const before = current ? current.value : this.#lastValue;
+    const local = this.#inflight.get(entry.version);
+    const isLocal = local !== undefined && bytesEqual(local, entry.value);
+    let eventOrigin: ChangeOrigin = isLocal ? 'local' : origin === 'local' ? 'remote' : origin;
+    if (!current || newLife || this.#resyncNext || origin === 'resync') eventOrigin = 'resync';
+    this.#resyncNext = false;
+    const event: ChangeEvent<T> = Object.freeze({
+      version: entry.version,
+      previousVersion,
+      revision: entry.revision.toString(),
+      origin: eventOrigin,
+      coalesced: current ? entry.version !== current.version + 1 : previousVersion !== 0,
+      value: decoded.value,
+      changes: Object.freeze(diffValues(before, decoded.value)),
+    });
+    this.#setCache(entry, decoded.value);
+    if (this.#state === 'deleted') this.#state = 'open';
+    this.#fanout.publish(event);
+    this.emit('change', event);
+  }
+
+  async #writeLoop<R>(
+    compute: (draft: T) => Promise<{ next: T; result: R }>,
+    options: UpdateOptions,
+  ): Promise<{ written: WriteResult<T>; result: R }> {
+    const maxRetries = options.maxRetries ?? 10;
+    if (!Number.isInteger(maxRetries) || maxRetries < 0) {
+      throw new SharedStructError('INVALID_ARGUMENT', `option 'maxRetries' must be an integer >= 0, got ${String(maxRetries)}`);
+    }
+    for (let attempt = 0; ; attempt++) {
+      throwIfAborted(options.signal);
+      const cache = this.#readable();
+      const { next, result } = await compute(cloneJson(cache.value));
+      throwIfAborted(options.signal);
+      if (jsonEqual(next, cache.value)) {
+        assertPlainJson(next);
+        return { written: { value: cache.value, version: cache.version }, result };
+      }
+      const bytes = this.#encodeLocal(next);
+      const written = await this.#put(cache.version, bytes, options.signal);
+      if (written) return { written, result };
+      if (attempt >= maxRetries) {
+        throw new SharedStructError('CONFLICT', `struct '${this.name}': still conflicting after ${maxRetries} retries`);
+      }
+      await sleep(this.#backoff.delayMs(attempt + 1), options.signal);
+    }
+  }
+
+  /** One CAS. Resolves the write, or undefined on conflict (the cache then holds the winner). */
+  async #put(expectedVersion: number, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
+    const version = expectedVersion + 1;
+    this.#inflight.set(version, bytes);
+    try {
+      const r = await this.#backend.put(this.#key, bytes, { expectedVersion, signal });
+      if (!r.ok) {
+        if (!r.current) {
+          this.#apply(undefined, 'remote');
+          throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted`);
+        }
+        this.#apply(r.current, 'remote');
+        return undefined;
+      }
+      this.#apply(r.entry, 'local');
+      const cache = this.#cache;
+      const value = cache && cache.version === r.entry.version ? cache.value : deepFreeze(this.#options.codec.decode(bytes) as T);
+      return { value, version: r.entry.version };
+    } finally {
+      if (this.#inflight.get(version) === bytes) this.#inflight.delete(version);
+    }
+  }
+
+  async #runWatch(): Promise<void> {
+    const signal = this.#closer.signal;
+    for (let failures = 0; !signal.aborted; ) {
+      const watch = this.#backend.watch({ key: this.#key }, { afterRevision: this.#watchRevision, signal });
+      try {
+        for await (const event of watch) {
+          failures = 0;
+          this.#onWatchEvent(event);
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        failures += 1;
+        this.#ctx.logger.warn(`watch of '${this.name}' broke; resuming after revision ${this.#watchRevision}`, { err });
+      } finally {
+        watch.close();
+      }
+      if (signal.aborted) return;
+      try {
+        await sleep(Math.min(1000, 10 * 2 ** failures), signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  #onWatchEvent(event: WatchEvent): void {
+    switch (event.type) {
+      case 'put':
+        this.#apply(event.entry, 'remote');
+        this.#advance(event.entry.revision);
+        return;
+      case 'delete':
+        this.#apply(undefined, 'remote');
+        this.#advance(event.revision);
+        return;
+      case 'reset': {
+        this.#apply(event.entries.find((e) => e.key === this.#key), 'resync');
+        this.#advance(event.revision);
+        return;
+      }
+      case 'progress':
+        this.#confirm();
+        this.#advance(event.revision);
+        return;
+    }
+  }
+
+  #advance(revision: bigint): void {
+    if (revision > this.#watchRevision) this.#watchRevision = revision;
+  }
+
+  /**
+   * Confirms the cache: a version-only check, and a read only when the store moved on. With
+   * `resync` (a new session) the read is unconditional and a change arrives as `resync`.
+   */
+  #refresh(resync: boolean): Promise<void> {
+    if (this.#refreshing) return this.#refreshing;
+    const run = async (): Promise<void> => {
+      const signal = this.#closer.signal;
+      try {
+        const cache = this.#cache;
+        if (!resync && cache) {
+          const stat = await this.#backend.stat(this.#key, { signal });
+          if (stat && stat.version === cache.version && stat.createRevision === cache.createRevision) {
+            this.#confirm();
+            return;
+          }
+        }
+        const entry = await this.#backend.get(this.#key, { signal, consistent: true });
+        this.#apply(entry, resync ? 'resync' : 'remote');
+      } catch (err) {
+        if (this.#state === 'closed') return;
+        const e = isSharedStructError(err) ? err : new SharedStructError('CONNECTION', 'refresh failed', { cause: err });
+        this.emit('error', new SharedStructError(e.code, `background refresh of '${this.name}' failed: ${e.message}`, { cause: e }));
+      }
+    };
+    this.#refreshing = run().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,33 @@
+/**
+ * What a backend provides to run the contract suites: isolated stores, clients on them, and
+ * real fault injection. Memory implements it with its test hooks; etcd and ZooKeeper with real
+ * servers, a TCP proxy per client and real session expiry.
+ */
+import type { Client, ConnectOptions } from '../../lib/index.js';
+
+/** A backend under test. */
+export interface ContractTarget {
+  /** `memory`, `etcd` or `zookeeper`. */
+  readonly name: string;
+  /** Starts what the target needs (once per suite). */
+  setup(): Promise<void>;
+  /** Stops what `setup` started that the run-end cleanup does not. */
+  teardown(): Promise<void>;
+  /** A fresh store: its clients share data, and no other store sees it (own namespace). */
+  newStore(): Promise<ContractStore>;
+}
+
+/** One isolated store of a {@link ContractTarget}. */
+export interface ContractStore {
+  /** Connects a new client, with its own session, to this store. */
+  connect(options?: Partial<ConnectOptions>): Promise<Client>;
+  /** Expires `client`'s session on the server, for real; resolves once the server dropped it. */
+  expireSession(client: Client): Promise<void>;
+  /**
+   * Cuts `client` off the store (requests and watches get no answer) until the returned
+   * function heals the partition.
+   */
+  partition(client: Client): Promise<() => Promise<void>>;
+  /** Closes every client this store connected. */
+  close(): Promise<void>;
+}
