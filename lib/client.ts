@@ -29,7 +29,8 @@ interface Registration {
   readonly bytes: Uint8Array;
 }
 
-const BACKEND = Symbol('sharedstruct.backend');
+/** Registered symbol, so two loaded copies of this module still find a client's backend. */
+const BACKEND = Symbol.for('sharedstruct.backend');
 
 /**
  * A connection to a store, made by {@link connect}. It holds one session (an etcd lease, a

@@ -121,8 +121,13 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
   readonly #fanout = new FanOut<T>();
   readonly #closer = new AbortController();
-  /** Local writes in flight: the version they would create → their bytes (to tag the echo `local`). */
-  readonly #inflight = new Map<number, Uint8Array>();
+  /**
+   * Local writes in flight. While any is, watch events wait in `#held`: the write's own result
+   * must be what applies its version, because its watch echo cannot be told apart from a
+   * competing writer that committed the same bytes (and would be tagged wrongly).
+   */
+  #writesInFlight = 0;
+  readonly #held: WatchEvent[] = [];
   #cache: Cached<T> | undefined;
   /** The last value before a delete: the base of the next life's first event. */
   #lastValue: T | undefined;
@@ -451,10 +456,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     if (!decoded) return;
     const previousVersion = current ? current.version : 0;
     const before = current ? current.value : this.#lastValue;
-    const local = this.#inflight.get(entry.version);
-    const isLocal = local !== undefined && bytesEqual(local, entry.value);
-    let eventOrigin: ChangeOrigin = isLocal ? 'local' : origin === 'local' ? 'remote' : origin;
-    if (!current || newLife || this.#resyncNext || origin === 'resync') eventOrigin = 'resync';
+    let eventOrigin: ChangeOrigin = origin;
+    if (!current || newLife || this.#resyncNext) eventOrigin = 'resync';
     this.#resyncNext = false;
     const event: ChangeEvent<T> = Object.freeze({
       version: entry.version,
@@ -500,8 +503,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
 
   /** One CAS. Resolves the write, or undefined on conflict (the cache then holds the winner). */
   async #put(expectedVersion: number, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
-    const version = expectedVersion + 1;
-    this.#inflight.set(version, bytes);
+    this.#writesInFlight += 1;
     try {
       const r = await this.#backend.put(this.#key, bytes, { expectedVersion, signal });
       if (!r.ok) {
@@ -517,7 +519,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       const value = cache && cache.version === r.entry.version ? cache.value : deepFreeze(this.#options.codec.decode(bytes) as T);
       return { value, version: r.entry.version };
     } finally {
-      if (this.#inflight.get(version) === bytes) this.#inflight.delete(version);
+      this.#writesInFlight -= 1;
+      if (this.#writesInFlight === 0) {
+        for (const event of this.#held.splice(0)) this.#onWatchEvent(event);
+      }
     }
   }
 
@@ -528,7 +533,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       try {
         for await (const event of watch) {
           failures = 0;
-          this.#onWatchEvent(event);
+          if (this.#writesInFlight > 0) this.#held.push(event);
+          else this.#onWatchEvent(event);
         }
       } catch (err) {
         if (signal.aborted) return;
@@ -600,10 +606,4 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#refreshing = run().finally(() => (this.#refreshing = undefined));
     return this.#refreshing;
   }
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -189,9 +189,12 @@ export class MemoryStore {
 
 /**
  * The stores of this process by name. A registry is unavoidable here: `memory://NAME` means
- * "the same store for every client of this process that says NAME".
+ * "the same store for every client of this process that says NAME". It hangs off `globalThis`
+ * under a registered symbol so that two loaded copies of this module (two copies of the package
+ * in node_modules, or a loader that instantiates a module twice) still share one store.
  */
-const stores = new Map<string, MemoryStore>();
+const REGISTRY = Symbol.for('sharedstruct.memoryStores');
+const stores: Map<string, MemoryStore> = ((globalThis as Record<symbol, unknown>)[REGISTRY] ??= new Map()) as Map<string, MemoryStore>;
 
 /** The store called `name` ('' is the default `memory://` store), created on first use. */
 export function memoryStore(name: string): MemoryStore {

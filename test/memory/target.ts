@@ -1,0 +1,47 @@
+/** The memory backend as a contract target: isolated `memory://NAME` stores and its test hooks. */
+import { randomUUID } from 'node:crypto';
+import type { MemoryBackend } from '../../adapters/memory/index.js';
+import { backendOf } from '../../lib/client.js';
+import { connect, type Client, type ConnectOptions } from '../../lib/index.js';
+import type { ContractStore, ContractTarget } from '../contract/target.js';
+
+/**
+ * The backend of a memory client, for its test hooks. Checked by kind, not `instanceof`: `connect`
+ * loads adapters with a dynamic import, which tsx instantiates apart from a static one.
+ */
+export function memoryBackendOf(client: Client): MemoryBackend {
+  const b = backendOf(client);
+  if (b.kind !== 'memory') throw new Error('not a memory client');
+  return b as MemoryBackend;
+}
+
+export const memoryTarget: ContractTarget = {
+  name: 'memory',
+  setup: () => Promise.resolve(),
+  teardown: () => Promise.resolve(),
+  newStore(): Promise<ContractStore> {
+    const url = `memory://ct-${randomUUID().slice(0, 8)}`;
+    const clients: Client[] = [];
+    return Promise.resolve({
+      async connect(options: Partial<ConnectOptions> = {}) {
+        const c = await connect(url, { requestTimeoutMs: 2000, ...options });
+        clients.push(c);
+        return c;
+      },
+      expireSession(client: Client) {
+        memoryBackendOf(client).store.endSession(memoryBackendOf(client).session.id);
+        return Promise.resolve();
+      },
+      partition(client: Client) {
+        const heal = memoryBackendOf(client).partition();
+        return Promise.resolve(() => {
+          heal();
+          return Promise.resolve();
+        });
+      },
+      async close() {
+        await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+      },
+    });
+  },
+};
