@@ -16,10 +16,8 @@ export type Change =
  * Empty when the two are equal.
  */
 export function diffValues(before: unknown, after: unknown): Change[] {
-  const raw = deepDiff.diff(before, after);
-  if (!raw) return [];
   const out: Change[] = [];
-  for (const d of raw) {
+  for (const d of deepDiff.diff(before, after) ?? []) {
     const base = (d.path ?? []) as (string | number)[];
     if (d.kind === 'A') {
       push(out, [...base, d.index], d.item);
@@ -27,7 +25,32 @@ export function diffValues(before: unknown, after: unknown): Change[] {
       push(out, base, d);
     }
   }
+  addEmptyKeys(before, after, [], out);
   return out;
+}
+
+/**
+ * deep-diff 1.0.2 never reports an added key named `''` (it skips falsy keys while looking for
+ * its own `null` markers). JSON allows that key and foreign writers may use it, so find those
+ * additions here: only where both sides are containers of the same kind, as deep-diff descends.
+ */
+function addEmptyKeys(before: unknown, after: unknown, path: (string | number)[], out: Change[]): void {
+  if (typeof before !== 'object' || typeof after !== 'object' || before === null || after === null) return;
+  if (Array.isArray(before) !== Array.isArray(after)) return;
+  if (Array.isArray(before)) {
+    const b = before as unknown[];
+    const a = after as unknown[];
+    for (let i = 0; i < Math.min(b.length, a.length); i++) addEmptyKeys(b[i], a[i], [...path, i], out);
+    return;
+  }
+  const b = before as Record<string, unknown>;
+  const a = after as Record<string, unknown>;
+  if (Object.prototype.hasOwnProperty.call(a, '') && !Object.prototype.hasOwnProperty.call(b, '')) {
+    out.push({ kind: 'Added', path: [...path, ''], value: a[''] });
+  }
+  for (const k of Object.keys(a)) {
+    if (Object.prototype.hasOwnProperty.call(b, k)) addEmptyKeys(b[k], a[k], [...path, k], out);
+  }
 }
 
 function push(out: Change[], path: (string | number)[], d: deepDiff.Diff<unknown, unknown>): void {
@@ -70,7 +93,7 @@ export function applyChanges<T = JsonValue>(value: unknown, changes: readonly Ch
       if (Array.isArray(parent) && typeof last === 'number') parent.splice(last, 1);
       else delete (parent as Record<string, unknown>)[last];
     } else {
-      (parent as Record<string | number, unknown>)[last] = structuredClone(change.value);
+      setOwn(parent, last, structuredClone(change.value));
     }
   }
   return root as T;
@@ -80,8 +103,15 @@ function walk(root: unknown, path: Path): object {
   let node = root as Record<string | number, unknown>;
   for (let i = 0; i < path.length - 1; i++) {
     const key = path[i]!;
-    if (typeof node[key] !== 'object' || node[key] === null) node[key] = typeof path[i + 1] === 'number' ? [] : {};
+    if (!Object.prototype.hasOwnProperty.call(node, key) || typeof node[key] !== 'object' || node[key] === null) {
+      setOwn(node, key, typeof path[i + 1] === 'number' ? [] : {});
+    }
     node = node[key] as Record<string | number, unknown>;
   }
   return node;
+}
+
+/** Sets an own data property: a key named `__proto__` must not reach the prototype setter. */
+function setOwn(target: object, key: string | number, value: unknown): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
 }

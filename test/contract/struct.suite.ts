@@ -21,7 +21,10 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) assert.fail(`${what}: not true within ${ms} ms${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > deadline) {
+      const why = last instanceof Error ? ` (last error: ${last.message})` : '';
+      assert.fail(`${what}: not true within ${ms} ms${why}`);
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
 }
