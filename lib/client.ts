@@ -4,6 +4,7 @@ import { SharedStructError, abortError, isSharedStructError, throwIfAborted } fr
 import { jsonCodec } from './codec.js';
 import { validateName } from './names.js';
 import { resolveOpenOptions, type OpenOptions, type ResolvedConnectOptions } from './options.js';
+import type { SchemaName, SchemaTypes } from '../schemas/index.js';
 import { SharedStruct, type Member, type StructHandle } from './struct.js';
 import { anySignal, sleep } from './util/abort.js';
 import { AsyncQueue } from './util/async-queue.js';
@@ -107,9 +108,26 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   /**
    * Opens the struct `name`, creating it with `initial` if it does not exist (the first creator's
    * `initial` wins). Without `initial` a missing struct rejects `NOT_FOUND`. The instance
-   * registers itself as a listener and starts its watch.
+   * registers itself as a listener and starts its watch. With `schema: 'flags'` (a schema shipped
+   * in `schemas/`) the struct is typed by the generated type of that schema.
+   *
+   * @example
+   * ```ts
+   * const flags = await client.open('flags', { schema: 'flags', initial: { beta: false, rollout: 0, regions: [] } });
+   * flags.read().rollout; // number, from schemas/types/flags.ts
+   * ```
    */
-  async open<T>(name: string, options: OpenOptions<T> & { readonly signal?: AbortSignal } = {}): Promise<SharedStruct<T>> {
+  open<K extends SchemaName>(
+    name: string,
+    options: OpenOptions<SchemaTypes[K]> & { readonly schema: K; readonly signal?: AbortSignal },
+  ): Promise<SharedStruct<SchemaTypes[K]>>;
+  /** A schema given by name goes through the overload above, so it always types the struct. */
+  open<T>(name: string, options?: OpenOptions<T> & { readonly schema?: object; readonly signal?: AbortSignal }): Promise<SharedStruct<T>>;
+  open<T>(name: string, options: OpenOptions<T> & { readonly signal?: AbortSignal } = {}): Promise<SharedStruct<T>> {
+    return this.#open(name, options);
+  }
+
+  async #open<T>(name: string, options: OpenOptions<T> & { readonly signal?: AbortSignal }): Promise<SharedStruct<T>> {
     this.#ensureOpen();
     validateName(name, 'struct name');
     const { signal, ...rest } = options;
@@ -134,6 +152,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    * Waits until someone creates `name`, then opens it. Rejects `TIMEOUT` after `timeoutMs`,
    * `ABORTED` when `signal` fires.
    */
+  expect<K extends SchemaName>(name: string, options: ExpectOptions<SchemaTypes[K]> & { readonly schema: K }): Promise<SharedStruct<SchemaTypes[K]>>;
+  expect<T>(name: string, options?: ExpectOptions<T> & { readonly schema?: object }): Promise<SharedStruct<T>>;
   async expect<T>(name: string, options: ExpectOptions<T> = {}): Promise<SharedStruct<T>> {
     this.#ensureOpen();
     validateName(name, 'struct name');
@@ -178,7 +198,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     } finally {
       watch.close();
     }
-    return this.open<T>(name, { ...openOptions, ...(signal && { signal }) });
+    return this.#open<T>(name, { ...openOptions, ...(signal && { signal }) });
   }
 
   /** Closes every struct, ends the session (ephemerals go at once). Idempotent. */

@@ -16,7 +16,9 @@ export {
 export type { ChangeEvent, ChangeOrigin } from './fanout.js';
 export { applyChanges, diffValues, type Change, type Path } from './diff.js';
 export { SharedStructError, isSharedStructError, ErrorCodes, type ErrorCode, type SharedStructErrorOptions } from './errors.js';
-export { jsonCodec, type Codec } from './codec.js';
+export { jsonCodec, msgpackCodec, type Codec } from './codec.js';
+export { loadSchema, schemaNames } from '../schemas/index.js';
+export type * from '../schemas/types/index.js';
 export {
   defaultConnectOptions,
   defaultOpenOptions,

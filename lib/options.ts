@@ -1,7 +1,8 @@
 /** Option types, their defaults (in one factory each) and validation that names the option. */
 import type { BackendAddress, Logger } from './backend.js';
-import type { Codec } from './codec.js';
-import { jsonCodec } from './codec.js';
+import { jsonCodec, validateCodec, type Codec } from './codec.js';
+import { loadSchema, type SchemaName } from '../schemas/index.js';
+import { validatorFor } from './schema.js';
 import { SharedStructError } from './errors.js';
 import { validateNamespace } from './names.js';
 import type { BackoffPolicy } from './retry.js';
@@ -119,9 +120,13 @@ export function resolveConnectOptions(options: unknown): ResolvedConnectOptions 
 export interface OpenOptions<T> {
   /** The value to create the struct with when it does not exist. The first creator's `initial` wins. */
   readonly initial?: T;
-  /** A JSON Schema (object) that every value must satisfy. */
-  readonly schema?: object;
-  /** Value codec (default JSON). */
+  /**
+   * A JSON Schema every value must satisfy: a schema object, or the name of one shipped in
+   * `schemas/` (e.g. `'flags'`). Local writes that fail it reject `SCHEMA_VALIDATION`; remote
+   * values that fail it are reported as `CORRUPT_REMOTE_VALUE` and skipped.
+   */
+  readonly schema?: object | SchemaName;
+  /** Value codec: `jsonCodec` (default, bare JSON), `msgpackCodec`, or your own. */
   readonly codec?: Codec;
   /** `read()` throws `STALE_READ` when the cache was not confirmed for this long (default 30000). */
   readonly maxStalenessMs?: number;
@@ -156,12 +161,17 @@ const OPEN_KEYS = ['initial', 'schema', 'codec', 'maxStalenessMs', 'refreshInter
 export function resolveOpenOptions<T>(options: unknown, extra: readonly string[] = []): ResolvedOpenOptions<T> {
   const o = checkObject('open options', options, [...OPEN_KEYS, ...extra]);
   const d = defaultOpenOptions();
-  const codec = o.codec as Codec | undefined;
-  if (codec !== undefined && (typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.name !== 'string')) {
-    throw new SharedStructError('INVALID_ARGUMENT', "option 'codec' must have 'name', 'encode' and 'decode'");
-  }
-  if (o.schema !== undefined && (typeof o.schema !== 'object' || o.schema === null)) {
-    throw new SharedStructError('INVALID_ARGUMENT', "option 'schema' must be a JSON Schema object");
+  const codec = o.codec === undefined ? undefined : validateCodec(o.codec);
+  let schema: object | undefined;
+  if (typeof o.schema === 'string') schema = loadSchema(o.schema);
+  else if (o.schema === undefined || (typeof o.schema === 'object' && o.schema !== null && !Array.isArray(o.schema))) schema = o.schema;
+  else throw new SharedStructError('INVALID_ARGUMENT', "option 'schema' must be a JSON Schema object or the name of one in schemas/");
+  if (schema) {
+    try {
+      validatorFor(schema); // compiled once here, so a broken schema fails the open, not a write
+    } catch (err) {
+      throw new SharedStructError('INVALID_ARGUMENT', `option 'schema' is not a valid JSON Schema: ${(err as Error).message}`, { cause: err });
+    }
   }
   const backoff = o.backoff as BackoffPolicy | undefined;
   if (backoff !== undefined && typeof backoff?.delayMs !== 'function') {
@@ -170,7 +180,7 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
   return {
     initial: o.initial as T | undefined,
     hasInitial: 'initial' in o && o.initial !== undefined,
-    schema: o.schema,
+    schema,
     codec: codec ?? d.codec,
     maxStalenessMs: o.maxStalenessMs === undefined ? d.maxStalenessMs : positiveInt('maxStalenessMs', o.maxStalenessMs),
     refreshIntervalMs: o.refreshIntervalMs === undefined ? d.refreshIntervalMs : positiveInt('refreshIntervalMs', o.refreshIntervalMs),

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Backend, Entry, Logger, WatchEvent } from './backend.js';
 import type { ErrorObject } from 'ajv';
+import { decodeFramed, encodeFramed } from './codec.js';
 import { diffValues } from './diff.js';
 import { SharedStructError, isSharedStructError, throwIfAborted } from './errors.js';
 import { FanOut, type ChangeEvent, type ChangeOrigin } from './fanout.js';
@@ -165,11 +166,9 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       const created = await this.#backend.create(this.#key, bytes, { signal });
       entry = created.created ? created.entry : created.current;
     }
-    const value = this.#decodeRemote(entry);
-    if (value === undefined) {
-      throw new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.name}' holds a value that cannot be decoded or fails its schema`);
-    }
-    this.#setCache(entry, value.value);
+    const decoded = this.#decodeRemote(entry);
+    if ('error' in decoded) throw decoded.error;
+    this.#setCache(entry, decoded.value);
     this.#watchRevision = entry.revision;
     this.#unregister = await this.#ctx.register(
       `${this.#listenersPrefix}/${this.id}`,
@@ -378,7 +377,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         });
       }
     }
-    const bytes = this.#options.codec.encode(value);
+    const bytes = encodeFramed(this.#options.codec, value);
     const max = this.#backend.limits.maxValueBytes;
     if (bytes.byteLength > max) {
       throw new SharedStructError('VALUE_TOO_LARGE', `value for '${this.name}' is ${bytes.byteLength} bytes encoded; the ${this.#backend.kind} limit is ${max}`);
@@ -386,31 +385,21 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     return bytes;
   }
 
-  /** Decodes and checks a stored value; reports and returns undefined when it is corrupt. */
-  #decodeRemote(entry: Entry): { value: T } | undefined {
+  /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
+  #decodeRemote(entry: Entry): { value: T } | { error: SharedStructError } {
+    const corrupt = (why: string, cause: unknown): { error: SharedStructError } => ({
+      error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.name}' version ${entry.version} ${why}`, { cause }),
+    });
     let value: unknown;
     try {
-      value = this.#options.codec.decode(entry.value);
+      value = decodeFramed(this.#options.codec, entry.value);
     } catch (err) {
-      this.#corrupt(entry, `cannot be decoded with codec '${this.#options.codec.name}'`, err);
-      return undefined;
+      if (isSharedStructError(err, 'CORRUPT_REMOTE_VALUE')) return corrupt(err.message.replace(/^CORRUPT_REMOTE_VALUE: /, ''), err);
+      return corrupt(`cannot be decoded with codec '${this.#options.codec.name}'`, err);
     }
     const errors = this.#validate?.(value);
-    if (errors) {
-      this.#corrupt(entry, `fails its schema: ${schemaErrorText(errors)}`, errors);
-      return undefined;
-    }
+    if (errors) return corrupt(`fails its schema: ${schemaErrorText(errors)}`, errors);
     return { value: deepFreeze(value as T) };
-  }
-
-  #corrupt(entry: Entry, why: string, cause: unknown): void {
-    this.#resyncNext = true;
-    this.emit(
-      'error',
-      new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.name}' version ${entry.version} ${why}; keeping version ${this.#cache?.version ?? 0}`, {
-        cause,
-      }),
-    );
   }
 
   #setCache(entry: Entry, value: T): void {
@@ -453,7 +442,15 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       return;
     }
     const decoded = this.#decodeRemote(entry);
-    if (!decoded) return;
+    if ('error' in decoded) {
+      // Keep the last valid version; the next valid one arrives as a resync.
+      this.#resyncNext = true;
+      const kept = new SharedStructError('CORRUPT_REMOTE_VALUE', `${decoded.error.message.replace(/^CORRUPT_REMOTE_VALUE: /, '')}; keeping version ${current?.version ?? 0}`, {
+        cause: decoded.error.cause,
+      });
+      this.emit('error', kept);
+      return;
+    }
     const previousVersion = current ? current.version : 0;
     const before = current ? current.value : this.#lastValue;
     let eventOrigin: ChangeOrigin = origin;
@@ -516,7 +513,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       }
       this.#apply(r.entry, 'local');
       const cache = this.#cache;
-      const value = cache && cache.version === r.entry.version ? cache.value : deepFreeze(this.#options.codec.decode(bytes) as T);
+      const value = cache && cache.version === r.entry.version ? cache.value : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
       return { value, version: r.entry.version };
     } finally {
       this.#writesInFlight -= 1;
