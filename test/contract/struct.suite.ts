@@ -445,6 +445,60 @@ export function structContract(target: ContractTarget): void {
       });
     });
 
+    describe('foreign writers', () => {
+      it('garbage bytes, then JSON failing the schema: error events, the last valid value kept, then recovery', async () => {
+        const a = await store.connect();
+        const n = name();
+        const schema = { type: 'object', properties: { n: { type: 'number' } }, required: ['n'] };
+        const s = await a.open<Counter>(n, { initial: { n: 1 }, schema });
+        const rec = new Recorder(s);
+        const errors: { code: string; message: string }[] = [];
+        s.on('error', (e) => errors.push(e));
+        const key = `${a.namespace}/${n}/payload`;
+        await store.rawPut(key, new Uint8Array([0xff, 0xfe, 0x00, 0x7b]));
+        await eventually('garbage reported', () => errors.length === 1);
+        assert.equal(errors[0]!.code, 'CORRUPT_REMOTE_VALUE');
+        assert.deepEqual(s.read(), { n: 1 });
+        assert.equal(s.stat().version, 1);
+        await store.rawPut(key, new TextEncoder().encode('{"n":"not a number"}'));
+        await eventually('schema failure reported', () => errors.length === 2);
+        assert.equal(errors[1]!.code, 'CORRUPT_REMOTE_VALUE');
+        assert.match(errors[1]!.message, /fails its schema/);
+        assert.deepEqual(s.read(), { n: 1 });
+        await store.rawPut(key, new TextEncoder().encode('{"n":5}'));
+        await eventually('recovered', () => s.readDirty().n === 5);
+        assert.equal(rec.events.length, 1);
+        assert.equal(rec.events[0]!.origin, 'resync');
+        assert.deepEqual(rec.fold(), { n: 5 });
+        assert.equal(errors.length, 2);
+        await s.update((d) => void (d.n += 1));
+        assert.deepEqual(await s.readConsistent(), { n: 6 });
+      });
+
+      it('a raw client writing plain JSON is seen as Added / Modified / Removed, and our JSON is plain for it', async () => {
+        const a = await store.connect();
+        const n = name();
+        const s = await a.open<Doc>(n, { initial: { processes: ['systemd*', 'rsync*'], keep: 1, gone: true } });
+        const rec = new Recorder(s);
+        const key = `${a.namespace}/${n}/payload`;
+        await store.rawPut(key, new TextEncoder().encode('{"processes":["systemd*","rsync*","firefox*"],"keep":2}'));
+        await eventually('seen', () => s.readDirty().keep === 2);
+        const changes = rec.events.flatMap((e) => e.changes);
+        assert.deepEqual(
+          [...changes].sort((x, y) => JSON.stringify(x.path).localeCompare(JSON.stringify(y.path))),
+          [
+            { kind: 'Removed', path: ['gone'], oldValue: true },
+            { kind: 'Modified', path: ['keep'], oldValue: 1, value: 2 },
+            { kind: 'Added', path: ['processes', 2], value: 'firefox*' },
+          ],
+        );
+        await s.update((d) => void (d.by = 'sharedstruct'));
+        const raw = await store.rawGet(key);
+        assert.ok(raw, 'the payload exists for a raw client');
+        assert.deepEqual(JSON.parse(new TextDecoder().decode(raw)), { processes: ['systemd*', 'rsync*', 'firefox*'], keep: 2, by: 'sharedstruct' });
+      });
+    });
+
     describe('expect', () => {
       it('resolves when another client creates the struct', async () => {
         const a = await store.connect();

@@ -28,6 +28,13 @@ export interface ContractStore {
    * function heals the partition.
    */
   partition(client: Client): Promise<() => Promise<void>>;
+  /**
+   * Writes `bytes` to the absolute `key` as a foreign writer would: with the store's own raw
+   * client (etcd3 put, ZooKeeper setData with version -1), never through our adapter.
+   */
+  rawPut(key: string, bytes: Uint8Array): Promise<void>;
+  /** Reads the absolute `key` with the store's own raw client; undefined when absent. */
+  rawGet(key: string): Promise<Uint8Array | undefined>;
   /** Closes every client this store connected. */
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 /** The memory backend as a contract target: isolated `memory://NAME` stores and its test hooks. */
 import { randomUUID } from 'node:crypto';
-import type { MemoryBackend } from '../../adapters/memory/index.js';
+import { memoryStore, type MemoryBackend } from '../../adapters/memory/index.js';
 import { backendOf } from '../../lib/client.js';
 import { connect, type Client, type ConnectOptions } from '../../lib/index.js';
 import type { ContractStore, ContractTarget } from '../contract/target.js';
@@ -38,6 +38,17 @@ export const memoryTarget: ContractTarget = {
           heal();
           return Promise.resolve();
         });
+      },
+      rawPut(key: string, bytes: Uint8Array) {
+        const store = memoryStore(url.slice('memory://'.length));
+        const op = store.get(key)
+          ? { op: 'put' as const, key, value: bytes }
+          : { op: 'create' as const, key, value: bytes };
+        if (!store.commit([], [op], '')) throw new Error(`raw write of ${key} failed`);
+        return Promise.resolve();
+      },
+      rawGet(key: string) {
+        return Promise.resolve(memoryStore(url.slice('memory://'.length)).get(key)?.value);
       },
       async close() {
         await Promise.allSettled(clients.splice(0).map((c) => c.close()));
