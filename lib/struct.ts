@@ -123,11 +123,13 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   readonly #fanout = new FanOut<T>();
   readonly #closer = new AbortController();
   /**
-   * Local writes in flight. While any is, watch events wait in `#held`: the write's own result
-   * must be what applies its version, because its watch echo cannot be told apart from a
-   * competing writer that committed the same bytes (and would be tagged wrongly).
+   * Versions that local writes in flight would create (version → writes). A watch event that
+   * could carry one of them (or, under coalescing, pass it) waits in `#held` until those writes
+   * resolve: the write's own result must apply its version, because its watch echo cannot be
+   * told apart from a competing writer that committed the same bytes, and a coalesced event
+   * could otherwise swallow the one `local` event the write owes.
    */
-  #writesInFlight = 0;
+  readonly #pending = new Map<number, number>();
   readonly #held: WatchEvent[] = [];
   #cache: Cached<T> | undefined;
   /** The last value before a delete: the base of the next life's first event. */
@@ -135,8 +137,11 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   #confirmedAt = 0;
   #state: 'open' | 'deleted' | 'closed' = 'open';
   #watchRevision = 0n;
-  /** Set after a corrupt remote value: the next good value is delivered as a `resync`. */
-  #resyncNext = false;
+  /**
+   * The newest corrupt version seen in the cache's life (reported once). Writes compare against
+   * it so that writing heals the struct; the next good remote value is delivered as a `resync`.
+   */
+  #corrupt: { readonly version: number; readonly createRevision: bigint } | undefined;
   #refreshing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #unregister: (() => Promise<void>) | undefined;
@@ -437,14 +442,15 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       newLife = true;
     }
     const current = this.#cache;
-    if (current && entry.version <= current.version) {
+    const corrupt = current && this.#corrupt?.createRevision === current.createRevision ? this.#corrupt : undefined;
+    if (current && entry.version <= Math.max(current.version, corrupt?.version ?? 0)) {
       this.#confirm();
       return;
     }
     const decoded = this.#decodeRemote(entry);
     if ('error' in decoded) {
       // Keep the last valid version; the next valid one arrives as a resync.
-      this.#resyncNext = true;
+      this.#corrupt = { version: entry.version, createRevision: entry.createRevision };
       const kept = new SharedStructError('CORRUPT_REMOTE_VALUE', `${decoded.error.message.replace(/^CORRUPT_REMOTE_VALUE: /, '')}; keeping version ${current?.version ?? 0}`, {
         cause: decoded.error.cause,
       });
@@ -454,8 +460,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     const previousVersion = current ? current.version : 0;
     const before = current ? current.value : this.#lastValue;
     let eventOrigin: ChangeOrigin = origin;
-    if (!current || newLife || this.#resyncNext) eventOrigin = 'resync';
-    this.#resyncNext = false;
+    if (!current || newLife || (corrupt && origin !== 'local')) eventOrigin = 'resync';
+    this.#corrupt = undefined;
     const event: ChangeEvent<T> = Object.freeze({
       version: entry.version,
       previousVersion,
@@ -489,7 +495,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         return { written: { value: cache.value, version: cache.version }, result };
       }
       const bytes = this.#encodeLocal(next);
-      const written = await this.#put(cache.version, bytes, options.signal);
+      const written = await this.#put(this.#writeBase(cache), bytes, options.signal);
       if (written) return { written, result };
       if (attempt >= maxRetries) {
         throw new SharedStructError('CONFLICT', `struct '${this.name}': still conflicting after ${maxRetries} retries`);
@@ -498,9 +504,23 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     }
   }
 
+  /** The version a write compares against: the cache's, or a newer corrupt one it overwrites. */
+  #writeBase(cache: Cached<T>): number {
+    const corrupt = this.#corrupt;
+    return corrupt && corrupt.createRevision === cache.createRevision ? Math.max(cache.version, corrupt.version) : cache.version;
+  }
+
+  /** Whether a watch event must wait for local writes in flight (see `#pending`). */
+  #mustHold(event: WatchEvent): boolean {
+    if (this.#pending.size === 0) return false;
+    if (event.type !== 'put') return true;
+    return event.entry.version >= Math.min(...this.#pending.keys());
+  }
+
   /** One CAS. Resolves the write, or undefined on conflict (the cache then holds the winner). */
   async #put(expectedVersion: number, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
-    this.#writesInFlight += 1;
+    const version = expectedVersion + 1;
+    this.#pending.set(version, (this.#pending.get(version) ?? 0) + 1);
     try {
       const r = await this.#backend.put(this.#key, bytes, { expectedVersion, signal });
       if (!r.ok) {
@@ -516,10 +536,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       const value = cache && cache.version === r.entry.version ? cache.value : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
       return { value, version: r.entry.version };
     } finally {
-      this.#writesInFlight -= 1;
-      if (this.#writesInFlight === 0) {
-        for (const event of this.#held.splice(0)) this.#onWatchEvent(event);
-      }
+      const left = this.#pending.get(version)! - 1;
+      if (left === 0) this.#pending.delete(version);
+      else this.#pending.set(version, left);
+      while (this.#held.length > 0 && !this.#mustHold(this.#held[0]!)) this.#onWatchEvent(this.#held.shift()!);
     }
   }
 
@@ -530,7 +550,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       try {
         for await (const event of watch) {
           failures = 0;
-          if (this.#writesInFlight > 0) this.#held.push(event);
+          if (this.#held.length > 0 || this.#mustHold(event)) this.#held.push(event);
           else this.#onWatchEvent(event);
         }
       } catch (err) {

@@ -100,6 +100,24 @@ describe('[memory] recovery paths of the core', function () {
     assert.deepEqual(rec.fold(), { n: 5 });
   });
 
+  it('a local write over a corrupt value heals the struct; the corrupt version is reported once', async () => {
+    const a = await open();
+    const sa = await a.open<Counter>('c', { initial: { n: 1 } });
+    const rec = new Recorder(sa);
+    const errors: SharedStructError[] = [];
+    sa.on('error', (e) => errors.push(e));
+    const raw = memoryBackendOf(await open());
+    assert.ok((await raw.put('/sharedstruct/c/payload', enc('garbage'), { expectedVersion: 1 })).ok);
+    await eventually('reported', () => errors.length === 1);
+    await sa.readConsistent();
+    const w = await sa.update((d) => void (d.n = 9));
+    assert.equal(w.version, 3);
+    assert.deepEqual(sa.read(), { n: 9 });
+    assert.equal(errors.length, 1, 'the same corrupt version is not reported again');
+    assert.deepEqual(rec.events.map((e) => [e.version, e.previousVersion, e.origin, e.coalesced]), [[3, 1, 'local', true]]);
+    assert.deepEqual(rec.fold(), { n: 9 });
+  });
+
   it('a delete then a re-create elsewhere: deleted, then a resync into the new life', async () => {
     const a = await open();
     const b = await open();
