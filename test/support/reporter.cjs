@@ -11,7 +11,7 @@ class SpecWithSummary extends Mocha.reporters.Spec {
     const tally = (test, field) => {
       const root = test.titlePath()[0] ?? '';
       const m = /^\[(memory|etcd|zookeeper)\]/.exec(root);
-      const key = m ? m[1] : 'other';
+      const key = m ? m[1] : 'unit';
       const row = perBackend.get(key) ?? { passed: 0, failed: 0, skipped: 0 };
       row[field] += 1;
       perBackend.set(key, row);

@@ -1,0 +1,88 @@
+/**
+ * etcd as a contract target: a real server (the run's shared one, or `ETCD_ENDPOINTS`), one
+ * namespace per store, one TCP proxy per client so a partition cuts off only that client, and
+ * session expiry by revoking the client's lease on the server with a separate raw client.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Etcd3 } from 'etcd3';
+import type { EtcdBackend } from '../../adapters/etcd/index.js';
+import { backendOf } from '../../lib/client.js';
+import { connect, type Client, type ConnectOptions } from '../../lib/index.js';
+import type { ContractStore, ContractTarget } from '../contract/target.js';
+import { rawEtcd, sharedEtcd, quietLogger } from '../support/etcd.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+
+/**
+ * The backend of an etcd client. Checked by kind, not `instanceof`: `connect` loads adapters
+ * with a dynamic import, which tsx may instantiate apart from a static one.
+ */
+export function etcdBackendOf(client: Client): EtcdBackend {
+  const b = backendOf(client);
+  if (b.kind !== 'etcd') throw new Error(`not an etcd client (${b.kind})`);
+  return b as EtcdBackend;
+}
+
+/** The 127.0.0.1 port of an endpoint: proxies only ever forward on loopback. */
+function loopbackPort(endpoint: string): number {
+  const m = /^(127\.0\.0\.1|localhost):(\d+)$/.exec(endpoint);
+  if (!m) throw new Error(`the etcd contract target proxies 127.0.0.1 endpoints only, got ${endpoint}`);
+  return Number(m[2]);
+}
+
+let raw: Etcd3 | undefined;
+let serverPort = 0;
+
+export const etcdTarget: ContractTarget = {
+  name: 'etcd',
+  async setup() {
+    const etcd = await sharedEtcd();
+    serverPort = loopbackPort(etcd.endpoints[0]!);
+    raw ??= rawEtcd(etcd.endpoints);
+  },
+  teardown() {
+    raw?.close();
+    raw = undefined;
+    return Promise.resolve();
+  },
+  newStore(): Promise<ContractStore> {
+    const namespace = `/ct-${randomUUID().slice(0, 8)}`;
+    const clients: Client[] = [];
+    const proxies = new Map<Client, TcpProxy>();
+    return Promise.resolve({
+      async connect(options: Partial<ConnectOptions> = {}) {
+        const proxy = await startTcpProxy(serverPort);
+        try {
+          const c = await connect(`etcd://127.0.0.1:${proxy.port}`, { namespace, requestTimeoutMs: 2000, logger: quietLogger, ...options });
+          clients.push(c);
+          proxies.set(c, proxy);
+          return c;
+        } catch (err) {
+          await proxy.close();
+          throw err;
+        }
+      },
+      async expireSession(client: Client) {
+        // A real server-side end of the lease: its keys go now, and the client learns it from
+        // its next keepalive (or, if cut off, when the partition heals or the TTL runs out).
+        await raw!.leaseClient.leaseRevoke({ ID: etcdBackendOf(client).leaseId });
+      },
+      partition(client: Client) {
+        const proxy = proxies.get(client);
+        if (!proxy) throw new Error('partition: the client was not connected by this store');
+        proxy.setMode('blackhole');
+        return Promise.resolve(() => {
+          proxy.setMode('pass');
+          // Bytes a blackhole dropped cannot be replayed into a live TCP stream; a real
+          // partition long enough to matter breaks the connections too.
+          proxy.resetAll();
+          return Promise.resolve();
+        });
+      },
+      async close() {
+        await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+        await Promise.allSettled([...proxies.values()].map((p) => p.close()));
+        proxies.clear();
+      },
+    });
+  },
+};

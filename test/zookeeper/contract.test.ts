@@ -1,0 +1,12 @@
+/** The shared contract suites against a real ZooKeeper. */
+import { createBackend } from '../../adapters/zookeeper/index.js';
+import { backendContract } from '../contract/backend.suite.js';
+import { structContract } from '../contract/struct.suite.js';
+import { sharedZooKeeper } from '../support/zookeeper.js';
+import { testOptions } from './helpers.js';
+import { zookeeperTarget } from './target.js';
+
+backendContract('zookeeper', async () =>
+  createBackend({ scheme: 'zk', hosts: (await sharedZooKeeper()).hosts, path: '', params: {} }, testOptions()),
+);
+structContract(zookeeperTarget);

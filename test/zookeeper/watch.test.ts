@@ -1,0 +1,241 @@
+/** Watches on one-shot ZooKeeper watches: re-arming, no duplicates, the last version always arrives. */
+import assert from 'node:assert/strict';
+import type { Entry, WatchEvent } from '../../lib/backend.js';
+import { countsSince } from '../../lib/util/counters.js';
+import type { ZkWatch } from '../../adapters/zookeeper/watch.js';
+import { EventReader, RawClient, bytes, closeAll, describe as describeEvents, openBackend, text, uniquePrefix, zk } from './helpers.js';
+
+function puts(events: readonly WatchEvent[]): Entry[] {
+  return events.flatMap((e) => (e.type === 'put' ? [e.entry] : []));
+}
+
+describe('zookeeper adapter: watches', function () {
+  this.timeout(40000);
+
+  before(async function () {
+    this.timeout(60000);
+    await zk();
+  });
+
+  afterEach(closeAll);
+
+  it('key watch: a burst of writes never repeats a version and always delivers the last one', async () => {
+    const writer = await openBackend();
+    const watcher = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    const created = await writer.create(key, bytes('0'));
+    assert.ok(created.created);
+    const watch = watcher.watch({ key });
+    const reader = new EventReader(watch);
+    // Write only after the watch armed (its first read is the baseline).
+    await armed(reader);
+    const writes = 200;
+    let version = 1;
+    // Pipelined writes: many land between a notification and the re-arming read.
+    for (let round = 0; round < writes / 20; round += 1) {
+      const batch: Promise<unknown>[] = [];
+      for (let i = 0; i < 20; i += 1) {
+        batch.push(writer.put(key, bytes(String(version)), { expectedVersion: version }));
+        version += 1;
+      }
+      const results = await Promise.all(batch);
+      assert.ok(results.every((r) => (r as { ok: boolean }).ok));
+    }
+    const last = version;
+    await reader.until(`put v${last}`, (events) => puts(events).some((e) => e.version === last));
+    const versions = puts(reader.events).map((e) => e.version);
+    assert.ok(reader.events.every((e) => e.type === 'put'), describeEvents(reader.events));
+    for (let i = 1; i < versions.length; i += 1) {
+      assert.ok(versions[i]! > versions[i - 1]!, `versions must strictly increase: ${versions.join(',')}`);
+    }
+    assert.equal(versions.at(-1), last);
+    assert.equal(text(puts(reader.events).at(-1)!.value), String(last - 1));
+    // Revisions increase with versions.
+    const revisions = puts(reader.events).map((e) => e.revision);
+    for (let i = 1; i < revisions.length; i += 1) assert.ok(revisions[i]! > revisions[i - 1]!);
+    // A quiet period later, nothing more arrives (no duplicate of the last version).
+    const count = reader.events.length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(reader.events.length, count);
+    watch.close();
+    await reader.until('end', () => reader.done);
+  });
+
+  it('key watch: each notification costs one re-arming getData (counted as watchGetData)', async () => {
+    const writer = await openBackend();
+    const watcher = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    await writer.create(key, bytes('0'));
+    const reader = new EventReader(watcher.watch({ key }));
+    await armed(reader);
+    const before = watcher.counters.snapshot();
+    await writer.put(key, bytes('1'), { expectedVersion: 1 });
+    await reader.until('v2', (events) => puts(events).some((e) => e.version === 2));
+    assert.deepEqual(countsSince(before, watcher.counters.snapshot()), { watchGetData: 1 });
+  });
+
+  it('key watch: delete and re-create are delivered, the new life starts at version 1', async () => {
+    const b = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    await b.create(key, bytes('a'));
+    const reader = new EventReader(b.watch({ key }));
+    await armed(reader);
+    assert.equal(await b.delete(key), true);
+    await reader.until('delete', (events) => events.some((e) => e.type === 'delete'));
+    await b.create(key, bytes('b'));
+    await reader.until('re-created put', (events) => puts(events).some((e) => text(e.value) === 'b'));
+    const [del, put] = reader.events;
+    assert.equal(del?.type, 'delete');
+    assert.equal(put?.type, 'put');
+    assert.ok(put?.type === 'put' && put.entry.version === 1);
+    assert.ok(del?.type === 'delete' && put?.type === 'put' && del.revision < put.entry.revision);
+  });
+
+  it('key watch on a missing key fires on creation', async () => {
+    const b = await openBackend();
+    const key = `${uniquePrefix()}/later/payload`;
+    const reader = new EventReader(b.watch({ key }));
+    await armed(reader);
+    await b.create(key, bytes('born'));
+    await reader.until('put', (events) => puts(events).length === 1);
+    assert.equal(text(puts(reader.events)[0]!.value), 'born');
+  });
+
+  it('afterRevision: the current entry when it is newer, nothing when it is not, a delete when gone', async () => {
+    const b = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    const created = await b.create(key, bytes('1'));
+    assert.ok(created.created);
+    const put = await b.put(key, bytes('2'), { expectedVersion: 1 });
+    assert.ok(put.ok);
+    const caughtUp = new EventReader(b.watch({ key }, { afterRevision: created.entry.revision }));
+    await caughtUp.until('catch-up put', (events) => events.length === 1);
+    assert.ok(caughtUp.events[0]?.type === 'put' && caughtUp.events[0].entry.version === 2);
+    const current = new EventReader(b.watch({ key }, { afterRevision: put.entry.revision }));
+    await armed(current);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(current.events, []);
+    await b.delete(key);
+    const gone = new EventReader(b.watch({ key }, { afterRevision: put.entry.revision }));
+    await gone.until('delete', (events) => events.length === 1);
+    assert.equal(gone.events[0]?.type, 'delete');
+  });
+
+  it('prefix watch: joins, changes and leaves of children', async () => {
+    const b = await openBackend();
+    const other = await openBackend();
+    const prefix = `${uniquePrefix()}/_groups/g`;
+    await b.create(`${prefix}/a`, bytes('a1'));
+    const reader = new EventReader(b.watch({ prefix }));
+    await armed(reader);
+    const eph = await other.create(`${prefix}/b`, bytes('b1'), { ephemeral: true });
+    assert.ok(eph.created);
+    await reader.until('b joins', (events) => puts(events).some((e) => e.key === `${prefix}/b`));
+    await b.put(`${prefix}/a`, bytes('a2'), { expectedVersion: 1 });
+    await reader.until('a changes', (events) => puts(events).some((e) => e.key === `${prefix}/a` && e.version === 2));
+    await other.close();
+    await reader.until('b leaves', (events) => events.some((e) => e.type === 'delete' && e.key === `${prefix}/b`));
+    await b.delete(`${prefix}/a`);
+    await reader.until('a leaves', (events) => events.some((e) => e.type === 'delete' && e.key === `${prefix}/a`));
+    const keys = reader.events.map((e) => (e.type === 'put' ? `put ${e.entry.key.slice(prefix.length)}@${e.entry.version}` : e.type === 'delete' ? `delete ${e.key.slice(prefix.length)}` : e.type));
+    assert.deepEqual(keys, ['put /b@1', 'put /a@2', 'delete /b', 'delete /a']);
+  });
+
+  it('prefix watch: a burst of writes to children ends with every child at its last version, no repeats', async () => {
+    const b = await openBackend();
+    const writer = await openBackend();
+    const prefix = `${uniquePrefix()}/kids`;
+    const names = ['k0', 'k1', 'k2', 'k3'];
+    for (const n of names) await writer.create(`${prefix}/${n}`, bytes('0'));
+    const reader = new EventReader(b.watch({ prefix }));
+    await armed(reader);
+    const rounds = 25;
+    for (let v = 1; v <= rounds; v += 1) {
+      await Promise.all(names.map((n) => writer.put(`${prefix}/${n}`, bytes(String(v)), { expectedVersion: v })));
+    }
+    await reader.until('last versions', (events) =>
+      names.every((n) => puts(events).some((e) => e.key === `${prefix}/${n}` && e.version === rounds + 1)),
+    );
+    for (const n of names) {
+      const versions = puts(reader.events)
+        .filter((e) => e.key === `${prefix}/${n}`)
+        .map((e) => e.version);
+      for (let i = 1; i < versions.length; i += 1) assert.ok(versions[i]! > versions[i - 1]!, `${n}: ${versions.join(',')}`);
+    }
+  });
+
+  it('prefix watch with afterRevision: a reset when children came or went since then', async () => {
+    const b = await openBackend();
+    const prefix = `${uniquePrefix()}/members`;
+    const first = await b.create(`${prefix}/m1`, bytes('1'));
+    assert.ok(first.created);
+    await b.create(`${prefix}/m2`, bytes('2'));
+    await b.delete(`${prefix}/m1`);
+    const reader = new EventReader(b.watch({ prefix }, { afterRevision: first.entry.revision }));
+    await reader.until('reset', (events) => events.length === 1);
+    const reset = reader.events[0];
+    assert.ok(reset?.type === 'reset');
+    assert.deepEqual(reset.entries.map((e) => e.key), [`${prefix}/m2`]);
+    // Only data changed since: puts, no reset.
+    const now = await b.put(`${prefix}/m2`, bytes('2b'), { expectedVersion: 1 });
+    assert.ok(now.ok);
+    const second = new EventReader(b.watch({ prefix }, { afterRevision: reset.revision }));
+    await second.until('put', (events) => events.length === 1);
+    assert.ok(second.events[0]?.type === 'put' && second.events[0].entry.version === 2);
+  });
+
+  it('zkstate interop: a raw client writes JSON to /<dir>/payload; get and watch see it', async () => {
+    const server = await zk();
+    const raw = await RawClient.connect(server.connectString);
+    try {
+      // With namespace '' the core's key for struct "dir" is /dir/payload: zkstate's layout.
+      const dir = uniquePrefix('zkstate');
+      await raw.mkdirp(`${dir}/listeners`);
+      await raw.create(`${dir}/payload`, Buffer.from(JSON.stringify(['systemd*', 'rsync*'])));
+      const b = await openBackend();
+      const entry = await b.get(`${dir}/payload`);
+      assert.deepEqual(JSON.parse(text(entry!.value)), ['systemd*', 'rsync*']);
+      assert.equal(entry!.version, 1);
+      const reader = new EventReader(b.watch({ key: `${dir}/payload` }));
+      await armed(reader);
+      await raw.setData(`${dir}/payload`, Buffer.from(JSON.stringify(['systemd*', 'rsync*', 'firefox*'])), 0);
+      await reader.until('put', (events) => puts(events).length === 1);
+      const seen = puts(reader.events)[0]!;
+      assert.equal(seen.version, 2);
+      assert.deepEqual(JSON.parse(text(seen.value)), ['systemd*', 'rsync*', 'firefox*']);
+      // And our CAS write is what zkstate reads, at the znode version it expects.
+      const put = await b.put(`${dir}/payload`, bytes('["x"]'), { expectedVersion: 2 });
+      assert.ok(put.ok);
+      const back = await raw.getData(`${dir}/payload`);
+      assert.equal(back.data.toString(), '["x"]');
+      assert.equal(back.version, 2);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it('close ends the iteration; the backend closing ends it with CLOSED', async () => {
+    const b = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    const w1 = b.watch({ key });
+    const r1 = new EventReader(w1);
+    const controller = new AbortController();
+    const r2 = new EventReader(b.watch({ key }, { signal: controller.signal }));
+    const r3 = new EventReader(b.watch({ prefix: key }));
+    w1.close();
+    w1.close();
+    controller.abort();
+    await r1.until('end', () => r1.done);
+    await r2.until('end', () => r2.done);
+    assert.equal(r1.error, undefined);
+    assert.equal(r2.error, undefined);
+    await b.close();
+    await r3.until('end', () => r3.done);
+    assert.equal((r3.error as { code?: string } | undefined)?.code, 'CLOSED');
+  });
+});
+
+/** Waits until the watch's first read armed it. */
+function armed(reader: EventReader): Promise<void> {
+  return (reader.watch as ZkWatch).armed();
+}
