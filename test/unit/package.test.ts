@@ -18,7 +18,9 @@ describe('package', () => {
     for (const file of [pkg.exports['.'].types, pkg.exports['.'].import]) {
       assert.ok(existsSync(new URL(`../../${file}`, import.meta.url)), `${file} exists (run npm run build)`);
     }
-    const mod = (await import('sharedstruct')) as typeof Api;
+    // A variable specifier: typecheck runs before the build, when dist/ does not exist yet.
+    const specifier = 'sharedstruct';
+    const mod = (await import(specifier)) as typeof Api;
     assert.equal(typeof mod.connect, 'function');
     assert.ok(mod.ErrorCodes.includes('STALE_READ'));
     await using client = await mod.connect('memory://package-test');
