@@ -177,6 +177,12 @@ export interface Session {
   readonly ttlMs: number;
   /** When the current state was entered. */
   readonly since: number;
+  /**
+   * When the server was last heard from (`Date.now()` of the last successful response or
+   * keepalive). The server expires the session no earlier than about this + `ttlMs`, which is
+   * how locks and leaders give up in time.
+   */
+  readonly lastContactAt: number;
   /** Subscribes to state changes; returns the unsubscribe function. */
   onStateChange(listener: (change: SessionStateChange) => void): () => void;
 }

@@ -6,6 +6,12 @@ import { validateName } from './names.js';
 import { resolveOpenOptions, type OpenOptions, type ResolvedConnectOptions } from './options.js';
 import type { SchemaName, SchemaTypes } from '../schemas/index.js';
 import { SharedStruct, type Member, type StructHandle } from './struct.js';
+import { Group, toMember } from './group.js';
+import { Election, type ElectionOptions } from './election.js';
+import type { Lock} from './lock.js';
+import { acquireLock, type LockOptions } from './lock.js';
+import { assertPlainJson } from './json.js';
+import { randomUUID } from 'node:crypto';
 import { anySignal, sleep } from './util/abort.js';
 import { AsyncQueue } from './util/async-queue.js';
 import { TypedEmitter } from './util/emitter.js';
@@ -55,14 +61,18 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   readonly #registrations = new Map<string, Registration>();
   readonly #closer = new AbortController();
   readonly #unsubscribe: () => void;
+  readonly #spawn: (sessionTtlMs: number) => Promise<Backend>;
+  /** Extra sessions for locks whose `ttlMs` differs from the client's session ttl, by ttl. */
+  readonly #sessions = new Map<number, Promise<Backend>>();
   #epoch: number;
   #closed = false;
   #reregistering: Promise<void> | undefined;
 
-  /** @internal Use {@link connect}. */
-  constructor(backend: Backend, options: ResolvedConnectOptions) {
+  /** @internal Use {@link connect}. `spawn` opens another session on the same store. */
+  constructor(backend: Backend, options: ResolvedConnectOptions, spawn: (sessionTtlMs: number) => Promise<Backend>) {
     super((err) => options.logger.error('unhandled client error', { err }));
     this[BACKEND] = backend;
+    this.#spawn = spawn;
     this.#options = options;
     this.#logger = options.logger;
     this.namespace = options.namespace;
@@ -201,6 +211,70 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     return this.#open<T>(name, { ...openOptions, ...(signal && { signal }) });
   }
 
+  /**
+   * Acquires the distributed lock `name`, waiting in FIFO order (each waiter watches only its
+   * predecessor). Rejects `LOCK_TIMEOUT` after `waitMs`, `ABORTED` on `signal`. The lock's
+   * `signal` aborts with `LOCK_LOST` as soon as it may be gone; pass its `token` to the resources
+   * you guard. See docs/LOCKS.md.
+   *
+   * @example
+   * ```ts
+   * const lock = await client.lock('nightly-job', { waitMs: 10_000 });
+   * try { await runJob({ fencingToken: lock.token, signal: lock.signal }); }
+   * finally { await lock.release(); }
+   * ```
+   */
+  async lock(name: string, options: LockOptions = {}): Promise<Lock> {
+    this.#ensureOpen();
+    validateName(name, 'lock name');
+    const backend = await this.#backendFor(options.ttlMs);
+    return acquireLock(backend, name, `${this.namespace}/_locks/${name}`, options);
+  }
+
+  /** Runs `fn` holding the lock `name` and always releases it; resolves what `fn` resolves. */
+  async withLock<R>(name: string, fn: (lock: Lock) => R | Promise<R>, options: LockOptions = {}): Promise<R> {
+    const lock = await this.lock(name, options);
+    try {
+      return await fn(lock);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * A candidate in the election `name`. Nothing happens until `campaign()`.
+   *
+   * @example
+   * ```ts
+   * const election = client.election('scheduler', { id: 'node-1' });
+   * election.on('deposed', () => stop());
+   * await election.campaign();
+   * ```
+   */
+  election(name: string, options: ElectionOptions = {}): Election {
+    this.#ensureOpen();
+    validateName(name, 'election name');
+    const id = options.id ?? randomUUID();
+    if (typeof id !== 'string' || id === '') throw new SharedStructError('INVALID_ARGUMENT', "option 'id' must be a non-empty string");
+    if (options.data !== undefined) assertPlainJson(options.data);
+    return new Election(this[BACKEND], name, `${this.namespace}/_elections/${name}`, id, options.data ?? null, this.#logger);
+  }
+
+  /**
+   * Joins the group `group` as member `id` (an ephemeral registration that is re-created after a
+   * lost session) and resolves the {@link Group}: `members()`, `changes()`, `leave()`.
+   */
+  async join(group: string, options: { id?: string; data?: unknown; signal?: AbortSignal } = {}): Promise<Group> {
+    this.#ensureOpen();
+    validateName(group, 'group name');
+    const id = options.id ?? randomUUID();
+    validateName(id, 'member id');
+    if (options.data !== undefined) assertPlainJson(options.data);
+    const prefix = `${this.namespace}/_groups/${group}`;
+    const leave = await this.#register(`${prefix}/${id}`, { id, since: Date.now(), data: options.data ?? null }, options.signal);
+    return new Group(this[BACKEND], group, prefix, id, leave, this.#logger);
+  }
+
   /** Closes every struct, ends the session (ephemerals go at once). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -208,6 +282,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     this.#closer.abort(new SharedStructError('CLOSED', 'the client is closed'));
     await Promise.allSettled([...this.#structs].map((s) => s.close()));
     await this.#reregistering?.catch(() => {});
+    const extra = await Promise.allSettled(this.#sessions.values());
+    await Promise.allSettled(extra.flatMap((r) => (r.status === 'fulfilled' ? [r.value.close()] : [])));
     await this[BACKEND].close();
     this.#unsubscribe();
     this.emit('state', Object.freeze({ state: 'closed', epoch: this.#epoch, at: Date.now() }));
@@ -223,6 +299,21 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   #ensureOpen(): void {
     if (this.#closed) throw new SharedStructError('CLOSED', 'the client is closed');
+  }
+
+  /** The backend whose session has `ttlMs` (the client's own when it matches or is not given). */
+  #backendFor(ttlMs: number | undefined): Promise<Backend> {
+    if (ttlMs === undefined || ttlMs === this[BACKEND].session.ttlMs) return Promise.resolve(this[BACKEND]);
+    if (!Number.isInteger(ttlMs) || ttlMs < 1000) {
+      return Promise.reject(new SharedStructError('INVALID_ARGUMENT', `option 'ttlMs' must be an integer >= 1000, got ${String(ttlMs)}`));
+    }
+    let session = this.#sessions.get(ttlMs);
+    if (!session) {
+      session = this.#spawn(ttlMs);
+      this.#sessions.set(ttlMs, session);
+      session.catch(() => this.#sessions.delete(ttlMs));
+    }
+    return session;
   }
 
   #structContext() {
@@ -259,20 +350,11 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   }
 
   async #members(prefix: string, signal?: AbortSignal): Promise<Member[]> {
-    const entries = await this[BACKEND].list(prefix, { signal });
     const members: Member[] = [];
-    for (const e of entries) {
-      try {
-        const record = jsonCodec.decode(e.value) as { id?: unknown; since?: unknown } & Record<string, unknown>;
-        const { id, since, ...data } = record;
-        members.push(Object.freeze({
-          id: typeof id === 'string' ? id : e.key.slice(prefix.length + 1),
-          data: Object.freeze(data),
-          since: typeof since === 'number' ? since : 0,
-        }));
-      } catch (err) {
-        this.#logger.warn(`skipping undecodable registration '${e.key}'`, { err });
-      }
+    for (const e of await this[BACKEND].list(prefix, { signal })) {
+      const member = toMember(e, prefix);
+      if (member) members.push(member);
+      else this.#logger.warn(`skipping undecodable registration '${e.key}'`);
     }
     return members;
   }

@@ -44,5 +44,5 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     maxValueBytes: resolved.maxValueBytes,
   };
   const backend = await createBackend(address, adapterOptions);
-  return new Client(backend, resolved);
+  return new Client(backend, resolved, (sessionTtlMs) => createBackend(address, { ...adapterOptions, sessionTtlMs }));
 }

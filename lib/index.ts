@@ -14,6 +14,10 @@ export {
   type Member,
 } from './struct.js';
 export type { ChangeEvent, ChangeOrigin } from './fanout.js';
+export { Lock, type LockOptions } from './lock.js';
+export { Election, type ElectionOptions, type ElectionEvents, type Leader } from './election.js';
+export { Group, type MemberChange } from './group.js';
+export { safetyMarginMs } from './queue.js';
 export { applyChanges, diffValues, type Change, type Path } from './diff.js';
 export { SharedStructError, isSharedStructError, ErrorCodes, type ErrorCode, type SharedStructErrorOptions } from './errors.js';
 export { jsonCodec, msgpackCodec, type Codec } from './codec.js';

@@ -5,7 +5,8 @@ import type { Backend, Entry, Logger, WatchEvent } from './backend.js';
 import type { ErrorObject } from 'ajv';
 import { decodeFramed, encodeFramed } from './codec.js';
 import { diffValues } from './diff.js';
-import { SharedStructError, isSharedStructError, throwIfAborted } from './errors.js';
+import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
+import { acquireLock } from './lock.js';
 import { FanOut, type ChangeEvent, type ChangeOrigin } from './fanout.js';
 import { assertPlainJson, cloneJson, deepFreeze, jsonEqual } from './json.js';
 import type { ResolvedOpenOptions } from './options.js';
@@ -118,6 +119,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   readonly #options: ResolvedOpenOptions<T>;
   readonly #key: string;
   readonly #listenersPrefix: string;
+  readonly #writeLockPrefix: string;
   readonly #backoff: BackoffPolicy;
   readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
   readonly #fanout = new FanOut<T>();
@@ -155,6 +157,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.name = name;
     this.#key = `${key}/payload`;
     this.#listenersPrefix = `${key}/listeners`;
+    this.#writeLockPrefix = `${key}/write_lock`;
     this.#options = options;
     this.#backoff = options.backoff ?? exponentialBackoff();
     this.#validate = options.schema ? validatorFor(options.schema) : undefined;
@@ -286,6 +289,65 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion}`);
     }
     return written;
+  }
+
+  /**
+   * Holds the struct's distributed write lock (`<name>/write_lock`) while `fn` runs on the fresh
+   * value (`fn` may be async and have side effects), then writes in one guarded request that
+   * commits only if this holder still owns the lock (etcd: a Txn comparing the lock key;
+   * ZooKeeper: a multi with a check on the lock node) and the version did not move. If the lock
+   * was lost, nothing is written and it rejects `LOCK_LOST`; if a writer that does not take the
+   * lock (`update`, `set`) changed the struct meanwhile, `CONFLICT` — `fn` is not re-run, because
+   * its side effects already happened. The lock is always released.
+   *
+   * @example
+   * ```ts
+   * await jobs.updateLocked(async (d) => {
+   *   d.lastRun = await runReport();     // runs on one node at a time
+   * }, { lockTimeoutMs: 30_000 });
+   * ```
+   */
+  async updateLocked(
+    fn: (draft: T) => T | void | Promise<T | void>,
+    options: { lockTimeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<WriteResult<T>> {
+    this.#ensureOpen();
+    throwIfAborted(options.signal);
+    const lock = await acquireLock(this.#backend, `write lock of '${this.name}'`, this.#writeLockPrefix, {
+      ...(options.lockTimeoutMs !== undefined && { waitMs: options.lockTimeoutMs }),
+      ...(options.signal && { signal: options.signal }),
+    });
+    try {
+      await this.readConsistent(options.signal ? { signal: options.signal } : {});
+      const cache = this.#readable();
+      const draft = cloneJson(cache.value);
+      const out = await fn(draft);
+      const next = out === undefined ? draft : out;
+      if (lock.signal.aborted) throw abortError(lock.signal);
+      throwIfAborted(options.signal);
+      if (jsonEqual(next, cache.value)) {
+        assertPlainJson(next);
+        return { value: cache.value, version: cache.version };
+      }
+      const bytes = this.#encodeLocal(next);
+      const expectedVersion = this.#writeBase(cache);
+      return await this.#writing(expectedVersion + 1, async () => {
+        const r = await this.#backend.txn(
+          {
+            compare: [{ key: lock.key, exists: true }],
+            ops: [{ op: 'put', key: this.#key, value: bytes, expectedVersion }],
+          },
+          { signal: options.signal },
+        );
+        if (r.ok) return this.#committed(r.entries[0]!, bytes);
+        const lockKept = !lock.signal.aborted && (await this.#backend.stat(lock.key)) !== undefined;
+        if (!lockKept) throw new SharedStructError('LOCK_LOST', `write lock of '${this.name}' was lost before the commit; nothing was written`);
+        await this.readConsistent();
+        throw new SharedStructError('CONFLICT', `struct '${this.name}' was changed by a writer that does not take the write lock`);
+      });
+    } finally {
+      await lock.release();
+    }
   }
 
   /** Deletes the struct from the store. Other instances get a `deleted` event. */
@@ -519,9 +581,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
 
   /** One CAS. Resolves the write, or undefined on conflict (the cache then holds the winner). */
   async #put(expectedVersion: number, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
-    const version = expectedVersion + 1;
-    this.#pending.set(version, (this.#pending.get(version) ?? 0) + 1);
-    try {
+    return this.#writing(expectedVersion + 1, async () => {
       const r = await this.#backend.put(this.#key, bytes, { expectedVersion, signal });
       if (!r.ok) {
         if (!r.current) {
@@ -531,10 +591,23 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         this.#apply(r.current, 'remote');
         return undefined;
       }
-      this.#apply(r.entry, 'local');
-      const cache = this.#cache;
-      const value = cache && cache.version === r.entry.version ? cache.value : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
-      return { value, version: r.entry.version };
+      return this.#committed(r.entry, bytes);
+    });
+  }
+
+  /** Applies our committed write and returns its result. */
+  #committed(entry: Entry, bytes: Uint8Array): WriteResult<T> {
+    this.#apply(entry, 'local');
+    const cache = this.#cache;
+    const value = cache && cache.version === entry.version ? cache.value : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
+    return { value, version: entry.version };
+  }
+
+  /** Runs a write that would create `version`, holding back the watch events it may own (see `#pending`). */
+  async #writing<R>(version: number, write: () => Promise<R>): Promise<R> {
+    this.#pending.set(version, (this.#pending.get(version) ?? 0) + 1);
+    try {
+      return await write();
     } finally {
       const left = this.#pending.get(version)! - 1;
       if (left === 0) this.#pending.delete(version);
@@ -542,6 +615,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       while (this.#held.length > 0 && !this.#mustHold(this.#held[0]!)) this.#onWatchEvent(this.#held.shift()!);
     }
   }
+
 
   async #runWatch(): Promise<void> {
     const signal = this.#closer.signal;

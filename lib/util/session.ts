@@ -11,6 +11,7 @@ export class SessionTracker implements Session {
   #state: SessionState = 'connected';
   #epoch = 1;
   #since = Date.now();
+  #lastContactAt = Date.now();
   #id: string;
   readonly ttlMs: number;
   readonly #listeners = new Set<(change: SessionStateChange) => void>();
@@ -32,6 +33,14 @@ export class SessionTracker implements Session {
   get since(): number {
     return this.#since;
   }
+  get lastContactAt(): number {
+    return this.#lastContactAt;
+  }
+
+  /** Records that the server answered just now (adapters call it on every response and keepalive). */
+  touch(): void {
+    this.#lastContactAt = Date.now();
+  }
 
   /** Moves to `state`. `newSessionId` starts a new epoch (only with `reconnected`). */
   transition(state: SessionState, options: { newSessionId?: string; cause?: SharedStructError } = {}): void {
@@ -43,6 +52,7 @@ export class SessionTracker implements Session {
     }
     this.#state = state;
     this.#since = Date.now();
+    if (state === 'connected' || state === 'reconnected') this.#lastContactAt = this.#since;
     const change: SessionStateChange = Object.freeze({ state, epoch: this.#epoch, at: this.#since, cause: options.cause });
     for (const listener of [...this.#listeners]) {
       try {

@@ -1,8 +1,10 @@
 /** The shared contract suites against a real etcd. */
 import { backendContract } from '../contract/backend.suite.js';
+import { coordinationContract } from '../contract/coordination.suite.js';
 import { structContract } from '../contract/struct.suite.js';
 import { etcdBackend, sharedEtcd } from '../support/etcd.js';
 import { etcdTarget } from './target.js';
 
 backendContract('etcd', async () => etcdBackend((await sharedEtcd()).endpoints));
 structContract(etcdTarget);
+coordinationContract(etcdTarget);

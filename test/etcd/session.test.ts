@@ -222,7 +222,7 @@ describe('etcd adapter: authentication', function () {
   it('a watch resumed after its auth token expired fetches a new one and continues', async () => {
     const proxy = await startTcpProxy(etcd.members[0]!.clientPort);
     // A long TTL: keepalives (every 10 s) would renew the token too.
-    const b = await etcdBackend([`127.0.0.1:${proxy.port}`], { auth: { username: 'app', password: 'app-secret' }, sessionTtlMs: 30000, logger: { debug: (m: string, f?: unknown) => console.log('D', m, String((f as {error?: string})?.error)), info: console.log, warn: console.log, error: console.log } });
+    const b = await etcdBackend([`127.0.0.1:${proxy.port}`], { auth: { username: 'app', password: 'app-secret' }, sessionTtlMs: 30000 });
     try {
       await b.create('/app/w', enc('1'));
       const watch = b.watch({ key: '/app/w' });
@@ -252,7 +252,6 @@ describe('etcd adapter: authentication', function () {
       assert.ok([...b.watches][0]!.resumes >= 1);
       // The resumed create was refused for the stale token; one probe read renewed it.
       const d = countsSince(before, b.counters.snapshot());
-      console.log(JSON.stringify(d));
       assert.ok((d.watchCreate ?? 0) >= 2 && (d.range ?? 0) >= 1, JSON.stringify(d));
       watch.close();
     } finally {

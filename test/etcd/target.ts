@@ -78,6 +78,15 @@ export const etcdTarget: ContractTarget = {
           return Promise.resolve();
         });
       },
+      async rawPut(key: string, bytes: Uint8Array) {
+        // A plain etcd put, as any foreign etcd client writes: no compare, no lease.
+        await raw!.put(key).value(Buffer.from(bytes)).exec();
+      },
+      async rawGet(key: string) {
+        const res = await raw!.get(key).exec();
+        const kv = res.kvs[0];
+        return kv ? new Uint8Array(kv.value) : undefined;
+      },
       async close() {
         await Promise.allSettled(clients.splice(0).map((c) => c.close()));
         await Promise.allSettled([...proxies.values()].map((p) => p.close()));

@@ -100,7 +100,10 @@ describe('etcd adapter: watch continuity under faults', function () {
   afterEach(async () => {
     await Promise.allSettled(open.splice(0).map((b) => b.close()));
     await Promise.allSettled(proxies.splice(0).map((p) => p.close()));
-    for (const m of etcd.members) if (!m.running) await m.restart();
+    for (const m of etcd.members) {
+      if (m.running) m.resume();
+      else await m.restart();
+    }
   });
   after(async () => {
     raw?.close();
@@ -172,6 +175,32 @@ describe('etcd adapter: watch continuity under faults', function () {
     assert.ok(own.resumes >= 2, `the watch resumed after each restart (${own.resumes})`);
     assert.equal(watcher.watches.size, 0, 'the closed watch left the backend');
     console.log(`      restart resume: first event ${resumeMs.join(' ms, ')} ms after the server was healthy; ${got.length} events`);
+  });
+
+  it('a server frozen past the gRPC keepalive timeout: the dead connection is dropped, the watch resumes after SIGCONT', async () => {
+    const prefix = '/w-frozen';
+    const watcher = await backendAt(etcd.endpoints);
+    const base = BigInt((await raw.put('/w-frozen-base').value('0').exec()).header.revision);
+    const watch = watcher.watch({ prefix }, { afterRevision: base });
+    const seen = new Collector(watch);
+    const own = [...watcher.watches][0]!;
+    await raw.put(`${prefix}/a`).value('1').exec();
+    await seen.until('the first put', (evs) => evs.some((e) => e.type === 'put'));
+    const member = etcd.members[0]!;
+    member.pause();
+    // gRPC pings every 6 s and gives up after requestTimeoutMs (2 s): by 10 s the connection
+    // the stream sat on has been declared dead and the watch is trying to come back.
+    await sleep(10000);
+    member.resume();
+    const resumedAt = Date.now();
+    const rev = BigInt((await raw.put(`${prefix}/b`).value('2').exec()).header.revision);
+    await seen.until('the put after SIGCONT', (evs) => evs.some((e) => e.type === 'put' && e.entry.revision === rev));
+    const ms = Date.now() - resumedAt;
+    watch.close();
+    await seen.done;
+    assert.deepEqual(seen.changes.map((e) => e.type === 'put' && dec(e.entry.value)), ['1', '2']);
+    assert.ok(own.resumes >= 1, 'the stream was replaced');
+    console.log(`      frozen 10 s: the write after SIGCONT arrived ${ms} ms later (${own.resumes} stream attempts)`);
   });
 
   it('compaction while the watcher is cut off: exactly one reset, then live events', async () => {

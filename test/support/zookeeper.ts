@@ -6,6 +6,7 @@
 import { writeFileSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import type * as Testcontainers from 'testcontainers';
 import { onRunEnd } from './cleanup.js';
 import {
   freePort,
@@ -207,7 +208,7 @@ async function startStandalone(startTimeoutMs: number): Promise<ZooKeeperCluster
 
 /** testcontainers' `zookeeper:3.8.0`, only when a Docker engine answers; undefined otherwise. */
 async function startWithTestcontainers(): Promise<ZooKeeperCluster | undefined> {
-  let tc: typeof import('testcontainers');
+  let tc: typeof Testcontainers;
   try {
     tc = await import('testcontainers');
     // Throws when no engine is reachable; that is the "no Docker" answer, not a failure.

@@ -65,7 +65,7 @@ describe('zookeeper adapter: requests', function () {
     assert.equal(stale.ok, false);
     assert.ok(!stale.ok);
     assert.equal(stale.current?.version, 2);
-    assert.equal(text(stale.current!.value), 'v2');
+    assert.equal(text(stale.current.value), 'v2');
     const missing = await b.put(`${key}-none`, bytes('x'), { expectedVersion: 1 });
     assert.deepEqual(missing, { ok: false, current: undefined });
     // Version 0 never exists: it must not turn into "any version".
@@ -128,11 +128,11 @@ describe('zookeeper adapter: requests', function () {
     assert.equal(result.entries[1]?.version, 1);
     assert.equal(result.entries[1]?.key, `${prefix}/y`);
     // One multi, one zxid: the created node's revisions are the put's revision.
-    assert.equal(result.entries[1]!.createRevision, result.entries[0]!.revision);
-    assert.equal(result.entries[1]!.revision, result.entries[0]!.revision);
+    assert.equal(result.entries[1].createRevision, result.entries[0].revision);
+    assert.equal(result.entries[1].revision, result.entries[0].revision);
     const y = await b.get(`${prefix}/y`);
-    assert.equal(y!.createRevision, result.entries[1]!.createRevision);
-    assert.equal(y!.revision, result.entries[1]!.revision);
+    assert.equal(y!.createRevision, result.entries[1].createRevision);
+    assert.equal(y!.revision, result.entries[1].revision);
     assert.equal(result.entries[2], undefined);
     assert.equal(await b.get(`${prefix}/gone`), undefined);
     // A create under a parent that does not exist yet: parents are made, then the multi again.

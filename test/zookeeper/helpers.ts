@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AdapterOptions, Backend, Logger, SessionState, SessionStateChange, Watch, WatchEvent } from '../../lib/backend.js';
-import { ZooKeeperBackend, createBackend } from '../../adapters/zookeeper/index.js';
+import type { ZooKeeperBackend} from '../../adapters/zookeeper/index.js';
+import { createBackend } from '../../adapters/zookeeper/index.js';
 import { zookeeper, type ZkClient } from '../../adapters/zookeeper/zk-client.js';
 import { sharedZooKeeper, type ZooKeeperCluster } from '../support/zookeeper.js';
 import type { ProxyMode, TcpProxy } from '../support/tcp-proxy.js';
@@ -165,9 +166,14 @@ export function recordStates(backend: Backend): { states: SessionStateChange[]; 
   return { states, stop };
 }
 
-/** Resolves when the backend's session reaches `state` (bounded). */
+/** Resolves when the backend's session is in (or reaches) `state` (bounded). */
 export function waitForState(backend: Backend, state: SessionState, timeoutMs = 20000): Promise<SessionStateChange> {
   return new Promise((resolve, reject) => {
+    const session = backend.session;
+    if (session.state === state) {
+      resolve({ state, epoch: session.epoch, at: session.since });
+      return;
+    }
     const timer = setTimeout(() => {
       stop();
       reject(new Error(`session did not reach ${state} within ${timeoutMs} ms (now ${backend.session.state})`));

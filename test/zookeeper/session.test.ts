@@ -133,16 +133,19 @@ describe('zookeeper adapter: sessions', function () {
     await armed(events);
     const { states } = recordStates(b);
     node.pause();
-    let lostAfterMs = 0;
+    const frozenAt = Date.now();
+    const timings = { suspendedAfterMs: -1, lostAfterMs: -1 };
     try {
-      const started = Date.now();
+      const suspended = waitForState(b, 'suspended', 10000).then(() => (timings.suspendedAfterMs = Date.now() - frozenAt));
       await waitForState(b, 'lost', 10000);
-      lostAfterMs = Date.now() - started;
+      await suspended;
+      timings.lostAfterMs = Date.now() - frozenAt;
       // Silence for the whole negotiated timeout (2 s) means lost, not earlier.
-      assert.ok(lostAfterMs >= 1500, `lost after ${lostAfterMs} ms`);
+      assert.ok(timings.lostAfterMs >= 1500, `lost after ${timings.lostAfterMs} ms`);
     } finally {
       node.resume();
     }
+    const { suspendedAfterMs, lostAfterMs } = timings;
     const started = Date.now();
     await waitForState(b, 'reconnected', 20000);
     const recoveryMs = Date.now() - started;
@@ -153,7 +156,33 @@ describe('zookeeper adapter: sessions', function () {
     assert.equal(b.session.epoch, 2);
     await events.until('reset', (evs) => evs.some((e) => e.type === 'reset'));
     assert.equal(text((await b.get(`${prefix}/payload`))!.value), '1');
-    console.log(`      (lost after ${lostAfterMs} ms of silence; new session ${recoveryMs} ms after SIGCONT)`);
+    console.log(`      (SIGSTOP: suspended after ${suspendedAfterMs} ms, lost after ${lostAfterMs} ms; new session ${recoveryMs} ms after SIGCONT)`);
+  });
+
+  it('a server killed (SIGKILL) and restarted: the client comes back; its ephemeral lives iff its session did', async () => {
+    const server = await zk();
+    const node = server.nodes[0]!;
+    const b = await openBackend({ overrides: { sessionTtlMs: 10000, requestTimeoutMs: 2000 } });
+    const prefix = uniquePrefix('restart');
+    await b.create(`${prefix}/payload`, bytes('durable'));
+    await b.create(`${prefix}/members/me`, bytes('me'), { ephemeral: true });
+    const oldPid = node.pid;
+    await node.kill();
+    await waitForState(b, 'suspended', 5000);
+    const started = Date.now();
+    await node.restart();
+    const upMs = Date.now() - started;
+    assert.notEqual(node.pid, oldPid);
+    await waitForState(b, 'reconnected', 30000);
+    const backMs = Date.now() - started;
+    // Standalone ZooKeeper restores sessions from its log: a restart within the timeout keeps
+    // the session (epoch 1) and its ephemeral; otherwise both are gone (epoch 2).
+    assert.equal(text((await b.get(`${prefix}/payload`))!.value), 'durable');
+    const observer = await openBackend();
+    const ephemeral = await observer.get(`${prefix}/members/me`, { consistent: true });
+    if (b.session.epoch === 1) assert.ok(ephemeral, 'same session, so the ephemeral stays');
+    else assert.equal(ephemeral, undefined, 'new session, so the old ephemeral is gone');
+    console.log(`      (restart: server up after ${upMs} ms, client reconnected after ${backMs} ms, epoch ${b.session.epoch})`);
   });
 
   describe('through a TCP proxy', () => {

@@ -1,0 +1,308 @@
+/**
+ * The coordination contract: locks, updateLocked, election and membership through `connect()`,
+ * run unchanged on every backend. Faults use the target's real mechanisms (partition, expiry).
+ * Multi-process scenarios (SIGKILL, SIGSTOP of a holder) live in the backends' own suites.
+ */
+import assert from 'node:assert/strict';
+import { backendOf } from '../../lib/client.js';
+import { safetyMarginMs, type Client, type Leader, type Lock, type MemberChange } from '../../lib/index.js';
+import { eventually } from './struct.suite.js';
+import type { ContractStore, ContractTarget } from './target.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+const dec = (b: Uint8Array | undefined): unknown => (b ? JSON.parse(new TextDecoder().decode(b)) : undefined);
+
+/** Registers the coordination tests under `[name] coordination contract`. */
+export function coordinationContract(target: ContractTarget): void {
+  describe(`[${target.name}] coordination contract`, function () {
+    this.timeout(60000);
+    let store: ContractStore;
+    let seq = 0;
+    const name = (): string => `c${Date.now().toString(36)}-${++seq}`;
+
+    before(async function () {
+      this.timeout(120000);
+      await target.setup();
+    });
+    after(() => target.teardown());
+    beforeEach(async () => {
+      store = await target.newStore();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe('locks', () => {
+      it('10 contenders doing read-sleep-write of a plain key under the lock end at exactly 10 × N', async () => {
+        const clients = await Promise.all(Array.from({ length: 10 }, () => store.connect()));
+        const lockName = name();
+        const key = `${clients[0]!.namespace}/counter-${lockName}`;
+        await store.rawPut(key, enc({ n: 0 }));
+        const N = 4;
+        const tokens: bigint[] = [];
+        await Promise.all(
+          clients.map(async (c) => {
+            for (let i = 0; i < N; i++) {
+              await c.withLock(lockName, async (lock) => {
+                tokens.push(BigInt(lock.token));
+                const { n } = dec(await store.rawGet(key)) as { n: number };
+                await sleep(2);
+                await store.rawPut(key, enc({ n: n + 1 }));
+              }, { waitMs: 30000 });
+            }
+          }),
+        );
+        assert.deepEqual(dec(await store.rawGet(key)), { n: 10 * N });
+        for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `tokens grow: ${tokens[i - 1]} then ${tokens[i]}`);
+      });
+
+      it('waiters get the lock in the order they asked (FIFO)', async () => {
+        const [a, ...others] = await Promise.all([0, 1, 2, 3].map(() => store.connect()));
+        const lockName = name();
+        const held = await a!.lock(lockName);
+        const order: number[] = [];
+        const waiting: Promise<void>[] = [];
+        const parent = `${a!.namespace}/_locks/${lockName}`;
+        for (const [i, c] of others.entries()) {
+          waiting.push(c.withLock(lockName, () => void order.push(i)));
+          // Each waiter is queued before the next one asks.
+          await eventually(`waiter ${i} queued`, async () => (await backendOf(a!).list(parent)).length === i + 2);
+        }
+        await held.release();
+        await Promise.all(waiting);
+        assert.deepEqual(order, [0, 1, 2]);
+      });
+
+      it('LOCK_TIMEOUT after waitMs, ABORTED on the signal, and the queue keeps no leftovers', async () => {
+        const [a, b] = await Promise.all([store.connect(), store.connect()]);
+        const lockName = name();
+        const held = await a.lock(lockName);
+        await assert.rejects(b.lock(lockName, { waitMs: 300 }), { code: 'LOCK_TIMEOUT' });
+        const ctl = new AbortController();
+        setTimeout(() => ctl.abort(), 200);
+        await assert.rejects(b.lock(lockName, { signal: ctl.signal }), { code: 'ABORTED' });
+        const queue = await backendOf(a).list(`${a.namespace}/_locks/${lockName}`);
+        assert.deepEqual(queue.map((e) => e.key), [held.key]);
+        await held.release();
+        await held.release();
+        assert.ok(!held.held);
+      });
+
+      it('withLock resolves what fn resolves and always releases, also when fn throws', async () => {
+        const a = await store.connect();
+        const lockName = name();
+        assert.equal(await a.withLock(lockName, () => 42), 42);
+        await assert.rejects(a.withLock(lockName, () => Promise.reject(new Error('boom'))), /boom/);
+        const again = await a.lock(lockName, { waitMs: 1000 });
+        await again.release();
+      });
+
+      it('a lock with its own ttlMs lives on a session of that ttl', async () => {
+        const a = await store.connect();
+        const lockName = name();
+        const lock = await a.lock(lockName, { ttlMs: 3000 });
+        const [entry] = await backendOf(a).list(`${a.namespace}/_locks/${lockName}`);
+        assert.equal((dec(entry?.value) as { ttlMs: number }).ttlMs, 3000);
+        assert.notEqual(backendOf(a).session.ttlMs, 3000);
+        await lock.release();
+        await assert.rejects(a.lock(lockName, { ttlMs: 10 }), { code: 'INVALID_ARGUMENT' });
+      });
+
+      it('a holder whose session expires: signal aborts LOCK_LOST, the next holder has a larger token, a late release keeps its key', async () => {
+        const a = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const b = await store.connect();
+        const lockName = name();
+        const lock: Lock = await a.lock(lockName);
+        const lostAt = new Promise<number>((resolve) => lock.signal.addEventListener('abort', () => resolve(Date.now()), { once: true }));
+        const next = b.lock(lockName, { waitMs: 30000 });
+        const heal = await store.partition(a);
+        await store.expireSession(a);
+        const lost = await lostAt;
+        assert.equal((lock.signal.reason as { code?: string }).code, 'LOCK_LOST');
+        const nextLock = await next;
+        assert.ok(BigInt(nextLock.token) > BigInt(lock.token), 'fencing token grows');
+        assert.ok(lost <= Date.now());
+        await heal();
+        await lock.release();
+        const queue = await backendOf(b).list(`${b.namespace}/_locks/${lockName}`);
+        assert.deepEqual(queue.map((e) => e.key), [nextLock.key], 'the new holder keeps its key');
+        await nextLock.release();
+      });
+
+      it('a holder cut off longer than its ttl learns it lost the lock before the server can free it', async () => {
+        const ttl = 2000;
+        const a = await store.connect({ sessionTtlMs: ttl, requestTimeoutMs: 500 });
+        const lock = await a.lock(name());
+        const cutAt = Date.now();
+        const heal = await store.partition(a);
+        const lostAfter = await new Promise<number>((resolve) => lock.signal.addEventListener('abort', () => resolve(Date.now() - cutAt), { once: true }));
+        const budget = backendOf(a).session.ttlMs - safetyMarginMs(backendOf(a).session.ttlMs);
+        assert.ok(lostAfter <= budget + 200, `lost after ${lostAfter} ms; must be within ttl - margin = ${budget} ms`);
+        await heal();
+      });
+    });
+
+    describe('updateLocked', () => {
+      it('runs fn under the write lock, one holder at a time, and writes once per call', async () => {
+        const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
+        const n = name();
+        const structs = await Promise.all(clients.map((c) => c.open<{ n: number; inside: number }>(n, { initial: { n: 0, inside: 0 } })));
+        let inside = 0;
+        let maxInside = 0;
+        await Promise.all(
+          structs.map(async (s) => {
+            for (let i = 0; i < 3; i++) {
+              await s.updateLocked(async (d) => {
+                inside += 1;
+                maxInside = Math.max(maxInside, inside);
+                await sleep(5);
+                inside -= 1;
+                d.n += 1;
+              }, { lockTimeoutMs: 30000 });
+            }
+          }),
+        );
+        assert.equal(maxInside, 1, 'never two holders at once');
+        assert.deepEqual((await structs[0]!.readConsistent()).n, 9);
+      });
+
+      it('a lost write lock: rejects LOCK_LOST and writes nothing', async () => {
+        const a = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const b = await store.connect();
+        const n = name();
+        const sa = await a.open<{ n: number }>(n, { initial: { n: 1 } });
+        const sb = await b.open<{ n: number }>(n);
+        await assert.rejects(
+          sa.updateLocked(async (d) => {
+            const heal = await store.partition(a);
+            await store.expireSession(a);
+            await eventually('session lost on the client', () => a.state === 'suspended' || a.state === 'lost' || a.state === 'reconnected', 20000);
+            await sleep(backendOf(a).session.ttlMs);
+            await heal();
+            d.n = 999;
+          }),
+          { code: 'LOCK_LOST' },
+        );
+        assert.deepEqual(await sb.readConsistent(), { n: 1 });
+        assert.equal(sb.stat().version, 1);
+      });
+
+      it('CONFLICT when a writer that does not take the lock changed the struct meanwhile', async () => {
+        const [a, b] = await Promise.all([store.connect(), store.connect()]);
+        const n = name();
+        const sa = await a.open<{ n: number }>(n, { initial: { n: 1 } });
+        const sb = await b.open<{ n: number }>(n);
+        await assert.rejects(
+          sa.updateLocked(async (d) => {
+            await sb.update((x) => void (x.n = 50));
+            d.n = 2;
+          }),
+          { code: 'CONFLICT' },
+        );
+        assert.deepEqual(await sa.readConsistent(), { n: 50 });
+      });
+    });
+
+    describe('election', () => {
+      it('one leader at a time; resign hands over in order; observe follows', async () => {
+        const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
+        const electionName = name();
+        const elections = clients.map((c, i) => c.election(electionName, { id: `n${i}`, data: { i } }));
+        const seen: string[] = [];
+        const ctl = new AbortController();
+        const observing = (async () => {
+          for await (const leader of elections[0]!.observe({ signal: ctl.signal })) seen.push(leader?.id ?? 'null');
+        })().catch(() => {});
+        const first = await elections[0]!.campaign();
+        const pending = [elections[1]!.campaign(), elections[2]!.campaign()];
+        await sleep(200);
+        assert.equal(first.id, 'n0');
+        assert.deepEqual(elections.map((e) => e.isLeader), [true, false, false]);
+        assert.deepEqual(await elections[2]!.leader(), first);
+        await elections[0]!.resign();
+        const second = await pending[0]!;
+        assert.equal(second.id, 'n1');
+        assert.ok(BigInt(second.token) > BigInt(first.token));
+        await elections[1]!.resign();
+        assert.equal((await pending[1]!).id, 'n2');
+        await elections[2]!.resign();
+        // Observing started before anyone campaigned: null first, then each leader once, then null.
+        await eventually(`observed every leader (${seen.join(',')})`, () => seen.join(',') === 'null,n0,n1,n2,null', 10000);
+        ctl.abort();
+        await observing;
+      });
+
+      it('a leader whose session is lost is deposed before anyone else is elected', async () => {
+        const a = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const b = await store.connect();
+        const electionName = name();
+        const ea = a.election(electionName, { id: 'a' });
+        const eb = b.election(electionName, { id: 'b' });
+        const events: [string, string, number][] = [];
+        ea.on('elected', () => events.push(['elected', 'a', Date.now()]));
+        ea.on('deposed', () => events.push(['deposed', 'a', Date.now()]));
+        eb.on('elected', () => events.push(['elected', 'b', Date.now()]));
+        await ea.campaign();
+        const bLeads: Promise<Leader> = eb.campaign();
+        const heal = await store.partition(a);
+        await store.expireSession(a);
+        await bLeads;
+        await heal();
+        const deposedA = events.find((e) => e[0] === 'deposed' && e[1] === 'a');
+        const electedB = events.find((e) => e[0] === 'elected' && e[1] === 'b');
+        assert.ok(deposedA && electedB, JSON.stringify(events));
+        assert.ok(deposedA[2] <= electedB[2], `a deposed (${deposedA[2]}) before b elected (${electedB[2]})`);
+        await eb.resign();
+      });
+    });
+
+    describe('membership', () => {
+      it('join and leave events without duplicates; members() lists who is in', async () => {
+        const [watcher, m1, m2] = await Promise.all([store.connect(), store.connect(), store.connect()]);
+        const group = name();
+        const g0 = await watcher.join(group, { id: 'watcher' });
+        const changes: MemberChange[] = [];
+        const ctl = new AbortController();
+        const reading = (async () => {
+          for await (const c of g0.changes({ signal: ctl.signal })) changes.push(c);
+        })().catch(() => {});
+        await sleep(200);
+        const g1 = await m1.join(group, { id: 'm1', data: { zone: 'eu' } });
+        await m2.join(group, { id: 'm2' });
+        await eventually('two joins', () => changes.length === 2);
+        assert.deepEqual((await g0.members()).map((m) => m.id), ['watcher', 'm1', 'm2']);
+        assert.deepEqual((await g0.members())[1]!.data, { zone: 'eu' });
+        await g1.leave();
+        await m2.close();
+        await eventually('two leaves', () => changes.length === 4);
+        await sleep(200);
+        assert.deepEqual(changes.map((c) => `${c.type}:${c.member.id}`), ['join:m1', 'join:m2', 'leave:m1', 'leave:m2']);
+        ctl.abort();
+        await reading;
+      });
+
+      it('a member whose session expires leaves; after the new session it joins again', async () => {
+        const watcher: Client = await store.connect();
+        const m = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const group = name();
+        const g0 = await watcher.join(group, { id: 'watcher' });
+        await m.join(group, { id: 'm' });
+        const changes: string[] = [];
+        const ctl = new AbortController();
+        const reading = (async () => {
+          for await (const c of g0.changes({ signal: ctl.signal })) changes.push(`${c.type}:${c.member.id}`);
+        })().catch(() => {});
+        await sleep(200);
+        const heal = await store.partition(m);
+        await store.expireSession(m);
+        await eventually('leave', () => changes.includes('leave:m'), 20000);
+        await heal();
+        await eventually('join again', () => changes.includes('join:m'), 20000);
+        assert.deepEqual(changes, ['leave:m', 'join:m']);
+        ctl.abort();
+        await reading;
+      });
+    });
+  });
+}

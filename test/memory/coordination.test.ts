@@ -1,0 +1,4 @@
+import { coordinationContract } from '../contract/coordination.suite.js';
+import { memoryTarget } from './target.js';
+
+coordinationContract(memoryTarget);
