@@ -293,7 +293,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
 
   /**
    * Holds the struct's distributed write lock (`<name>/write_lock`) while `fn` runs on the fresh
-   * value (`fn` may be async and have side effects), then writes in one guarded request that
+   * value (`fn` may be async and have side effects; it gets the lock's fencing `token` and lost
+   * `signal` to pass to them), then writes in one guarded request that
    * commits only if this holder still owns the lock (etcd: a Txn comparing the lock key;
    * ZooKeeper: a multi with a check on the lock node) and the version did not move. If the lock
    * was lost, nothing is written and it rejects `LOCK_LOST`; if a writer that does not take the
@@ -308,7 +309,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * ```
    */
   async updateLocked(
-    fn: (draft: T) => T | void | Promise<T | void>,
+    fn: (draft: T, lock: { readonly token: string; readonly signal: AbortSignal }) => T | void | Promise<T | void>,
     options: { lockTimeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<WriteResult<T>> {
     this.#ensureOpen();
@@ -321,7 +322,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       await this.readConsistent(options.signal ? { signal: options.signal } : {});
       const cache = this.#readable();
       const draft = cloneJson(cache.value);
-      const out = await fn(draft);
+      const out = await fn(draft, { token: lock.token, signal: lock.signal });
       const next = out === undefined ? draft : out;
       if (lock.signal.aborted) throw abortError(lock.signal);
       throwIfAborted(options.signal);
