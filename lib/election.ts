@@ -56,7 +56,7 @@ export class Election extends TypedEmitter<ElectionEvents> {
   readonly #backend: Backend;
   readonly #parent: string;
   readonly #data: unknown;
-  #held: { entry: QueueEntry; leader: Leader; stop: () => void } | undefined;
+  #held: { entry: QueueEntry; leader: Leader; stop: () => void; check: () => boolean } | undefined;
   #campaigning: Promise<Leader> | undefined;
 
   /** @internal Use `client.election()`. */
@@ -69,9 +69,9 @@ export class Election extends TypedEmitter<ElectionEvents> {
     this.#data = data;
   }
 
-  /** True while this candidate leads. */
+  /** True while this candidate leads; checks the loss deadline on the spot, as `Lock.held` does. */
   get isLeader(): boolean {
-    return this.#held !== undefined;
+    return this.#held?.check() ?? false;
   }
 
   /**
@@ -94,7 +94,7 @@ export class Election extends TypedEmitter<ElectionEvents> {
         await waitForHead(this.#backend, this.#parent, me, wait);
         const monitor = monitorLoss(this.#backend, me, `leadership of '${this.name}'`);
         const leader: Leader = Object.freeze({ id: this.id, data: this.#data, token: me.token.toString() });
-        this.#held = { entry: me, leader, stop: () => monitor.stop() };
+        this.#held = { entry: me, leader, stop: () => monitor.stop(), check: () => monitor.check() };
         monitor.signal.addEventListener('abort', () => this.#depose(abortError(monitor.signal)), { once: true });
         if (monitor.signal.aborted) continue;
         this.emit('elected', leader);

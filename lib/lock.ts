@@ -43,21 +43,27 @@ export class Lock implements AsyncDisposable {
   readonly key: string;
   readonly #backend: Backend;
   readonly #stop: () => void;
+  readonly #check: () => boolean;
   #released = false;
 
   /** @internal */
-  constructor(name: string, backend: Backend, entry: QueueEntry, monitor: { signal: AbortSignal; stop(): void }) {
+  constructor(name: string, backend: Backend, entry: QueueEntry, monitor: { signal: AbortSignal; stop(): void; check(): boolean }) {
     this.name = name;
     this.token = entry.token.toString();
     this.key = entry.key;
     this.signal = monitor.signal;
     this.#backend = backend;
     this.#stop = () => monitor.stop();
+    this.#check = () => monitor.check();
   }
 
-  /** True until released or lost. */
+  /**
+   * True until released or lost. Checks the loss deadline on the spot (and aborts `signal` if it
+   * passed), so code that resumes after a freeze learns the truth before it acts: test it right
+   * before each guarded step.
+   */
   get held(): boolean {
-    return !this.#released && !this.signal.aborted;
+    return !this.#released && this.#check();
   }
 
   /** Deletes this holder's own key (never another holder's) and stops watching. Idempotent. */

@@ -75,7 +75,7 @@ export function monitorLoss(
   backend: Backend,
   me: QueueEntry,
   what: string,
-): { readonly signal: AbortSignal; stop(): void } {
+): { readonly signal: AbortSignal; stop(): void; check(): boolean } {
   const controller = new AbortController();
   const session = backend.session;
   const margin = safetyMarginMs(session.ttlMs);
@@ -126,7 +126,17 @@ export function monitorLoss(
     watchStop.abort();
     watch.close();
   }
-  return { signal: controller.signal, stop };
+  /**
+   * Checks the deadline now, without waiting for a state change or a timer: a process that was
+   * frozen (SIGSTOP, a long GC pause) runs its own code before any timer can tell it the news.
+   */
+  function check(): boolean {
+    if (!controller.signal.aborted && Date.now() > session.lastContactAt + session.ttlMs - margin) {
+      lose(`the server was last heard ${Date.now() - session.lastContactAt} ms ago; it may have expired the session (ttl ${session.ttlMs} ms, margin ${margin} ms)`);
+    }
+    return !controller.signal.aborted;
+  }
+  return { signal: controller.signal, stop, check };
 }
 
 /** Rejects with the reason of `signal` (an abort from the caller, a deadline or a loss). */
