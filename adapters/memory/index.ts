@@ -57,6 +57,8 @@ export class MemoryBackend implements Backend {
   #closed = false;
   #delayMs = 0;
   #partition: { healed: Promise<void>; heal: () => void; timers: NodeJS.Timeout[] } | undefined;
+  /** The keepalive a real client sends: the server is heard from every third of the ttl unless cut off. */
+  readonly #keepalive: NodeJS.Timeout;
 
   constructor(store: MemoryStore, options: AdapterOptions) {
     this.store = store;
@@ -64,6 +66,10 @@ export class MemoryBackend implements Backend {
     this.limits = { maxValueBytes: options.maxValueBytes ?? MEMORY_MAX_VALUE_BYTES };
     this.#sessionId = store.openSession();
     this.session = new SessionTracker(this.#sessionId, options.sessionTtlMs);
+    this.#keepalive = setInterval(() => {
+      if (!this.#partition && this.store.isLive(this.#sessionId)) this.session.touch();
+    }, Math.max(50, Math.floor(options.sessionTtlMs / 3)));
+    this.#keepalive.unref();
   }
 
   // ---- Backend -------------------------------------------------------------------------------
@@ -152,6 +158,7 @@ export class MemoryBackend implements Backend {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    clearInterval(this.#keepalive);
     for (const t of this.#partition?.timers ?? []) clearTimeout(t);
     this.#partition?.heal();
     this.store.endSession(this.#sessionId);
@@ -197,6 +204,8 @@ export class MemoryBackend implements Backend {
    */
   partition(): () => void {
     if (this.#partition || this.#closed) return () => {};
+    // Reachable until now, as a real client's keepalives would have shown.
+    this.session.touch();
     let heal!: () => void;
     const healed = new Promise<void>((resolve) => (heal = resolve));
     const ttl = this.#options.sessionTtlMs;
@@ -258,6 +267,7 @@ export class MemoryBackend implements Backend {
       // A partitioned client's request is never answered; the deadline ends it.
       if (this.#partition) await this.#partition.healed;
       if (this.#closed) throw new SharedStructError('CLOSED', 'the client is closed');
+      this.session.touch();
       return fn();
     });
   }

@@ -271,6 +271,16 @@ export function backendContract(name: string, makeBackend: () => Promise<Backend
       await assert.rejects(b.get(`${root}/k`), { code: 'CLOSED' });
     });
 
+    it('an idle healthy session keeps lastContactAt fresh (locks depend on it)', async function () {
+      const ttl = b.session.ttlMs;
+      this.timeout(ttl * 2 + 10000);
+      const before = b.session.lastContactAt;
+      await new Promise((r) => setTimeout(r, Math.min(ttl, 4000)));
+      const age = Date.now() - b.session.lastContactAt;
+      assert.ok(b.session.lastContactAt > before, 'touched while idle');
+      assert.ok(age <= ttl / 2 + 500, `last contact ${age} ms ago with ttl ${ttl} ms: keepalives must touch the session`);
+    });
+
     it('declares a positive value limit and its features', () => {
       assert.ok(b.limits.maxValueBytes > 1000);
       for (const f of ['txn', 'ephemeral', 'sequential', 'consistentRead'] as const) assert.ok(b.features.has(f), f);

@@ -1,0 +1,175 @@
+/**
+ * Coordination across real processes on a real store (etcd, ZooKeeper): a holder killed with
+ * SIGKILL, a holder frozen with SIGSTOP past its ttl, leaders killed in turn, a member killed and
+ * restarted. Each agent is a child process (test/support/agent.ts) killed by PID.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { backendOf } from '../../lib/client.js';
+import { connect, safetyMarginMs, type Client, type MemberChange } from '../../lib/index.js';
+import { startAgent, type Agent, type AgentEvent } from '../support/agents.js';
+import { eventually } from './struct.suite.js';
+
+/** A real store the agents can reach. */
+export interface ProcessTarget {
+  readonly name: string;
+  /** The URL agents connect to (the store is started on first use). */
+  url(): Promise<string>;
+}
+
+const TTL = 2000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Registers the multi-process tests under `[name] processes`. */
+export function processContract(target: ProcessTarget): void {
+  describe(`[${target.name}] processes`, function () {
+    this.timeout(90000);
+    let url: string;
+    let namespace: string;
+    const agents: Agent[] = [];
+    const clients: Client[] = [];
+    const agent = (role: string, name: string, id: string): Agent => {
+      const a = startAgent({ url, namespace, sessionTtlMs: TTL, role, name, id, lifetimeMs: 80000 });
+      agents.push(a);
+      return a;
+    };
+    const local = async (): Promise<Client> => {
+      const c = await connect(url, { namespace, requestTimeoutMs: 2000 });
+      clients.push(c);
+      return c;
+    };
+
+    before(async function () {
+      this.timeout(120000);
+      url = await target.url();
+    });
+    beforeEach(() => {
+      namespace = `/proc-${randomUUID().slice(0, 8)}`;
+    });
+    afterEach(async () => {
+      await Promise.allSettled(agents.splice(0).map((a) => a.kill()));
+      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+    });
+
+    const queued = async (c: Client, parent: string, n: number): Promise<void> => {
+      await eventually(`${n} in the queue`, async () => (await backendOf(c).list(parent)).length === n, 20000);
+    };
+
+    it('SIGKILL the holder: the next waiter gets the lock within ttl + 1 s', async () => {
+      const observer = await local();
+      const a = agent('lock', 'job', 'A');
+      await a.waitFor('acquired', 20000);
+      const b = agent('lock', 'job', 'B');
+      await queued(observer, `${namespace}/_locks/job`, 2);
+      const killedAt = Date.now();
+      await a.kill();
+      const acquired = await b.waitFor('acquired', TTL + 10000);
+      const failover = acquired.at - killedAt;
+      console.log(`      [${target.name}] lock failover after SIGKILL: ${failover} ms (ttl ${TTL} ms)`);
+      assert.ok(failover <= TTL + 1000, `failover ${failover} ms > ttl + 1 s`);
+      assert.ok(BigInt(acquired.token as string) > BigInt((a.events.find((e) => e.ev === 'acquired')!.token as string)));
+    });
+
+    it('SIGSTOP the holder past its ttl, SIGCONT: it learns it lost the lock before any guarded write', async () => {
+      const observer = await local();
+      const a = agent('lock', 'job', 'A');
+      const first = await a.waitFor('acquired', 20000);
+      await a.waitFor('wrote', 10000);
+      const b = agent('lock', 'job', 'B');
+      await queued(observer, `${namespace}/_locks/job`, 2);
+      a.pause();
+      const pausedAt = Date.now();
+      const acquired = await b.waitFor('acquired', TTL + 15000);
+      assert.ok(acquired.at - pausedAt >= TTL - safetyMarginMs(TTL), 'the lock passed on only after the session expired');
+      await b.waitFor('wrote', 10000);
+      const resumedIndex = a.events.length;
+      const resumedAt = Date.now();
+      a.resume();
+      await sleep(1500);
+      const after = a.events.slice(resumedIndex);
+      const firstAfter = after.find((e) => e.ev === 'wrote' || e.ev === 'lost' || e.ev === 'lost-signal' || e.ev === 'write-refused');
+      assert.ok(firstAfter, `A reported after SIGCONT: ${after.map((e) => e.ev).join(',')}`);
+      assert.notEqual(firstAfter.ev, 'wrote', `A wrote after SIGCONT before learning: ${after.map((e) => e.ev).join(',')}`);
+      assert.ok(!after.some((e) => e.ev === 'wrote' && e.token === first.token), 'no write with the old token after SIGCONT');
+      assert.ok(BigInt(acquired.token as string) > BigInt(first.token as string));
+      console.log(`      [${target.name}] frozen holder: lock passed on ${acquired.at - pausedAt} ms after SIGSTOP; after SIGCONT A first reported '${firstAfter.ev}' ${firstAfter.at - resumedAt} ms later`);
+    });
+
+    it('election across 3 processes under kills: one leader at a time', async () => {
+      const ids = ['c1', 'c2', 'c3'];
+      const live = new Map<string, Agent>(ids.map((id) => [id, agent('candidate', 'lead', id)]));
+      const all: Agent[] = [...live.values()];
+      const killedAt = new Map<number, number>();
+      const leaderNow = async (ms: number): Promise<Agent> => {
+        const deadline = Date.now() + ms;
+        for (;;) {
+          for (const a of live.values()) {
+            const last = [...a.events].reverse().find((e) => e.ev === 'elected' || e.ev === 'deposed');
+            if (last?.ev === 'elected') return a;
+          }
+          if (Date.now() > deadline) throw new Error('no leader');
+          await sleep(25);
+        }
+      };
+      for (let round = 0; round < 2; round++) {
+        const leader = await leaderNow(TTL + 20000);
+        const t = Date.now();
+        await leader.kill();
+        killedAt.set(leader.child.pid!, t);
+        live.delete(leader.id);
+        const restarted = agent('candidate', 'lead', leader.id);
+        live.set(leader.id, restarted);
+        all.push(restarted);
+      }
+      await leaderNow(TTL + 20000);
+      // Leadership intervals per process: elected → deposed, kill, or now.
+      const intervals: { pid: number; from: number; to: number }[] = [];
+      for (const a of all) {
+        let from: number | undefined;
+        for (const e of a.events) {
+          if (e.ev === 'elected') from = e.at;
+          if (e.ev === 'deposed' && from !== undefined) {
+            intervals.push({ pid: e.pid, from, to: e.at });
+            from = undefined;
+          }
+        }
+        if (from !== undefined) intervals.push({ pid: a.child.pid!, from, to: killedAt.get(a.child.pid!) ?? Date.now() });
+      }
+      intervals.sort((x, y) => x.from - y.from);
+      assert.ok(intervals.length >= 3, JSON.stringify(intervals));
+      for (let i = 1; i < intervals.length; i++) {
+        assert.ok(intervals[i]!.from >= intervals[i - 1]!.to, `leaders overlap: ${JSON.stringify(intervals.slice(i - 1, i + 1))}`);
+      }
+      const gaps = intervals.slice(1).map((iv, i) => iv.from - intervals[i]!.to);
+      console.log(`      [${target.name}] election: ${intervals.length} terms, failover gaps ${gaps.join(' / ')} ms (ttl ${TTL} ms)`);
+    });
+
+    it('kill -9 a member: leave within ttl + 1 s; restart it: exactly one join', async () => {
+      const watcher = await local();
+      const group = await watcher.join('pool', { id: 'watcher' });
+      const changes: (MemberChange & { at: number })[] = [];
+      const ctl = new AbortController();
+      const reading = (async () => {
+        for await (const c of group.changes({ signal: ctl.signal })) changes.push({ ...c, at: Date.now() });
+      })().catch(() => {});
+      const m1 = agent('member', 'pool', 'm1');
+      agent('member', 'pool', 'm2');
+      await eventually('both joined', () => changes.filter((c) => c.type === 'join').length === 2, 20000);
+      const killedAt = Date.now();
+      await m1.kill();
+      await eventually('m1 left', () => changes.some((c) => c.type === 'leave' && c.member.id === 'm1'), TTL + 10000);
+      const left = changes.find((c) => c.type === 'leave' && c.member.id === 'm1')!;
+      console.log(`      [${target.name}] member leave seen ${left.at - killedAt} ms after kill -9 (ttl ${TTL} ms)`);
+      assert.ok(left.at - killedAt <= TTL + 1000, `leave after ${left.at - killedAt} ms`);
+      agent('member', 'pool', 'm1');
+      await eventually('m1 back', () => changes.filter((c) => c.type === 'join' && c.member.id === 'm1').length === 2, 20000);
+      await sleep(1000);
+      assert.deepEqual(
+        changes.map((c) => `${c.type}:${c.member.id}`).filter((s) => s.endsWith(':m1')),
+        ['join:m1', 'leave:m1', 'join:m1'],
+      );
+      ctl.abort();
+      await reading;
+    });
+  });
+}
