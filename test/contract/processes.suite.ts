@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { backendOf } from '../../lib/client.js';
 import { connect, safetyMarginMs, type Client, type MemberChange } from '../../lib/index.js';
-import { startAgent, type Agent, type AgentEvent } from '../support/agents.js';
+import { startAgent, type Agent } from '../support/agents.js';
 import { eventually } from './struct.suite.js';
 
 /** A real store the agents can reach. */
