@@ -130,3 +130,14 @@ export function decodeFramed(codec: Codec, bytes: Uint8Array): unknown {
   }
   return codec.decode(offset === 0 ? bytes : bytes.subarray(offset));
 }
+
+/**
+ * False only when `bytes` certainly hold no object key named `''`: bare JSON in which the byte
+ * sequence `"":` does not occur (JSON.stringify writes an empty key exactly so). Other codecs: true.
+ */
+export function mayHaveEmptyKey(bytes: Uint8Array): boolean {
+  if (readFrame(bytes).name !== 'json') return true;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(EMPTY_KEY) >= 0;
+}
+
+const EMPTY_KEY = Buffer.from('"":');

@@ -13,9 +13,10 @@ export type Change =
 
 /**
  * The changes that turn `before` into `after`, in an order that {@link applyChanges} can replay.
- * Empty when the two are equal.
+ * Empty when the two are equal. `mayHaveEmptyKeys: false` (the caller knows `after` has no key
+ * named `''`) skips the pass that makes up for deep-diff's blind spot.
  */
-export function diffValues(before: unknown, after: unknown): Change[] {
+export function diffValues(before: unknown, after: unknown, options: { mayHaveEmptyKeys?: boolean } = {}): Change[] {
   const out: Change[] = [];
   for (const d of deepDiff.diff(before, after) ?? []) {
     const base = (d.path ?? []) as (string | number)[];
@@ -25,7 +26,7 @@ export function diffValues(before: unknown, after: unknown): Change[] {
       push(out, base, d);
     }
   }
-  addEmptyKeys(before, after, [], out);
+  if (options.mayHaveEmptyKeys !== false) addEmptyKeys(before, after, [], out);
   return out;
 }
 

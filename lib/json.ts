@@ -25,8 +25,10 @@ function pathText(path: readonly (string | number)[]): string {
  * prototype is not `Object.prototype` or `null` (class instances, Date, Map, Set, ...).
  */
 export function assertPlainJson(value: unknown): asserts value is JsonValue {
+  // One path stack for the whole walk (copied only for an error): this runs on every write.
+  const path: (string | number)[] = [];
   const stack = new Set<object>();
-  const visit = (v: unknown, path: (string | number)[]): void => {
+  const visit = (v: unknown): void => {
     switch (typeof v) {
       case 'string':
       case 'boolean':
@@ -37,19 +39,25 @@ export function assertPlainJson(value: unknown): asserts value is JsonValue {
       case 'object': {
         if (v === null) return;
         if (stack.has(v)) {
-          throw new SharedStructError('INVALID_VALUE', `value has a cycle at ${pathText(path)}`, { details: { path } });
+          throw new SharedStructError('INVALID_VALUE', `value has a cycle at ${pathText(path)}`, { details: { path: [...path] } });
         }
         stack.add(v);
         if (Array.isArray(v)) {
           for (let i = 0; i < v.length; i++) {
-            if (!(i in v)) fail(undefined, [...path, i]);
-            visit(v[i], [...path, i]);
+            path.push(i);
+            if (!(i in v)) fail(undefined, path);
+            visit(v[i]);
+            path.pop();
           }
         } else {
           const proto: unknown = Object.getPrototypeOf(v);
           if (proto !== Object.prototype && proto !== null) fail(v, path);
           if (Object.getOwnPropertySymbols(v).length > 0) fail(Symbol(), path);
-          for (const [k, child] of Object.entries(v)) visit(child, [...path, k]);
+          for (const k of Object.keys(v)) {
+            path.push(k);
+            visit((v as Record<string, unknown>)[k]);
+            path.pop();
+          }
         }
         stack.delete(v);
         return;
@@ -58,12 +66,12 @@ export function assertPlainJson(value: unknown): asserts value is JsonValue {
         fail(v, path);
     }
   };
-  visit(value, []);
+  visit(value);
 }
 
 function fail(value: unknown, path: (string | number)[]): never {
   throw new SharedStructError('INVALID_VALUE', `value is not plain JSON at ${pathText(path)}: ${describe(value)}`, {
-    details: { path },
+    details: { path: [...path] },
   });
 }
 
@@ -74,23 +82,4 @@ export function deepFreeze<T>(value: T): T {
     for (const child of Object.values(value)) deepFreeze(child);
   }
   return value;
-}
-
-/** A mutable deep copy of a plain-JSON value. */
-export function cloneJson<T>(value: T): T {
-  return structuredClone(value);
-}
-
-/** Structural equality of two plain-JSON values (object key order ignored). */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    return a.every((x, i) => jsonEqual(x, b[i]));
-  }
-  if (Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }

@@ -3,12 +3,12 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Backend, Entry, Logger, WatchEvent } from './backend.js';
 import type { ErrorObject } from 'ajv';
-import { decodeFramed, encodeFramed } from './codec.js';
-import { diffValues } from './diff.js';
+import { decodeFramed, encodeFramed, mayHaveEmptyKey } from './codec.js';
+import { diffValues, type Change } from './diff.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { acquireLock } from './lock.js';
 import { FanOut, type ChangeEvent, type ChangeOrigin } from './fanout.js';
-import { assertPlainJson, cloneJson, deepFreeze, jsonEqual } from './json.js';
+import { assertPlainJson, deepFreeze } from './json.js';
 import type { ResolvedOpenOptions } from './options.js';
 import { exponentialBackoff, type BackoffPolicy } from './retry.js';
 import { schemaErrorText, validatorFor } from './schema.js';
@@ -71,9 +71,20 @@ export interface WriteResult<T> {
 
 interface Cached<T> {
   readonly value: T;
+  /** The stored bytes of `value`: decoding them is the cheapest fresh mutable copy. */
+  readonly bytes: Uint8Array;
   readonly version: number;
   readonly revision: bigint;
   readonly createRevision: bigint;
+}
+
+/** A local write, checked and encoded, with its diff against the cached version `base`. */
+interface Prepared<T> {
+  readonly bytes: Uint8Array;
+  /** The value as it will be cached (frozen). */
+  readonly value: T;
+  readonly changes: readonly Change[];
+  readonly base: number;
 }
 
 /** What the client needs of a struct, whatever its `T`. */
@@ -284,7 +295,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
     }
     const bytes = this.#encodeLocal(value);
-    const written = await this.#put(expectedVersion, bytes, options.signal);
+    const written = await this.#put(expectedVersion, { bytes, value: deepFreeze(decodeFramed(this.#options.codec, bytes) as T), changes: [], base: -1 }, options.signal);
     if (!written) {
       throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion}`);
     }
@@ -321,26 +332,23 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     try {
       await this.readConsistent(options.signal ? { signal: options.signal } : {});
       const cache = this.#readable();
-      const draft = cloneJson(cache.value);
+      const draft = this.#draft(cache);
       const out = await fn(draft, { token: lock.token, signal: lock.signal });
       const next = out === undefined ? draft : out;
       if (lock.signal.aborted) throw abortError(lock.signal);
       throwIfAborted(options.signal);
-      if (jsonEqual(next, cache.value)) {
-        assertPlainJson(next);
-        return { value: cache.value, version: cache.version };
-      }
-      const bytes = this.#encodeLocal(next);
+      const prepared = this.#prepare(cache, draft, next);
+      if (!prepared) return { value: cache.value, version: cache.version };
       const expectedVersion = this.#writeBase(cache);
       return await this.#writing(expectedVersion + 1, async () => {
         const r = await this.#backend.txn(
           {
             compare: [{ key: lock.key, exists: true }],
-            ops: [{ op: 'put', key: this.#key, value: bytes, expectedVersion }],
+            ops: [{ op: 'put', key: this.#key, value: prepared.bytes, expectedVersion }],
           },
           { signal: options.signal },
         );
-        if (r.ok) return this.#committed(r.entries[0]!, bytes);
+        if (r.ok) return this.#committed(r.entries[0]!, prepared);
         const lockKept = !lock.signal.aborted && (await this.#backend.stat(lock.key)) !== undefined;
         if (!lockKept) throw new SharedStructError('LOCK_LOST', `write lock of '${this.name}' was lost before the commit; nothing was written`);
         await this.readConsistent();
@@ -471,7 +479,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   }
 
   #setCache(entry: Entry, value: T): void {
-    this.#cache = { value, version: entry.version, revision: entry.revision, createRevision: entry.createRevision };
+    this.#cache = { value, bytes: entry.value, version: entry.version, revision: entry.revision, createRevision: entry.createRevision };
     this.#lastValue = value;
     this.#confirm();
   }
@@ -484,9 +492,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * The one place the cache changes. `entry` is what the store holds (undefined: deleted).
    * Versions at or below the cache's are echoes and only confirm; newer ones are decoded and
    * diffed once, cached, then published. `origin` 'resync' marks a change found after lost
-   * continuity.
+   * continuity. `mine` is this instance's own write: when it lands right on the cached version
+   * it was diffed against, its checked value and diff are used as they are.
    */
-  #apply(entry: Entry | undefined, origin: ChangeOrigin): void {
+  #apply(entry: Entry | undefined, origin: ChangeOrigin, mine?: Prepared<T>): void {
     if (this.#state === 'closed') return;
     const cache = this.#cache;
     if (!entry) {
@@ -510,6 +519,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       this.#confirm();
       return;
     }
+    if (mine && current && !newLife && !corrupt && current.version === mine.base && entry.version === mine.base + 1) {
+      this.#publish(entry, current, origin, mine.value, mine.changes);
+      return;
+    }
     const decoded = this.#decodeRemote(entry);
     if ('error' in decoded) {
       // Keep the last valid version; the next valid one arrives as a resync.
@@ -520,21 +533,26 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       this.emit('error', kept);
       return;
     }
-    const previousVersion = current ? current.version : 0;
-    const before = current ? current.value : this.#lastValue;
     let eventOrigin: ChangeOrigin = origin;
     if (!current || newLife || (corrupt && origin !== 'local')) eventOrigin = 'resync';
+    const before = current ? current.value : this.#lastValue;
+    this.#publish(entry, current, eventOrigin, decoded.value, diffValues(before, decoded.value, { mayHaveEmptyKeys: mayHaveEmptyKey(entry.value) }));
+  }
+
+  /** Caches `value` at `entry` and hands its event to every subscriber. */
+  #publish(entry: Entry, current: Cached<T> | undefined, origin: ChangeOrigin, value: T, changes: readonly Change[]): void {
+    const previousVersion = current ? current.version : 0;
     this.#corrupt = undefined;
     const event: ChangeEvent<T> = Object.freeze({
       version: entry.version,
       previousVersion,
       revision: entry.revision.toString(),
-      origin: eventOrigin,
+      origin,
       coalesced: current ? entry.version !== current.version + 1 : previousVersion !== 0,
-      value: decoded.value,
-      changes: Object.freeze(diffValues(before, decoded.value)),
+      value,
+      changes: Object.freeze(changes),
     });
-    this.#setCache(entry, decoded.value);
+    this.#setCache(entry, value);
     if (this.#state === 'deleted') this.#state = 'open';
     this.#fanout.publish(event);
     this.emit('change', event);
@@ -551,20 +569,37 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(options.signal);
       const cache = this.#readable();
-      const { next, result } = await compute(cloneJson(cache.value));
+      const draft = this.#draft(cache);
+      const { next, result } = await compute(draft);
       throwIfAborted(options.signal);
-      if (jsonEqual(next, cache.value)) {
-        assertPlainJson(next);
-        return { written: { value: cache.value, version: cache.version }, result };
-      }
-      const bytes = this.#encodeLocal(next);
-      const written = await this.#put(this.#writeBase(cache), bytes, options.signal);
+      const prepared = this.#prepare(cache, draft, next);
+      if (!prepared) return { written: { value: cache.value, version: cache.version }, result };
+      const written = await this.#put(this.#writeBase(cache), prepared, options.signal);
       if (written) return { written, result };
       if (attempt >= maxRetries) {
         throw new SharedStructError('CONFLICT', `struct '${this.name}': still conflicting after ${maxRetries} retries`);
       }
       await sleep(this.#backoff.delayMs(attempt + 1), options.signal);
     }
+  }
+
+  /** A fresh mutable copy of the cached value: decoding its bytes beats a structured clone. */
+  #draft(cache: Cached<T>): T {
+    return decodeFramed(this.#options.codec, cache.bytes) as T;
+  }
+
+  /**
+   * Checks and encodes `next` (plain JSON, schema, size: before any request) and diffs it
+   * against the cache. Undefined when nothing changed: that diff is the equality test, and the
+   * write reuses it for its event. A draft we made is frozen in place; a value the caller
+   * built is decoded from the bytes instead, so the caller's object is never frozen.
+   */
+  #prepare(cache: Cached<T>, draft: T, next: T): Prepared<T> | undefined {
+    const bytes = this.#encodeLocal(next);
+    const changes = diffValues(cache.value, next, { mayHaveEmptyKeys: mayHaveEmptyKey(bytes) });
+    if (changes.length === 0) return undefined;
+    const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
+    return { bytes, value, changes, base: cache.version };
   }
 
   /** The version a write compares against: the cache's, or a newer corrupt one it overwrites. */
@@ -581,9 +616,9 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   }
 
   /** One CAS. Resolves the write, or undefined on conflict (the cache then holds the winner). */
-  async #put(expectedVersion: number, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
+  async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
     return this.#writing(expectedVersion + 1, async () => {
-      const r = await this.#backend.put(this.#key, bytes, { expectedVersion, signal });
+      const r = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal });
       if (!r.ok) {
         if (!r.current) {
           this.#apply(undefined, 'remote');
@@ -592,16 +627,15 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         this.#apply(r.current, 'remote');
         return undefined;
       }
-      return this.#committed(r.entry, bytes);
+      return this.#committed(r.entry, prepared);
     });
   }
 
   /** Applies our committed write and returns its result. */
-  #committed(entry: Entry, bytes: Uint8Array): WriteResult<T> {
-    this.#apply(entry, 'local');
+  #committed(entry: Entry, prepared: Prepared<T>): WriteResult<T> {
+    this.#apply(entry, 'local', prepared);
     const cache = this.#cache;
-    const value = cache && cache.version === entry.version ? cache.value : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
-    return { value, version: entry.version };
+    return { value: cache && cache.version === entry.version ? cache.value : prepared.value, version: entry.version };
   }
 
   /** Runs a write that would create `version`, holding back the watch events it may own (see `#pending`). */

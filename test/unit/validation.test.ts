@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { assertPlainJson, jsonEqual } from '../../lib/json.js';
+import { assertPlainJson } from '../../lib/json.js';
 import { validateName, validateNamespace } from '../../lib/names.js';
 import { parseUrl, resolveConnectOptions, resolveOpenOptions } from '../../lib/options.js';
 import { SharedStructError } from '../../lib/index.js';
@@ -51,13 +51,8 @@ describe('validation', () => {
         }
       });
     }
-    it('accepts every JSON value (property) and jsonEqual agrees with a round trip', () => {
-      fc.assert(
-        fc.property(fc.jsonValue(), (v) => {
-          assertPlainJson(v);
-          assert.ok(jsonEqual(v, JSON.parse(JSON.stringify(v))));
-        }),
-      );
+    it('accepts every JSON value (property)', () => {
+      fc.assert(fc.property(fc.jsonValue(), (v) => assertPlainJson(v)));
       assertPlainJson(Object.create(null));
     });
   });
