@@ -240,4 +240,26 @@ describe('etcd adapter: requests', function () {
       ['put /w/a v1', 'put /w/a v2', 'delete /w/a'],
     );
   });
+
+  it('a watch "from now" sees a write made right after watch() returns, before etcd confirmed it', async () => {
+    for (let i = 0; i < 20; i++) {
+      const key = `${ns}/now/${i}`;
+      const watch = backend.watch({ key });
+      // No waiting: the write races the watch's creation on the server.
+      const put = await raw.put(key).value(String(i)).exec();
+      const it = watch[Symbol.asyncIterator]();
+      for (;;) {
+        const r = await Promise.race([
+          it.next(),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`round ${i}: the put was missed`)), 5000).unref()),
+        ]);
+        assert.equal(r.done, false);
+        if (r.value.type === 'progress') continue;
+        assert.equal(r.value.type, 'put');
+        if (r.value.type === 'put') assert.equal(r.value.entry.revision.toString(), put.header.revision);
+        break;
+      }
+      watch.close();
+    }
+  });
 });

@@ -111,4 +111,45 @@ describe('etcd adapter: 3-member cluster, leader killed and restarted', function
     assert.equal(writer.session.epoch, 1);
     console.log(`      cluster: ${truth.length} events, ${retried} write retries across the leader change`);
   });
+
+  it('a member that loses its leader ends our streams ("hasleader"), and the watch resumes without a gap', async () => {
+    const [m0, m1, m2] = etcd.members as [EtcdMember, EtcdMember, EtcdMember];
+    for (const m of etcd.members) if (!m.running) await m.restart();
+    // One endpoint: the watch cannot move to another member, it must wait for the leader.
+    const watcher = await etcdBackend([m0.endpoint], { requestTimeoutMs: 2000, sessionTtlMs: 20000 });
+    open.push(watcher);
+    const prefix = '/noleader';
+    const base = BigInt((await raw.put(`${prefix}-base`).value('0').exec()).header.revision);
+    const watch = watcher.watch({ prefix }, { afterRevision: base });
+    const own = [...watcher.watches][0]!;
+    const events: WatchEvent[] = [];
+    const draining = (async () => {
+      for await (const ev of watch) if (ev.type !== 'progress') events.push(ev);
+    })();
+    await raw.put(`${prefix}/a`).value('1').exec();
+    const until = async (what: string, check: () => boolean, ms: number): Promise<void> => {
+      const deadline = Date.now() + ms;
+      while (!check()) {
+        assert.ok(Date.now() < deadline, `${what} not within ${ms} ms`);
+        await sleep(25);
+      }
+    };
+    await until('the first event', () => events.length === 1, 10000);
+    // Freeze the two others: m0 loses its leader (CheckQuorum), and etcd ends streams that
+    // asked for a leader after a few election timeouts.
+    m1.pause();
+    m2.pause();
+    try {
+      await until('the watch stream ended by the member', () => own.resumes >= 1, 15000);
+    } finally {
+      m1.resume();
+      m2.resume();
+    }
+    const rev = BigInt((await raw.put(`${prefix}/b`).value('2').exec()).header.revision);
+    await until('the write after the outage', () => events.some((e) => e.type === 'put' && e.entry.revision === rev), 20000);
+    watch.close();
+    await draining;
+    assert.deepEqual(events.map(line).map((l) => l.replace(/^\d+ /, '')), [`put ${prefix}/a v1`, `put ${prefix}/b v1`]);
+    console.log(`      no leader: the watch stream was ended and re-created ${own.resumes} time(s)`);
+  });
 });

@@ -127,10 +127,16 @@ describe('etcd adapter: session and deadlines', function () {
     const changes = record(b);
     const ttlMs = b.session.ttlMs;
     await b.create('/s-long/eph', enc('old'), { ephemeral: true });
+    const first = b.session.lastContactAt;
+    await until('a keepalive answered', () => b.session.lastContactAt > first, ttlMs);
     const member = etcd.members[0]!;
     member.pause();
+    const pausedAt = Date.now();
     try {
       await until('lost', () => b.session.state === 'lost', ttlMs + 3000);
+      // Nothing was heard while frozen, and the loss came no earlier than a TTL after that.
+      assert.ok(b.session.lastContactAt <= pausedAt);
+      assert.ok(Date.now() - b.session.lastContactAt >= ttlMs);
     } finally {
       member.resume();
     }
