@@ -57,6 +57,8 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'TIMEOUT',
 ]);
 
+const BRAND = Symbol.for('sharedstruct.SharedStructError');
+
 /** Options of {@link SharedStructError}. */
 export interface SharedStructErrorOptions {
   /** The underlying error (a backend error, an Ajv result, an abort reason). */
@@ -81,6 +83,16 @@ export interface SharedStructErrorOptions {
  */
 export class SharedStructError extends Error {
   override readonly name = 'SharedStructError';
+  /** @internal Brand read by `instanceof` (see below). */
+  readonly [BRAND] = true;
+
+  /**
+   * `instanceof` by brand, so an error made by a second loaded copy of this module (two installs
+   * of the package; tsx instantiates dynamically imported adapters apart) still matches.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
   /** Stable machine-readable code. */
   readonly code: ErrorCode;
   /** Whether retrying the same call may succeed. */

@@ -37,9 +37,12 @@ export class SessionTracker implements Session {
     return this.#lastContactAt;
   }
 
-  /** Records that the server answered just now (adapters call it on every response and keepalive). */
-  touch(): void {
-    this.#lastContactAt = Date.now();
+  /**
+   * Records that the server was heard from (adapters call it on every response and keepalive).
+   * `at` may be when the answered request was sent, which is when the server renewed the session.
+   */
+  touch(at: number = Date.now()): void {
+    if (at > this.#lastContactAt) this.#lastContactAt = at;
   }
 
   /** Moves to `state`. `newSessionId` starts a new epoch (only with `reconnected`). */
