@@ -3,7 +3,7 @@
  * data on /dev/shm, killed by PID at the end of the run. `ZK_CONNECT` points the tests at an
  * external server instead (fault injection on the server process is then unavailable).
  */
-import { writeFileSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
+import { writeFileSync, mkdirSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type * as Testcontainers from 'testcontainers';
@@ -47,8 +47,11 @@ export interface ZooKeeperNode {
   kill(): Promise<void>;
   /** Start it again on the same port and data dir (after `kill`), wait until it answers. */
   restart(): Promise<void>;
-  /** SIGSTOP: the server keeps its sockets open but answers nothing (a hung server). */
-  pause(): void;
+  /**
+   * SIGSTOP: the server keeps its sockets open but answers nothing (a hung server). Resolves
+   * once every thread of the JVM is stopped (the signal is delivered asynchronously).
+   */
+  pause(): Promise<void>;
   /** SIGCONT. */
   resume(): void;
   /** Sends a four-letter word (`srvr`, `ruok`, `mntr`) and resolves the raw answer. */
@@ -187,11 +190,25 @@ async function startStandalone(startTimeoutMs: number): Promise<ZooKeeperCluster
       proc = launch();
       await ready(proc);
     },
-    pause: () => proc.pause(),
+    async pause() {
+      proc.pause();
+      await waitUntil(`ZooKeeper pid ${proc.pid} stopped`, () => allThreadsStopped(proc.pid), { timeoutMs: 5000, intervalMs: 10 });
+    },
     resume: () => proc.resume(),
     fourLetter: (cmd, timeoutMs) => fourLetterWord(port, cmd, timeoutMs),
   };
   let stopped = false;
+  // A run that ends without its cleanup hooks (process.exit, a crash, a killed mocha) must not
+  // leave a JVM behind: 'exit' handlers run synchronously, and a SIGKILL by PID is synchronous.
+  const onExit = (): void => {
+    try {
+      process.kill(proc.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    removeDir(dir);
+  };
+  process.once('exit', onExit);
   return {
     connectString: `127.0.0.1:${port}`,
     hosts: [`127.0.0.1:${port}`],
@@ -200,10 +217,26 @@ async function startStandalone(startTimeoutMs: number): Promise<ZooKeeperCluster
     async stop() {
       if (stopped) return;
       stopped = true;
+      process.removeListener('exit', onExit);
       await proc.kill();
       removeDir(dir);
     },
   };
+}
+
+/** True when every thread of `pid` is in the stopped state (`T`), per /proc (Linux). */
+function allThreadsStopped(pid: number): boolean {
+  const taskDir = `/proc/${pid}/task`;
+  if (!existsSync(taskDir)) return true;
+  return readdirSync(taskDir).every((tid) => {
+    try {
+      // Field 3 of stat, after the parenthesised command name.
+      const stat = readFileSync(`${taskDir}/${tid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    } catch {
+      return true; // the thread is gone
+    }
+  });
 }
 
 /** testcontainers' `zookeeper:3.8.0`, only when a Docker engine answers; undefined otherwise. */
@@ -242,7 +275,7 @@ async function startWithTestcontainers(): Promise<ZooKeeperCluster | undefined> 
         restart: async () => {
           await container.restart();
         },
-        pause: unsupported('pause'),
+        pause: () => Promise.reject(new Error('pause is not available for a testcontainers ZooKeeper')),
         resume: unsupported('resume'),
         fourLetter: (cmd, timeoutMs) => fourLetterWord(port, cmd, timeoutMs, host),
       },
@@ -275,7 +308,7 @@ function externalZooKeeper(connect: string): ZooKeeperCluster {
         logFile: '',
         kill: external('kill'),
         restart: external('restart'),
-        pause: external('pause'),
+        pause: () => Promise.reject(new Error('pause: ZK_CONNECT points at a server this run does not own')),
         resume: external('resume'),
         fourLetter: (cmd: string, timeoutMs?: number) => fourLetterWord(port, cmd, timeoutMs, host),
       };

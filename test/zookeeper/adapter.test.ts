@@ -252,6 +252,27 @@ describe('zookeeper adapter: requests', function () {
     assert.equal((await b.get(key))!.value.length, big.length);
     const small = await openBackend({ overrides: { maxValueBytes: 1000 } });
     assert.equal(small.limits.maxValueBytes, 1000);
+    // Over the limit: refused before sending (the server would drop the whole connection).
+    const before = b.counters.snapshot();
+    const tooBig = new Uint8Array(b.limits.maxValueBytes + 1);
+    await assert.rejects(b.put(key, tooBig, { expectedVersion: 2 }), (err: unknown) => isSharedStructError(err, 'VALUE_TOO_LARGE'));
+    await assert.rejects(b.create(`${key}-2`, tooBig), (err: unknown) => isSharedStructError(err, 'VALUE_TOO_LARGE'));
+    await assert.rejects(b.txn({ compare: [], ops: [{ op: 'create', key: `${key}-3`, value: tooBig }] }), (err: unknown) =>
+      isSharedStructError(err, 'VALUE_TOO_LARGE'),
+    );
+    assert.deepEqual(countsSince(before, b.counters.snapshot()), {});
+    assert.equal(b.session.state, 'connected');
+  });
+
+  it('liveness pings run while idle and are not counted as requests', async () => {
+    const b = await openBackend();
+    const before = b.counters.snapshot();
+    const pings = b.heartbeats;
+    // A sixth of the 3 s session: pings every ~0.5 s of silence.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(b.heartbeats > pings, `heartbeats: ${b.heartbeats}`);
+    assert.deepEqual(countsSince(before, b.counters.snapshot()), {});
+    assert.equal(b.session.state, 'connected');
   });
 
   it('features and session basics', async () => {
@@ -271,6 +292,13 @@ describe('zookeeper adapter: requests', function () {
       const p = b.get(key);
       await assert.rejects(p, (err: unknown) => isSharedStructError(err, 'INVALID_ARGUMENT'));
     }
+  });
+
+  it('asking for what the adapter cannot do fails at once: tls (UNSUPPORTED), a digest user with ":"', async () => {
+    await assert.rejects(openBackend({ overrides: { tls: {} } }), (err: unknown) => isSharedStructError(err, 'UNSUPPORTED'));
+    await assert.rejects(openBackend({ overrides: { auth: { username: 'a:b', password: 'x' } } }), (err: unknown) =>
+      isSharedStructError(err, 'INVALID_ARGUMENT'),
+    );
   });
 
   it('an unreachable server fails the first connect with CONNECTION within connectTimeoutMs', async () => {

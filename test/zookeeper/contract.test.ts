@@ -1,6 +1,7 @@
 /** The shared contract suites against a real ZooKeeper. */
 import { createBackend } from '../../adapters/zookeeper/index.js';
 import { backendContract } from '../contract/backend.suite.js';
+import { coordinationContract } from '../contract/coordination.suite.js';
 import { structContract } from '../contract/struct.suite.js';
 import { sharedZooKeeper } from '../support/zookeeper.js';
 import { testOptions } from './helpers.js';
@@ -10,3 +11,4 @@ backendContract('zookeeper', async () =>
   createBackend({ scheme: 'zk', hosts: (await sharedZooKeeper()).hosts, path: '', params: {} }, testOptions()),
 );
 structContract(zookeeperTarget);
+coordinationContract(zookeeperTarget);

@@ -112,8 +112,14 @@ describe('zookeeper adapter: node-zookeeper-client gaps', function () {
     for (const name of ['disconnected', 'expired', 'connected']) raw.client.on(name, () => libraryStates.push(name));
     const { states } = recordStates(b);
     let answered = false;
-    node.pause();
     try {
+      await node.pause();
+      // Every JVM thread is stopped: the server answers nothing, not even a four-letter word.
+      const probe = await node.fourLetter('ruok', 300).then(
+        (answer) => `answered ${JSON.stringify(answer)}`,
+        (err: unknown) => String(err),
+      );
+      assert.match(probe, /no answer/);
       raw.exists('/').then(
         () => (answered = true),
         () => (answered = true),

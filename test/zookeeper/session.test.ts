@@ -98,8 +98,8 @@ describe('zookeeper adapter: sessions', function () {
     await armed(events);
     const { states } = recordStates(b);
     const id = b.session.id;
-    node.pause();
     try {
+      await node.pause();
       await waitForState(b, 'suspended', 5000);
       // The client library has no read timeout: the deadline is ours.
       const started = Date.now();
@@ -132,10 +132,10 @@ describe('zookeeper adapter: sessions', function () {
     const events = new EventReader(b.watch({ key: `${prefix}/payload` }));
     await armed(events);
     const { states } = recordStates(b);
-    node.pause();
     const frozenAt = Date.now();
     const timings = { suspendedAfterMs: -1, lostAfterMs: -1 };
     try {
+      await node.pause();
       const suspended = waitForState(b, 'suspended', 10000).then(() => (timings.suspendedAfterMs = Date.now() - frozenAt));
       await waitForState(b, 'lost', 10000);
       await suspended;
@@ -242,6 +242,39 @@ describe('zookeeper adapter: sessions', function () {
       const entry = await b.get(key, { consistent: true });
       assert.equal(text(entry!.value), 'kept');
       assert.equal(entry!.version, 1);
+    });
+
+    it('a request queued (unsent) when the session expires is sent on the new session; a sent one is not replayed', async () => {
+      const server = await zk();
+      proxy = await startTcpProxy(server.nodes[0]!.port);
+      const b = await openBackend({ hosts: [`127.0.0.1:${proxy.port}`], overrides: { sessionTtlMs: 6000, requestTimeoutMs: 10000 } });
+      const prefix = uniquePrefix('requeue');
+      await b.create(`${prefix}/a`, bytes('a'));
+      // Cut off: the library reconnects into the blackhole and queues what we send.
+      proxy.setMode('blackhole');
+      proxy.resetAll();
+      await waitForState(b, 'suspended', 5000);
+      const queued = b.delete(`${prefix}/a`);
+      await expireSession(b, server.connectString, proxy, 'blackhole');
+      proxy.setMode('pass');
+      proxy.resetAll();
+      assert.equal(await queued, true, 'the queued delete ran on the new session');
+      assert.equal(b.session.epoch, 2);
+      assert.equal(await b.get(`${prefix}/a`), undefined);
+      // Now a request that left: blackholed on a live connection, it was written and got no
+      // answer. Its outcome is unknown, so it fails and is not sent again.
+      await b.create(`${prefix}/b`, bytes('b'));
+      proxy.setMode('blackhole');
+      const sent = b.delete(`${prefix}/b`);
+      const failed = assert.rejects(sent, (err: unknown) => isSharedStructError(err, 'CONNECTION', 'SESSION_LOST'));
+      await new Promise((r) => setTimeout(r, 100));
+      await expireSession(b, server.connectString, proxy, 'blackhole');
+      await failed;
+      proxy.setMode('pass');
+      proxy.resetAll();
+      await waitForState(b, 'reconnected', 20000);
+      assert.equal(b.session.epoch, 3);
+      assert.equal(text((await b.get(`${prefix}/b`))!.value), 'b', 'the written delete was not replayed');
     });
 
     it('requests made while the session is lost wait for the new one (within their deadline)', async () => {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import type { Entry, WatchEvent } from '../../lib/backend.js';
 import { countsSince } from '../../lib/util/counters.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 import type { ZkWatch } from '../../adapters/zookeeper/watch.js';
 import { EventReader, RawClient, bytes, closeAll, describe as describeEvents, openBackend, text, uniquePrefix, zk } from './helpers.js';
 
@@ -164,6 +165,24 @@ describe('zookeeper adapter: watches', function () {
     }
   });
 
+  it('prefix watch on a prefix that does not exist yet, then is created, deleted and created again', async () => {
+    const b = await openBackend();
+    const prefix = `${uniquePrefix()}/later/group`;
+    const reader = new EventReader(b.watch({ prefix }));
+    await armed(reader);
+    await b.create(`${prefix}/m1`, bytes('1'));
+    await reader.until('m1', (events) => puts(events).some((e) => e.key === `${prefix}/m1`));
+    await b.delete(`${prefix}/m1`);
+    await b.delete(prefix);
+    await reader.until('m1 gone', (events) => events.some((e) => e.type === 'delete' && e.key === `${prefix}/m1`));
+    await b.create(`${prefix}/m2`, bytes('2'));
+    await reader.until('m2', (events) => puts(events).some((e) => e.key === `${prefix}/m2`));
+    assert.deepEqual(
+      reader.events.map((e) => e.type),
+      ['put', 'delete', 'put'],
+    );
+  });
+
   it('prefix watch with afterRevision: a reset when children came or went since then', async () => {
     const b = await openBackend();
     const prefix = `${uniquePrefix()}/members`;
@@ -182,6 +201,68 @@ describe('zookeeper adapter: watches', function () {
     const second = new EventReader(b.watch({ prefix }, { afterRevision: reset.revision }));
     await second.until('put', (events) => events.length === 1);
     assert.ok(second.events[0]?.type === 'put' && second.events[0].entry.version === 2);
+  });
+
+  it('under repeated connection resets: no repeated version, and the folded events end at the store state', async () => {
+    const server = await zk();
+    const proxy = await startTcpProxy(server.nodes[0]!.port);
+    try {
+      const watcher = await openBackend({ hosts: [`127.0.0.1:${proxy.port}`], overrides: { sessionTtlMs: 6000 } });
+      const writer = await openBackend();
+      const prefix = uniquePrefix('chaos');
+      const key = `${prefix}/payload`;
+      const group = `${prefix}/group`;
+      await writer.create(key, bytes('0'));
+      const keyEvents = new EventReader(watcher.watch({ key }));
+      const groupEvents = new EventReader(watcher.watch({ prefix: group }));
+      await Promise.all([armed(keyEvents), armed(groupEvents)]);
+      let resets = 0;
+      const chaos = setInterval(() => {
+        resets += 1;
+        proxy.resetAll();
+      }, 120);
+      let version = 1;
+      try {
+        for (let i = 0; i < 150; i += 1) {
+          const put = await writer.put(key, bytes(String(i)), { expectedVersion: version });
+          assert.ok(put.ok);
+          version += 1;
+          const member = `${group}/m${i % 7}`;
+          // Members come and go: create when absent, else update or delete.
+          const current = await writer.get(member);
+          if (!current) await writer.create(member, bytes(String(i)));
+          else if (i % 3 === 0) await writer.delete(member);
+          else await writer.put(member, bytes(String(i)), { expectedVersion: current.version });
+        }
+      } finally {
+        clearInterval(chaos);
+      }
+      const finalMembers = new Map((await writer.list(group)).map((e) => [e.key, e.version] as const));
+      await keyEvents.until('the last version', (events) => puts(events).some((e) => e.version === version), 20000);
+      const fold = (events: readonly WatchEvent[]): Map<string, number> => {
+        const state = new Map<string, number>();
+        for (const e of events) {
+          if (e.type === 'reset') {
+            state.clear();
+            for (const x of e.entries) state.set(x.key, x.version);
+          } else if (e.type === 'put') state.set(e.entry.key, e.entry.version);
+          else if (e.type === 'delete') state.delete(e.key);
+        }
+        return state;
+      };
+      await groupEvents.until('the final membership', (events) => {
+        const state = fold(events);
+        return state.size === finalMembers.size && [...finalMembers].every(([k, v]) => state.get(k) === v);
+      }, 20000);
+      const versions = puts(keyEvents.events).map((e) => e.version);
+      for (let i = 1; i < versions.length; i += 1) assert.ok(versions[i]! > versions[i - 1]!, versions.join(','));
+      // Same session throughout: resets of the TCP connection are not session losses.
+      assert.equal(watcher.session.epoch, 1);
+      assert.ok(resets > 3, `only ${resets} connection resets`);
+      assert.ok(keyEvents.events.every((e) => e.type === 'put'), describeEvents(keyEvents.events));
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('zkstate interop: a raw client writes JSON to /<dir>/payload; get and watch see it', async () => {

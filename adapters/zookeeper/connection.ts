@@ -1,0 +1,584 @@
+/**
+ * One ZooKeeper session on top of `node-zookeeper-client`, with the three things the library
+ * lacks: requests it cannot send or parse (sync, create2, a multi with exact versions), a
+ * deadline-friendly send (an unsent packet is withdrawn when its caller gives up), and a
+ * liveness monitor (the library never notices a server that stopped answering).
+ *
+ * How: every request is a jute record queued on the library's ConnectionManager, so ordering,
+ * xids, auth and SetWatches stay the library's; the socket's data handler is wrapped so that
+ * replies to our requests are parsed here, frame by frame, before the library sees the stream.
+ */
+import type { Logger } from '../../lib/backend.js';
+import type { EventEmitter } from 'node:events';
+import { SharedStructError, abortError } from '../../lib/errors.js';
+import type { Counters } from '../../lib/util/counters.js';
+import {
+  CM_STATES,
+  OP,
+  ZkCodes,
+  jute,
+  zookeeper,
+  type ConnectionManager,
+  type JuteRecord,
+  type JuteRequest,
+  type Packet,
+  type ZkClient,
+  type ZkEvent,
+} from './zk-client.js';
+
+/** Offset of a reply's body in a frame: length(4) + xid(4) + zxid(8) + err(4). */
+const BODY_OFFSET = 20;
+
+/** A reply to one of our requests: the error code (0 = OK), the server's zxid, the parsed body. */
+export interface Reply<T> {
+  readonly err: number;
+  /** The zxid the server had processed when it answered (-1 when there was no answer). */
+  readonly zxid: bigint;
+  /** The parsed body (undefined unless `err` is 0). */
+  readonly body: T | undefined;
+}
+
+/** The error a ZooKeeper reply carried, kept as the `cause` of the converted error. */
+export class ZooKeeperError extends Error {
+  override readonly name = 'ZooKeeperError';
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Name of a ZooKeeper error code, for messages. */
+export function codeName(code: number): string {
+  for (const [name, value] of Object.entries(ZkCodes)) if (value === code) return name;
+  return `ERROR_${code}`;
+}
+
+/**
+ * Converts a ZooKeeper error code into the library's error: the one place the adapter does it.
+ * Expected outcomes (NONODE, NODEEXISTS, BADVERSION) never reach here; callers turn them into
+ * results.
+ */
+export function convertCode(code: number, what: string, cause?: unknown): SharedStructError {
+  const zkCause = cause ?? new ZooKeeperError(code, `${codeName(code)} (${code}) during ${what}`);
+  const message = `${what}: ZooKeeper ${codeName(code)}`;
+  switch (code) {
+    case ZkCodes.CONNECTION_LOSS:
+      return new SharedStructError('CONNECTION', message, { cause: zkCause });
+    case ZkCodes.SESSION_EXPIRED:
+    case ZkCodes.SESSION_MOVED:
+      return new SharedStructError('SESSION_LOST', message, { cause: zkCause });
+    case ZkCodes.NO_AUTH:
+    case ZkCodes.AUTH_FAILED:
+    case ZkCodes.INVALID_ACL:
+      return new SharedStructError('UNAUTHORIZED', message, { cause: zkCause });
+    case ZkCodes.OPERATION_TIMEOUT:
+      return new SharedStructError('TIMEOUT', message, { cause: zkCause });
+    case ZkCodes.BAD_ARGUMENTS:
+    case ZkCodes.NO_CHILDREN_FOR_EPHEMERALS:
+    case ZkCodes.NOT_EMPTY:
+      return new SharedStructError('INVALID_ARGUMENT', message, { cause: zkCause });
+    case ZkCodes.THROTTLED:
+    case ZkCodes.NOT_READ_ONLY:
+      return new SharedStructError('CONNECTION', message, { cause: zkCause });
+    default:
+      return new SharedStructError('CONNECTION', message, { cause: zkCause, retryable: false });
+  }
+}
+
+/** Marks a `SESSION_LOST` whose request never left this client: it can go on the next session. */
+export const NOT_SENT = Symbol('zookeeper.notSent');
+
+/** The `SESSION_LOST` of a request that was never written to the socket. */
+function notSentError(op: string): SharedStructError {
+  return new SharedStructError('SESSION_LOST', `${op}: the ZooKeeper session was lost before the request was sent`, {
+    cause: new ZooKeeperError(ZkCodes.SESSION_EXPIRED, `SESSION_EXPIRED before ${op} was sent`),
+    details: { [NOT_SENT]: true },
+  });
+}
+
+/** True when `err` is a request that was never sent because its session was lost first. */
+export function wasNotSent(err: unknown): boolean {
+  return err instanceof SharedStructError && typeof err.details === 'object' && err.details !== null && NOT_SENT in err.details;
+}
+
+/** A private code for packets failed by `abandon()` before they were written. */
+const CODE_NOT_SENT = -1_000_000;
+
+/** What a connection reports to its backend. */
+export type ConnectionSignal =
+  /** The session is (again) usable on a live socket (first connect and same-session reconnects). */
+  | { readonly kind: 'connected' }
+  /** The socket closed or the server went silent past a third of the session timeout. */
+  | { readonly kind: 'suspended'; readonly cause: SharedStructError }
+  /** The session is gone: the server said so, or it was silent for the whole session timeout. */
+  | { readonly kind: 'expired'; readonly cause: SharedStructError }
+  /** The server refused the credentials. */
+  | { readonly kind: 'authFailed'; readonly cause: SharedStructError };
+
+/** Options of {@link ZkConnection}. */
+export interface ZkConnectionOptions {
+  /** `host:port,host:port` (no chroot: the adapter prefixes paths itself). */
+  readonly connectString: string;
+  readonly sessionTimeoutMs: number;
+  readonly auth?: { readonly username: string; readonly password: string } | undefined;
+  readonly logger: Logger;
+  readonly counters: Counters;
+  /** Re-attach to an existing session (tests use it to expire a session for real). */
+  readonly sessionId?: Buffer;
+  readonly sessionPassword?: Buffer;
+  /** Called for every liveness ping this connection sends. */
+  readonly onHeartbeat?: () => void;
+  /** Called whenever bytes arrive from the server (a reply, a ping answer, a notification). */
+  readonly onContact?: () => void;
+  readonly onSignal: (signal: ConnectionSignal) => void;
+}
+
+/**
+ * The watch a request leaves on the server (getData: data; exists: data, or existence when the
+ * node is missing; getChildren: child), registered with the library when the reply arrives.
+ */
+export interface WatchRegistration {
+  readonly kind: 'data' | 'exists' | 'child';
+  readonly path: string;
+  readonly watcher: (event: ZkEvent) => void;
+}
+
+/** Options of {@link ZkConnection.send}. */
+export interface SendOptions {
+  readonly signal?: AbortSignal | undefined;
+  readonly watch?: WatchRegistration | undefined;
+}
+
+/** A request we queue: marks the packet as ours and says how to parse its body. */
+interface OwnRequest extends JuteRequest {
+  readonly parse: ((frame: Buffer, offset: number) => unknown) | undefined;
+}
+
+/**
+ * One ZooKeeper session. Create, `start()`, send requests; `close()` ends the session on the
+ * server, `abandon()` drops a session that is already lost without waiting for anything.
+ */
+export class ZkConnection {
+  readonly #client: ZkClient;
+  readonly #cm: ConnectionManager;
+  readonly #options: ZkConnectionOptions;
+  readonly #originalOnSocketData: (buffer: Buffer) => void;
+  #inbound: Buffer = Buffer.alloc(0);
+  #lastReceivedAt = Date.now();
+  #pingSentAt = 0;
+  #connectingSince = Date.now();
+  #everConnected = false;
+  #suspended = false;
+  #dead = false;
+  #ticker: NodeJS.Timeout | undefined;
+  readonly #onCmState: (state: number) => void;
+
+  constructor(options: ZkConnectionOptions) {
+    this.#options = options;
+    this.#client = zookeeper.createClient(options.connectString, {
+      sessionTimeout: options.sessionTimeoutMs,
+      // The library waits up to this long (random) before another round over the servers.
+      spinDelay: 100,
+      retries: 0,
+      ...(options.sessionId ? { sessionId: options.sessionId, sessionPassword: options.sessionPassword } : {}),
+    });
+    // The library emits 'error'-free state events only; it must not be able to crash us.
+    this.#client.on('state', () => {});
+    const cm = this.#client.connectionManager;
+    this.#cm = cm;
+    if (options.auth) {
+      this.#client.addAuthInfo('digest', Buffer.from(`${options.auth.username}:${options.auth.password}`));
+    }
+    // The socket's 'data' listener is bound at each connect() from the instance property, so
+    // replacing it here wraps every connection this client makes.
+    this.#originalOnSocketData = cm.onSocketData.bind(cm);
+    cm.onSocketData = (buffer: Buffer) => this.#onSocketData(buffer);
+    // An abandoned client must not open another socket from a reconnect already scheduled.
+    const findNextServer = cm.findNextServer.bind(cm);
+    cm.findNextServer = (callback) =>
+      findNextServer((server) => {
+        if (!this.#dead) callback(server);
+      });
+    this.#onCmState = (state) => this.#onStateChange(state);
+    cm.on('state', this.#onCmState);
+  }
+
+  /** Session id as 16 hex digits (valid once connected). */
+  get sessionId(): string {
+    return this.#client.getSessionId().toString('hex');
+  }
+
+  /** The negotiated session timeout (the requested one until connected). */
+  get sessionTimeoutMs(): number {
+    return this.#client.getSessionTimeout();
+  }
+
+  /** Id and password of the session: whoever holds them can re-attach to (and close) it. */
+  credentials(): { sessionId: Buffer; password: Buffer } {
+    return { sessionId: this.#client.getSessionId(), password: this.#client.getSessionPassword() };
+  }
+
+  /** True once the session is lost or closed: no request will be sent on it any more. */
+  get dead(): boolean {
+    return this.#dead;
+  }
+
+  /** True while connected to a server that answers. */
+  get live(): boolean {
+    return !this.#dead && !this.#suspended && this.#cm.state === CM_STATES.CONNECTED;
+  }
+
+  /**
+   * Connects and resolves once the server granted a session; rejects `CONNECTION` (or
+   * `UNAUTHORIZED`) when that does not happen within `timeoutMs`, and then the connection is dead.
+   */
+  start(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: SharedStructError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#cm.removeListener('state', onState);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) {
+          this.abandon();
+          reject(err);
+        } else {
+          resolve();
+        }
+      };
+      const onState = (state: number): void => {
+        if (state === CM_STATES.CONNECTED) finish();
+        else if (state === CM_STATES.AUTHENTICATION_FAILED)
+          finish(convertCode(ZkCodes.AUTH_FAILED, `connecting to ${this.#options.connectString}`));
+        else if (state === CM_STATES.SESSION_EXPIRED)
+          finish(convertCode(ZkCodes.SESSION_EXPIRED, `connecting to ${this.#options.connectString}`));
+      };
+      const onAbort = (): void =>
+        finish(new SharedStructError('ABORTED', 'connect was aborted', { cause: signal?.reason }));
+      const timer = setTimeout(() => {
+        finish(
+          new SharedStructError(
+            'CONNECTION',
+            `no ZooKeeper session from ${this.#options.connectString} within ${timeoutMs} ms`,
+            { cause: new SharedStructError('TIMEOUT', `connect did not complete within ${timeoutMs} ms`) },
+          ),
+        );
+      }, timeoutMs);
+      timer.unref();
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#cm.on('state', onState);
+      this.#connectingSince = Date.now();
+      this.#client.connect();
+      this.#startTicker();
+    });
+  }
+
+  /**
+   * Queues one request and resolves its reply (errors included, as codes: the caller decides
+   * which are outcomes). `op` is the name counted in the request counters. When `signal` fires
+   * before the packet left, the packet is withdrawn, so a request that timed out unsent is
+   * never applied later. Rejects `SESSION_LOST` when the session is gone.
+   */
+  send<T>(
+    op: string,
+    type: number,
+    payload: JuteRecord | null,
+    parse: ((frame: Buffer, offset: number) => T) | undefined,
+    options: SendOptions = {},
+  ): Promise<Reply<T>> {
+    const { signal, watch } = options;
+    return new Promise<Reply<T>>((resolve, reject) => {
+      if (this.#dead) {
+        reject(notSentError(op));
+        return;
+      }
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
+      const header = new jute.protocol.RequestHeader();
+      header.type = type;
+      const request: OwnRequest = Object.assign(new jute.Request(header, payload), { parse });
+      const onAbort = (): void => {
+        const queue = this.#cm.packetQueue.queue;
+        const index = queue.findIndex((p) => p.request === request);
+        if (index >= 0) queue.splice(index, 1);
+        reject(abortError(signal!));
+      };
+      const callback: Packet['callback'] = (error, response) => {
+        signal?.removeEventListener('abort', onAbort);
+        // Synchronously, before any other frame is read: the notification of the watch this
+        // reply armed may be the very next frame, and it finds only watchers registered by then.
+        if (watch) this.#registerWatch(watch, error ? error.code : 0);
+        if (error?.code === CODE_NOT_SENT) {
+          reject(notSentError(op));
+          return;
+        }
+        if (error) {
+          // Library-side failures (connection loss, expired, closing) and server error codes.
+          resolve({ err: error.code, zxid: response ? zxidOf(response.header.zxid) : -1n, body: undefined });
+          return;
+        }
+        const r = response as unknown as { header: { zxid: Buffer }; payload: T | undefined };
+        resolve({ err: 0, zxid: zxidOf(r.header.zxid), body: r.payload });
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#options.counters.count(op);
+      this.#cm.queue(request, callback);
+    });
+  }
+
+  /**
+   * Ends the session on the server (ephemerals vanish at once) and resolves once it answered or
+   * `timeoutMs` passed; the socket is gone either way. Idempotent.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.#dead) return;
+    const cm = this.#cm;
+    const connected = cm.state === CM_STATES.CONNECTED && !this.#suspended;
+    if (connected) {
+      const header = new jute.protocol.RequestHeader();
+      header.type = OP.closeSession;
+      const request: OwnRequest = Object.assign(new jute.Request(header, null), { parse: undefined });
+      this.#options.counters.count('closeSession');
+      const answered = new Promise<void>((resolve) => {
+        // CLOSING makes the library refuse other requests and not reconnect when the server
+        // drops the socket after answering.
+        cm.setState(CM_STATES.CLOSING);
+        cm.queue(request, () => resolve());
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([answered, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+    }
+    this.abandon();
+  }
+
+  /** Drops the session without a goodbye: the client stops, pending requests fail `SESSION_LOST`. */
+  abandon(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    clearInterval(this.#ticker);
+    this.#cm.removeListener('state', this.#onCmState);
+    const cm = this.#cm;
+    // CLOSING (not CLOSED) is the state in which the library's socket-close handler does not
+    // reconnect; then the socket goes.
+    if (cm.state !== CM_STATES.CLOSED) cm.setState(CM_STATES.CLOSING);
+    // Never written: the caller may send them again on the next session. Written: their
+    // outcome is unknown, so they fail SESSION_LOST.
+    const queued = cm.packetQueue.queue.splice(0);
+    for (const packet of queued) {
+      if ('parse' in packet.request) packet.callback(Object.assign(new ZooKeeperError(CODE_NOT_SENT, 'not sent'), { getCode: () => CODE_NOT_SENT, getName: () => 'NOT_SENT' }));
+      else packet.callback(zookeeper.Exception.create(ZkCodes.SESSION_EXPIRED));
+    }
+    const pending = cm.pendingQueue.splice(0);
+    for (const packet of pending) packet.callback(zookeeper.Exception.create(ZkCodes.SESSION_EXPIRED));
+    cm.socket?.destroy();
+  }
+
+  /** Registers the watcher the server left for a reply, as the library's own calls would. */
+  #registerWatch(watch: WatchRegistration, err: number): void {
+    const cm = this.#cm;
+    if (watch.kind === 'child') {
+      if (err === 0) cm.registerChildWatcher(watch.path, watch.watcher);
+    } else if (err === 0) {
+      cm.registerDataWatcher(watch.path, watch.watcher);
+    } else if (watch.kind === 'exists' && err === ZkCodes.NO_NODE) {
+      cm.registerExistenceWatcher(watch.path, watch.watcher);
+    }
+  }
+
+  /**
+   * Forgets a watcher on our side, so the library stops re-sending it in SetWatches. The
+   * server keeps its one-shot watch until it fires once; that notification finds nobody.
+   */
+  unregister(path: string, watcher: (event: ZkEvent) => void): void {
+    const manager = (this.#cm as unknown as { watcherManager: Record<string, Record<string, EventEmitter>> })
+      .watcherManager;
+    for (const kind of ['dataWatchers', 'childWatchers', 'existenceWatchers']) {
+      manager[kind]?.[path]?.removeListener('notification', watcher);
+    }
+  }
+
+  // ---- internals ----
+
+  #onStateChange(state: number): void {
+    if (this.#dead) return;
+    switch (state) {
+      case CM_STATES.CONNECTED:
+        this.#everConnected = true;
+        this.#lastReceivedAt = Date.now();
+        this.#suspended = false;
+        this.#options.onSignal({ kind: 'connected' });
+        break;
+      case CM_STATES.DISCONNECTED:
+        this.#connectingSince = Date.now();
+        if (this.#everConnected) this.#suspend('the connection to ZooKeeper closed');
+        break;
+      case CM_STATES.CONNECTING:
+        this.#connectingSince = Date.now();
+        break;
+      case CM_STATES.SESSION_EXPIRED:
+        this.#expire(convertCode(ZkCodes.SESSION_EXPIRED, 'reconnecting'));
+        break;
+      case CM_STATES.AUTHENTICATION_FAILED:
+        this.#options.onSignal({ kind: 'authFailed', cause: convertCode(ZkCodes.AUTH_FAILED, 'authenticating') });
+        break;
+      default:
+        break;
+    }
+  }
+
+  #suspend(message: string): void {
+    if (this.#suspended || this.#dead) return;
+    this.#suspended = true;
+    this.#options.onSignal({ kind: 'suspended', cause: new SharedStructError('CONNECTION', message) });
+  }
+
+  #expire(cause: SharedStructError): void {
+    if (this.#dead) return;
+    this.abandon();
+    this.#options.onSignal({ kind: 'expired', cause });
+  }
+
+  /**
+   * The liveness monitor. The library pings only after a third of the session timeout of
+   * socket idleness and never gives up on a silent server, so: ping when nothing arrived for a
+   * sixth of the timeout; suspended after a third; drop the socket (like the Java client's read
+   * timeout) after two thirds so the library tries again; lost after the whole timeout, since
+   * by then the server has expired the session.
+   */
+  #startTicker(): void {
+    const tickMs = Math.max(25, Math.min(500, Math.floor(this.sessionTimeoutMs / 12)));
+    this.#ticker = setInterval(() => {
+      // Run after pending I/O: after our own event loop stalled, replies may already sit in the
+      // socket and must count before we judge the server silent.
+      setImmediate(() => this.#check());
+    }, tickMs);
+    this.#ticker.unref();
+  }
+
+  #check(): void {
+    if (this.#dead || !this.#everConnected) {
+      // Before the first session the start() deadline is in charge.
+      if (!this.#dead && this.#cm.state === CM_STATES.CONNECTING) this.#unstickConnect();
+      return;
+    }
+    const now = Date.now();
+    const timeout = this.sessionTimeoutMs;
+    const silentMs = now - this.#lastReceivedAt;
+    const cm = this.#cm;
+    if (silentMs >= timeout) {
+      this.#expire(
+        new SharedStructError('SESSION_LOST', `ZooKeeper was silent for ${silentMs} ms (session timeout ${timeout} ms)`),
+      );
+      return;
+    }
+    if (cm.state === CM_STATES.CONNECTED) {
+      if (silentMs >= timeout / 3) this.#suspend(`ZooKeeper did not answer for ${silentMs} ms`);
+      if (silentMs >= (timeout * 2) / 3) {
+        this.#options.logger.debug('zookeeper: silent server, dropping the socket', { silentMs });
+        cm.socket?.destroy();
+        return;
+      }
+      if (silentMs >= timeout / 6 && this.#pingSentAt <= this.#lastReceivedAt) this.#ping();
+    } else if (cm.state === CM_STATES.CONNECTING) {
+      this.#unstickConnect();
+    }
+  }
+
+  /**
+   * The library clears its connect timer when TCP connects, not when the session handshake
+   * answers: a hung server or a blackholed proxy would leave it waiting forever.
+   */
+  #unstickConnect(): void {
+    const limit = Math.max(250, Math.floor(this.sessionTimeoutMs / 3));
+    if (Date.now() - this.#connectingSince >= limit) {
+      this.#connectingSince = Date.now();
+      this.#cm.socket?.destroy();
+    }
+  }
+
+  #ping(): void {
+    this.#pingSentAt = Date.now();
+    this.#options.onHeartbeat?.();
+    const header = new jute.protocol.RequestHeader();
+    header.xid = jute.XID_PING;
+    header.type = OP.ping;
+    this.#cm.queue(new jute.Request(header, null));
+  }
+
+  /** Splits the stream into frames and parses replies to our own requests here. */
+  #onSocketData(buffer: Buffer): void {
+    this.#lastReceivedAt = Date.now();
+    if (!this.#dead) this.#options.onContact?.();
+    this.#inbound = this.#inbound.length === 0 ? buffer : Buffer.concat([this.#inbound, buffer]);
+    while (this.#inbound.length >= 4 && !this.#dead) {
+      const size = this.#inbound.readInt32BE(0);
+      if (this.#inbound.length < size + 4) break;
+      const frame = this.#inbound.subarray(0, size + 4);
+      this.#inbound = this.#inbound.subarray(size + 4);
+      try {
+        this.#onFrame(frame);
+      } catch (err) {
+        // The library throws from its socket handler on input it does not know; a throw there
+        // would crash the process. A reconnect is the safe answer to a stream we cannot read.
+        this.#options.logger.warn('zookeeper: unreadable reply, reconnecting', { error: String(err) });
+        this.#inbound = Buffer.alloc(0);
+        this.#cm.socket?.destroy();
+        return;
+      }
+    }
+    // A slow server that answers again on the same socket ends the suspension without a
+    // reconnect (the library's state never left CONNECTED).
+    if (this.#suspended && !this.#dead && this.#cm.state === CM_STATES.CONNECTED) {
+      this.#suspended = false;
+      this.#options.onSignal({ kind: 'connected' });
+    }
+  }
+
+  #onFrame(frame: Buffer): void {
+    const cm = this.#cm;
+    if (cm.state === CM_STATES.CONNECTING || frame.length < BODY_OFFSET) {
+      // The connect response: the library's.
+      this.#originalOnSocketData(frame);
+      return;
+    }
+    const xid = frame.readInt32BE(4);
+    const err = frame.readInt32BE(16);
+    if (xid === jute.XID_NOTIFICATION) {
+      // ZooKeeper >= 3.6 sends watch-removed types (5..7) the library would throw on.
+      const type = frame.readInt32BE(BODY_OFFSET);
+      if (type >= 1 && type <= 4) this.#originalOnSocketData(frame);
+      return;
+    }
+    const packet = cm.pendingQueue[0];
+    const own = packet?.request as OwnRequest | undefined;
+    if (xid < 0 || !packet || own?.header?.xid !== xid || !('parse' in own)) {
+      // Pings, auth, SetWatches and anything out of order: the library's rules apply.
+      this.#originalOnSocketData(frame);
+      return;
+    }
+    cm.pendingQueue.shift();
+    const zxidBytes = frame.subarray(8, 16);
+    if (zxidBytes.readBigInt64BE(0) > 0n) cm.zxid = Buffer.from(zxidBytes);
+    const header = { xid, zxid: Buffer.from(zxidBytes), err };
+    if (err !== 0) {
+      // Our own error object: the library's Exception.create throws on codes it does not know.
+      const error = Object.assign(new ZooKeeperError(err, codeName(err)), { getCode: () => err, getName: () => codeName(err) });
+      packet.callback(error, { header, payload: undefined } as never);
+      return;
+    }
+    const body = own.parse ? own.parse(frame, BODY_OFFSET) : undefined;
+    packet.callback(null, { header, payload: body } as never);
+  }
+}
+
+function zxidOf(buffer: Buffer | undefined): bigint {
+  return buffer && buffer.length === 8 ? buffer.readBigInt64BE(0) : -1n;
+}

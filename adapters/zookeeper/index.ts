@@ -1,0 +1,741 @@
+/**
+ * The ZooKeeper adapter: the {@link Backend} seam on a ZooKeeper ensemble, loaded by the core
+ * for `zk://host:port[,host:port]/chroot` URLs. See docs/ZOOKEEPER.md for the design: the
+ * consistent-read barrier, watch re-arming, session handling and the multi workaround.
+ */
+import type {
+  AdapterOptions,
+  Backend,
+  BackendAddress,
+  BackendFactory,
+  BackendFeature,
+  BackendLimits,
+  CreateOptions,
+  CreateResult,
+  Entry,
+  EntryStat,
+  GetOptions,
+  Logger,
+  PutResult,
+  RequestOptions,
+  Session,
+  Txn,
+  TxnResult,
+  Watch,
+  WatchOptions,
+  WatchTarget,
+} from '../../lib/backend.js';
+import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
+import { sleep, withDeadline } from '../../lib/util/abort.js';
+import { Counters } from '../../lib/util/counters.js';
+import { SessionTracker } from '../../lib/util/session.js';
+import { ZkConnection, convertCode, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
+import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
+import {
+  createRequest,
+  deleteRequest,
+  multiRequest,
+  parseChildren,
+  parseCreate2,
+  parseGetData,
+  parseMulti,
+  parseStat,
+  pathWatchRequest,
+  setDataRequest,
+  syncRequest,
+  type MultiOp,
+} from './wire.js';
+import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
+
+/** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
+export const JUTE_MAX_BUFFER = 1048575;
+/** Room left in a packet for the header, the path and the ACLs around the value. */
+const PACKET_HEADROOM = 4096;
+/** Default {@link BackendLimits.maxValueBytes}. */
+export const DEFAULT_MAX_VALUE_BYTES = JUTE_MAX_BUFFER - PACKET_HEADROOM;
+
+const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'ephemeral', 'sequential', 'consistentRead']);
+
+/** How many times a create that races a delete (or a missing parent) is tried again. */
+const CREATE_ATTEMPTS = 5;
+
+/** A znode's stat as an {@link Entry}. */
+export function toEntry(key: string, value: Uint8Array, stat: ZkStat): Entry {
+  return {
+    key,
+    value,
+    version: stat.version + 1,
+    revision: toBigInt(stat.mzxid),
+    createRevision: toBigInt(stat.czxid),
+    ephemeral: toBigInt(stat.ephemeralOwner) !== 0n,
+  };
+}
+
+function toEntryStat(stat: ZkStat): EntryStat {
+  return { version: stat.version + 1, revision: toBigInt(stat.mzxid), createRevision: toBigInt(stat.czxid) };
+}
+
+/** Validates an absolute key the way ZooKeeper validates a path (a sequential key may end in `/`). */
+function validateKey(key: string, sequential = false): void {
+  const path = sequential && key.endsWith('/') ? `${key}0` : key;
+  const ok =
+    typeof key === 'string' &&
+    path.startsWith('/') &&
+    (path === '/' || !path.endsWith('/')) &&
+    !path.includes('//') &&
+    !path.includes('\u0000') &&
+    !/\/\.\.?(\/|$)/.test(path);
+  if (!ok) throw new SharedStructError('INVALID_ARGUMENT', `key ${JSON.stringify(key)} is not a valid ZooKeeper path`);
+}
+
+/** A dense version as a znode version; below 1 it can never match (and must never mean "any"). */
+function znodeVersion(version: number, what: string): number | undefined {
+  if (!Number.isInteger(version)) throw new SharedStructError('INVALID_ARGUMENT', `${what} must be an integer, got ${version}`);
+  return version >= 1 ? version - 1 : undefined;
+}
+
+/**
+ * The {@link Backend} on ZooKeeper. One instance holds one session at a time; when that session
+ * is lost it builds a new one (a new epoch) and re-arms every watch with a `reset`.
+ */
+export class ZooKeeperBackend implements Backend {
+  readonly kind = 'zookeeper';
+  readonly limits: BackendLimits;
+  readonly features = FEATURES;
+  readonly counters: Counters;
+  readonly #session: SessionTracker;
+  readonly #options: AdapterOptions;
+  readonly #connectString: string;
+  readonly #chroot: string;
+  readonly #acls: readonly AclObject[];
+  readonly #logger: Logger;
+  readonly #watches = new Set<ZkWatch>();
+  #conn: ZkConnection;
+  /** Resolves to the next session while the current one is lost. */
+  #nextConn: Promise<ZkConnection> | undefined;
+  /** Fires when the backend closes: stops the reconnect loop and every wait. */
+  readonly #closed = new AbortController();
+  #closing: Promise<void> | undefined;
+  /** Listeners of "a session is usable again" (watch workers waiting out a disconnect). */
+  readonly #liveWaiters = new Set<() => void>();
+  readonly #heartbeats: { count: number };
+
+  /** Use {@link createBackend}. */
+  private constructor(
+    conn: ZkConnection,
+    counters: Counters,
+    heartbeats: { count: number },
+    connectString: string,
+    chroot: string,
+    options: AdapterOptions,
+  ) {
+    this.#conn = conn;
+    this.#heartbeats = heartbeats;
+    this.counters = counters;
+    this.#connectString = connectString;
+    this.#chroot = chroot;
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#acls = options.auth ? zookeeper.ACL.CREATOR_ALL_ACL : zookeeper.ACL.OPEN_ACL_UNSAFE;
+    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES });
+    this.#session = new SessionTracker(conn.sessionId, conn.sessionTimeoutMs);
+  }
+
+  /** Connects (first session within `connectTimeoutMs`) and returns the backend. */
+  static async connect(address: BackendAddress, options: AdapterOptions): Promise<ZooKeeperBackend> {
+    if (address.hosts.length === 0) throw new SharedStructError('INVALID_ARGUMENT', 'url: a zk:// URL needs at least one host');
+    if (options.tls !== undefined) {
+      // node-zookeeper-client speaks plain TCP only; silently ignoring tls would send in clear.
+      throw new SharedStructError('UNSUPPORTED', 'tls: the ZooKeeper adapter cannot use TLS (node-zookeeper-client has no TLS support)');
+    }
+    if (options.auth && options.auth.username.includes(':')) {
+      throw new SharedStructError('INVALID_ARGUMENT', 'auth.username: a ZooKeeper digest user name cannot contain ":"');
+    }
+    const chroot = address.path === '/' ? '' : address.path.replace(/\/+$/, '');
+    if (chroot) validateKey(chroot);
+    const connectString = address.hosts.join(',');
+    // Signals of the first connection that arrive before the backend exists are moot: the
+    // backend starts from the connection's state when it is built.
+    const holder: { backend?: ZooKeeperBackend } = {};
+    const counters = new Counters();
+    const heartbeats = { count: 0 };
+    const conn = new ZkConnection({
+      connectString,
+      sessionTimeoutMs: options.sessionTtlMs,
+      auth: options.auth,
+      logger: options.logger,
+      counters,
+      onHeartbeat: () => (heartbeats.count += 1),
+      onContact: () => {
+        if (holder.backend) holder.backend.#touch(conn);
+      },
+      onSignal: (signal) => {
+        if (holder.backend) holder.backend.#onSignal(conn, signal);
+      },
+    });
+    await conn.start(options.connectTimeoutMs);
+    holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options);
+    return holder.backend;
+  }
+
+  get session(): Session {
+    return this.#session;
+  }
+
+  /**
+   * The current session's id and password. Tests use them to expire the session for real: a
+   * second client attaches with the same credentials and closes the session.
+   */
+  sessionCredentials(): { sessionId: Buffer; password: Buffer; timeoutMs: number } {
+    return { ...this.#conn.credentials(), timeoutMs: this.#conn.sessionTimeoutMs };
+  }
+
+  /** Liveness pings sent so far, over all sessions (kept out of {@link counters}: they carry no operation). */
+  get heartbeats(): number {
+    return this.#heartbeats.count;
+  }
+
+  // ---- Backend ----
+
+  async get(key: string, options: GetOptions = {}): Promise<Entry | undefined> {
+    validateKey(key);
+    const path = this.#path(key);
+    return this.#request(`get ${key}`, options.signal, async (conn, signal) => {
+      if (options.consistent) {
+        // No await between the two: sync and getData go out back to back on one session, and
+        // ZooKeeper answers a session's requests in order, so the read runs after the sync.
+        const barrier = conn.send('sync', OP.sync, syncRequest(path), undefined, { signal });
+        const read = this.#getData(conn, path, undefined, signal);
+        const synced = await barrier;
+        if (synced.err !== 0 && synced.err !== ZkCodes.NO_NODE) {
+          void read.catch(() => {});
+          throw convertCode(synced.err, `sync ${key}`);
+        }
+        return this.#entryOf(key, await read);
+      }
+      return this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
+    });
+  }
+
+  async stat(key: string, options: GetOptions = {}): Promise<EntryStat | undefined> {
+    validateKey(key);
+    const path = this.#path(key);
+    return this.#request(`stat ${key}`, options.signal, async (conn, signal) => {
+      if (options.consistent) void conn.send('sync', OP.sync, syncRequest(path), undefined, { signal }).catch(() => {});
+      const reply = await conn.send('exists', OP.exists, pathWatchRequest('exists', path, false), parseStat, { signal });
+      if (reply.err === ZkCodes.NO_NODE) return undefined;
+      if (reply.err !== 0) throw convertCode(reply.err, `exists ${key}`);
+      return toEntryStat(reply.body!);
+    });
+  }
+
+  async create(key: string, value: Uint8Array, options: CreateOptions = {}): Promise<CreateResult> {
+    validateKey(key, options.sequential);
+    this.#checkSize(key, value);
+    const path = this.#path(key);
+    const mode =
+      (options.ephemeral ? MODE.ephemeral : MODE.persistent) | (options.sequential ? MODE.persistentSequential : 0);
+    return this.#request(`create ${key}`, options.signal, async (conn, signal) => {
+      for (let attempt = 1; ; attempt += 1) {
+        const reply = await conn.send('create', OP.create2, createRequest(path, value, this.#acls, mode), parseCreate2, { signal });
+        if (reply.err === 0) {
+          const created = reply.body!;
+          return { created: true, entry: toEntry(this.#key(created.path), value, created.stat) };
+        }
+        if (attempt >= CREATE_ATTEMPTS) throw convertCode(reply.err, `create ${key}`);
+        if (reply.err === ZkCodes.NO_NODE) {
+          await this.#createParents(conn, path, signal);
+          continue;
+        }
+        if (reply.err === ZkCodes.NODE_EXISTS) {
+          const current = this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
+          // Deleted between the two requests: try the create again.
+          if (current) return { created: false, current };
+          continue;
+        }
+        throw convertCode(reply.err, `create ${key}`);
+      }
+    });
+  }
+
+  async put(key: string, value: Uint8Array, options: RequestOptions & { readonly expectedVersion: number }): Promise<PutResult> {
+    validateKey(key);
+    this.#checkSize(key, value);
+    const path = this.#path(key);
+    const version = znodeVersion(options.expectedVersion, 'expectedVersion');
+    return this.#request(`put ${key}`, options.signal, async (conn, signal) => {
+      if (version === undefined) {
+        return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
+      }
+      // The whole uncontended cost: one setData, no read.
+      const reply = await conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal });
+      if (reply.err === 0) return { ok: true, entry: toEntry(key, value, reply.body!) };
+      if (reply.err === ZkCodes.NO_NODE) return { ok: false, current: undefined };
+      if (reply.err === ZkCodes.BAD_VERSION) {
+        return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
+      }
+      throw convertCode(reply.err, `setData ${key}`);
+    });
+  }
+
+  async delete(key: string, options: RequestOptions & { readonly expectedVersion?: number } = {}): Promise<boolean> {
+    validateKey(key);
+    const path = this.#path(key);
+    const version = options.expectedVersion === undefined ? -1 : znodeVersion(options.expectedVersion, 'expectedVersion');
+    if (version === undefined) return false;
+    return this.#request(`delete ${key}`, options.signal, async (conn, signal) => {
+      const reply = await conn.send('delete', OP.delete, deleteRequest(path, version), undefined, { signal });
+      if (reply.err === 0) return true;
+      if (reply.err === ZkCodes.NO_NODE || reply.err === ZkCodes.BAD_VERSION) return false;
+      throw convertCode(reply.err, `delete ${key}`);
+    });
+  }
+
+  async list(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+    validateKey(prefix);
+    return this.#request(`list ${prefix}`, options.signal, async (conn, signal) => {
+      if (options.consistent) {
+        void conn.send('sync', OP.sync, syncRequest(this.#path(prefix)), undefined, { signal }).catch(() => {});
+      }
+      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal);
+      return entries;
+    });
+  }
+
+  async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
+    const ops: MultiOp[] = [];
+    for (const c of txn.compare) {
+      validateKey(c.key);
+      if ('exists' in c) {
+        ops.push({ type: 'check', path: this.#path(c.key), version: -1 });
+      } else {
+        const version = znodeVersion(c.version, 'compare.version');
+        // A version below 1 never exists: the compare fails without asking.
+        if (version === undefined) return { ok: false };
+        ops.push({ type: 'check', path: this.#path(c.key), version });
+      }
+    }
+    const compares = ops.length;
+    for (const op of txn.ops) {
+      validateKey(op.key);
+      if (op.op !== 'delete') this.#checkSize(op.key, op.value);
+      const path = this.#path(op.key);
+      switch (op.op) {
+        case 'put': {
+          const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
+          if (version === undefined) return { ok: false };
+          ops.push({ type: 'setData', path, data: op.value, version });
+          break;
+        }
+        case 'create':
+          ops.push({ type: 'create', path, data: op.value, acls: this.#acls, mode: op.ephemeral ? MODE.ephemeral : MODE.persistent });
+          break;
+        case 'delete': {
+          const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
+          if (version === undefined) return { ok: false };
+          ops.push({ type: 'delete', path, version });
+          break;
+        }
+        default:
+          throw new SharedStructError('INVALID_ARGUMENT', `txn op ${JSON.stringify((op as { op: unknown }).op)} is unknown`);
+      }
+    }
+    if (ops.length === 0) return { ok: true, entries: [] };
+    return this.#request('txn', options.signal, async (conn, signal) => {
+      for (let attempt = 1; ; attempt += 1) {
+        const reply = await conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal });
+        const results = reply.body;
+        if (reply.err === 0 && results && results.every((r) => r.type === 'ok')) {
+          const entries = txn.ops.map((op, i): Entry | undefined => {
+            const result = results[compares + i];
+            if (op.op === 'delete' || !result || result.type !== 'ok') return undefined;
+            if (result.stat) return toEntry(op.key, op.value, result.stat);
+            if (op.op !== 'create') return undefined;
+            // Inside a multi the server answers create2 like create (path only). A multi is one
+            // transaction with one zxid, the one in the reply header: that is the new node's
+            // czxid and mzxid, and a new node has zk version 0.
+            return { key: op.key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
+          });
+          return { ok: true, entries };
+        }
+        // The failing op: the server marks the others RUNTIME_INCONSISTENCY (-2) or OK.
+        const failed = results?.findIndex((r) => r.type === 'error' && r.err !== 0 && r.err !== ZkCodes.RUNTIME_INCONSISTENCY) ?? -1;
+        const failedResult = failed >= 0 ? results![failed] : undefined;
+        const err = failedResult?.type === 'error' ? failedResult.err : reply.err;
+        const failedOp = failed >= 0 ? ops[failed] : undefined;
+        if (err === ZkCodes.NO_NODE && failedOp?.type === 'create' && attempt < CREATE_ATTEMPTS) {
+          // A create whose parent is missing: make the parents, then the whole multi again.
+          await this.#createParents(conn, failedOp.path, signal);
+          continue;
+        }
+        if (err === ZkCodes.BAD_VERSION || err === ZkCodes.NO_NODE || err === ZkCodes.NODE_EXISTS) return { ok: false };
+        throw convertCode(err, 'multi');
+      }
+    });
+  }
+
+  watch(target: WatchTarget, options: WatchOptions = {}): Watch {
+    if ('key' in target) validateKey(target.key);
+    else validateKey(target.prefix);
+    if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
+    const host: WatchHost = {
+      backend: this,
+      current: (signal) => this.#currentConnection(signal),
+      untilLive: (signal) => this.#untilLive(signal),
+      closedSignal: this.#closed.signal,
+      requestTimeoutMs: this.#options.requestTimeoutMs,
+      logger: this.#logger,
+      remove: (w) => this.#watches.delete(w),
+    };
+    const watch: ZkWatch =
+      'key' in target
+        ? new KeyWatch(host, target.key, options.afterRevision)
+        : new PrefixWatch(host, target.prefix, options.afterRevision);
+    this.#watches.add(watch);
+    if (options.signal) {
+      if (options.signal.aborted) watch.close();
+      else options.signal.addEventListener('abort', () => watch.close(), { once: true });
+    }
+    watch.start();
+    return watch;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- what the watches use ----
+
+  /**
+   * getData leaving a data watch; when the node is missing, exists leaving an existence watch
+   * (a node created in between is read again). Returns the entry or undefined, and the zxid the
+   * server had reached when it answered.
+   * @internal
+   */
+  async readArmed(
+    conn: ZkConnection,
+    key: string,
+    watcher: (event: ZkEvent) => void,
+    signal: AbortSignal,
+  ): Promise<{ entry: Entry | undefined; zxid: bigint }> {
+    const path = this.#path(key);
+    for (let attempt = 1; attempt <= CREATE_ATTEMPTS; attempt += 1) {
+      const reply = await this.#getData(conn, path, watcher, signal);
+      if (reply.err === 0) return { entry: toEntry(key, reply.body!.data, reply.body!.stat), zxid: reply.zxid };
+      const exists = await conn.send('watchExists', OP.exists, pathWatchRequest('exists', path, true), parseStat, {
+        signal,
+        watch: { kind: 'exists', path, watcher },
+      });
+      if (exists.err === ZkCodes.NO_NODE) return { entry: undefined, zxid: exists.zxid };
+      if (exists.err !== 0) throw convertCode(exists.err, `exists ${key}`);
+      // Created between the two reads (exists left a data watch): read the value again.
+    }
+    throw new SharedStructError('CONFLICT', `${key} kept appearing and vanishing while a watch was armed`);
+  }
+
+  /**
+   * getData leaving a data watch (no existence fallback: a prefix watch learns about new
+   * children from its child watch).
+   * @internal
+   */
+  async readData(
+    conn: ZkConnection,
+    key: string,
+    watcher: (event: ZkEvent) => void,
+    signal: AbortSignal,
+  ): Promise<{ entry: Entry | undefined; zxid: bigint }> {
+    const reply = await this.#getData(conn, this.#path(key), watcher, signal);
+    return { entry: this.#entryOf(key, reply), zxid: reply.zxid };
+  }
+
+  /** The znode path of a key (the chroot applied). @internal */
+  pathOf(key: string): string {
+    return this.#path(key);
+  }
+
+  /**
+   * Lists the children of `prefix` (leaving a child watch when `childWatcher` is given) and
+   * reads the ones `needsRead` names (leaving data watches from `dataWatcher`). Children that
+   * vanish in between are left out. Sorted by create revision.
+   * @internal
+   */
+  async readChildren(
+    conn: ZkConnection,
+    prefix: string,
+    childWatcher: ((event: ZkEvent) => void) | undefined,
+    dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
+    signal: AbortSignal,
+    needsRead: (name: string) => boolean = () => true,
+  ): Promise<{ exists: boolean; names: string[]; entries: Entry[]; zxid: bigint; pzxid: bigint }> {
+    const path = this.#path(prefix);
+    const watch = childWatcher !== undefined;
+    const reply = await conn.send(watch ? 'watchGetChildren' : 'getChildren', OP.getChildren2, pathWatchRequest('getChildren', path, watch), parseChildren, {
+      signal,
+      watch: childWatcher ? { kind: 'child', path, watcher: childWatcher } : undefined,
+    });
+    if (reply.err === ZkCodes.NO_NODE) {
+      if (childWatcher) {
+        const exists = await conn.send('watchExists', OP.exists, pathWatchRequest('exists', path, true), parseStat, {
+          signal,
+          watch: { kind: 'exists', path, watcher: childWatcher },
+        });
+        if (exists.err === 0) {
+          // Created in between: list again (as if the watch had fired).
+          childWatcher({ type: 1, name: 'NODE_CREATED', path });
+        } else if (exists.err !== ZkCodes.NO_NODE) {
+          throw convertCode(exists.err, `exists ${prefix}`);
+        }
+        return { exists: false, names: [], entries: [], zxid: exists.zxid, pzxid: 0n };
+      }
+      return { exists: false, names: [], entries: [], zxid: reply.zxid, pzxid: 0n };
+    }
+    if (reply.err !== 0) throw convertCode(reply.err, `getChildren ${prefix}`);
+    const base = prefix === '/' ? '' : prefix;
+    const names = reply.body!.children;
+    const toRead = names.filter(needsRead);
+    // Pipelined on the one socket: one round trip for all children.
+    const reads = await Promise.all(
+      toRead.map(async (name) => {
+        const childKey = `${base}/${name}`;
+        const r = await this.#getData(conn, this.#path(childKey), dataWatcher(name), signal);
+        if (r.err === ZkCodes.NO_NODE) return undefined;
+        if (r.err !== 0) throw convertCode(r.err, `getData ${childKey}`);
+        return toEntry(childKey, r.body!.data, r.body!.stat);
+      }),
+    );
+    const entries = reads.filter((e): e is Entry => e !== undefined);
+    entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+    return { exists: true, names, entries, zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
+  }
+
+  // ---- internals ----
+
+  /** Runs `fn` on the current session with the request deadline; converts stray errors once. */
+  async #request<T>(what: string, signal: AbortSignal | undefined, fn: (conn: ZkConnection, signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`);
+    try {
+      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, async (s) => {
+        for (;;) {
+          try {
+            return await fn(await this.#currentConnection(s), s);
+          } catch (err) {
+            // The session was lost before the request left: nothing of it was applied (earlier
+            // steps of `fn` are reads or answered writes), so it runs again on the next session.
+            if (!wasNotSent(err) || this.#closed.signal.aborted) throw err;
+          }
+        }
+      });
+    } catch (err) {
+      // Requests cut short by close() report CLOSED, whatever the session said.
+      if (this.#closed.signal.aborted && !isSharedStructError(err, 'CLOSED')) {
+        throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`, { cause: err });
+      }
+      if (isSharedStructError(err)) throw err;
+      throw new SharedStructError('CONNECTION', `${what} failed`, { cause: err, retryable: false });
+    }
+  }
+
+  async #getData(
+    conn: ZkConnection,
+    path: string,
+    watcher: ((event: ZkEvent) => void) | undefined,
+    signal: AbortSignal,
+  ): Promise<Reply<{ data: Buffer; stat: ZkStat }>> {
+    // Reads that arm a watch are counted apart (`watch*`), so cost checks can tell a write's
+    // own requests from the re-arming read its echo causes.
+    const op = watcher ? 'watchGetData' : 'getData';
+    const reply = await conn.send(op, OP.getData, pathWatchRequest('getData', path, watcher !== undefined), parseGetData, {
+      signal,
+      watch: watcher ? { kind: 'data', path, watcher } : undefined,
+    });
+    if (reply.err !== 0 && reply.err !== ZkCodes.NO_NODE) throw convertCode(reply.err, `getData ${this.#key(path)}`);
+    return reply;
+  }
+
+  #entryOf(key: string, reply: Reply<{ data: Buffer; stat: ZkStat }>): Entry | undefined {
+    return reply.err === 0 ? toEntry(key, reply.body!.data, reply.body!.stat) : undefined;
+  }
+
+  /** Creates every missing ancestor of `path` (persistent, empty), pipelined: one round trip. */
+  async #createParents(conn: ZkConnection, path: string, signal: AbortSignal): Promise<void> {
+    const parts = path.split('/').slice(1, -1);
+    const creates: Promise<Reply<unknown>>[] = [];
+    let current = '';
+    for (const part of parts) {
+      current += `/${part}`;
+      creates.push(conn.send('create', OP.create, createRequest(current, new Uint8Array(0), this.#acls, MODE.persistent), undefined, { signal }));
+    }
+    for (const reply of await Promise.all(creates)) {
+      if (reply.err !== 0 && reply.err !== ZkCodes.NODE_EXISTS) throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
+    }
+  }
+
+  /**
+   * A packet over jute.maxbuffer makes the server drop the connection, failing every request
+   * and watch read in flight on it: refuse such a value here, before it is sent.
+   */
+  #checkSize(key: string, value: Uint8Array): void {
+    if (value.byteLength > this.limits.maxValueBytes) {
+      throw new SharedStructError(
+        'VALUE_TOO_LARGE',
+        `the value of ${key} is ${value.byteLength} bytes; the limit is ${this.limits.maxValueBytes}`,
+      );
+    }
+  }
+
+  #path(key: string): string {
+    if (!this.#chroot) return key;
+    return key === '/' ? this.#chroot : this.#chroot + key;
+  }
+
+  #key(path: string): string {
+    if (!this.#chroot) return path;
+    const rest = path.slice(this.#chroot.length);
+    return rest === '' ? '/' : rest;
+  }
+
+  /** The session to send on; while a lost session is being replaced, waits for the new one. */
+  async #currentConnection(signal: AbortSignal): Promise<ZkConnection> {
+    for (;;) {
+      if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
+      if (signal.aborted) throw abortError(signal);
+      if (!this.#conn.dead) return this.#conn;
+      const next = this.#nextConn;
+      if (!next) throw new SharedStructError('SESSION_LOST', 'the ZooKeeper session is lost');
+      await Promise.race([
+        next,
+        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(abortError(signal)), { once: true })),
+      ]);
+    }
+  }
+
+  /** Resolves when a session is live again (or at once if it is). */
+  #untilLive(signal: AbortSignal): Promise<void> {
+    if (this.#conn.live) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.#liveWaiters.delete(done);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        this.#liveWaiters.delete(done);
+        reject(abortError(signal));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#liveWaiters.add(done);
+    });
+  }
+
+  #notifyLive(): void {
+    for (const waiter of [...this.#liveWaiters]) waiter();
+  }
+
+  /** The server of the current session answered: locks measure their safety from this. */
+  #touch(conn: ZkConnection): void {
+    if (conn === this.#conn) this.#session.touch();
+  }
+
+  #onSignal(conn: ZkConnection, signal: ConnectionSignal): void {
+    if (conn !== this.#conn || this.#closed.signal.aborted) return;
+    const state = this.#session.state;
+    switch (signal.kind) {
+      case 'connected':
+        if (state === 'suspended') this.#session.transition('reconnected');
+        this.#notifyLive();
+        break;
+      case 'suspended':
+        if (state === 'connected' || state === 'reconnected') this.#session.transition('suspended', { cause: signal.cause });
+        break;
+      case 'authFailed':
+        this.#logger.error('zookeeper: the server refused the credentials', { error: signal.cause.message });
+        this.#loseSession(signal.cause);
+        break;
+      case 'expired':
+        this.#loseSession(signal.cause);
+        break;
+    }
+  }
+
+  /** The session is gone: `lost`, then new sessions until one connects (`reconnected`, epoch + 1). */
+  #loseSession(cause: SharedStructError): void {
+    if (this.#nextConn) return;
+    this.#conn.abandon();
+    if (this.#session.state === 'connected' || this.#session.state === 'reconnected') {
+      this.#session.transition('suspended', { cause });
+    }
+    this.#session.transition('lost', { cause });
+    for (const watch of this.#watches) watch.sessionLost();
+    const next = this.#newSession();
+    this.#nextConn = next;
+    next.then(
+      (conn) => {
+        this.#conn = conn;
+        this.#nextConn = undefined;
+        this.#session.transition('reconnected', { newSessionId: conn.sessionId });
+        this.#logger.info('zookeeper: new session', { sessionId: conn.sessionId, epoch: this.#session.epoch });
+        for (const watch of this.#watches) watch.sessionRenewed();
+        this.#notifyLive();
+      },
+      () => {
+        // Only a close ends the loop; close() has already taken care of everything.
+        this.#nextConn = undefined;
+      },
+    );
+  }
+
+  /** Tries new sessions until one connects or the backend closes. Bounded per attempt. */
+  async #newSession(): Promise<ZkConnection> {
+    const closed = this.#closed.signal;
+    for (let attempt = 1; ; attempt += 1) {
+      if (closed.aborted) throw abortError(closed);
+      const conn: ZkConnection = new ZkConnection({
+        connectString: this.#connectString,
+        sessionTimeoutMs: this.#options.sessionTtlMs,
+        auth: this.#options.auth,
+        logger: this.#logger,
+        counters: this.counters,
+        onHeartbeat: () => (this.#heartbeats.count += 1),
+        onContact: () => this.#touch(conn),
+        onSignal: (signal) => this.#onSignal(conn, signal),
+      });
+      try {
+        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), closed);
+        if (closed.aborted) {
+          conn.abandon();
+          throw abortError(closed);
+        }
+        return conn;
+      } catch (err) {
+        if (closed.aborted) throw err;
+        this.#logger.warn('zookeeper: new session failed, retrying', { attempt, error: String(err) });
+        await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)), closed);
+      }
+    }
+  }
+
+  async #close(): Promise<void> {
+    this.#closed.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
+    for (const watch of [...this.#watches]) watch.backendClosed();
+    this.#watches.clear();
+    this.#notifyLive();
+    await this.#conn.close(Math.min(this.#options.requestTimeoutMs, 2000));
+    this.#session.transition('closed');
+  }
+}
+
+/**
+ * The adapter's factory, called by `connect('zk://...')`.
+ *
+ * @example
+ * ```ts
+ * const client = await connect('zk://127.0.0.1:2181/myapp', { namespace: '' });
+ * ```
+ */
+export const createBackend: BackendFactory = (address, options) => ZooKeeperBackend.connect(address, options);

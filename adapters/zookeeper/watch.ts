@@ -1,0 +1,398 @@
+/**
+ * Watches on ZooKeeper's one-shot watches. Every notification wakes one worker per watch that
+ * re-reads with a read that also re-arms (getData / getChildren with watch=true: value, stat
+ * and the new watch in one round trip), compares with what it last emitted, and emits only
+ * what is new: a version is never emitted twice, and a skipped one shows as a gap in
+ * `version` (the core turns it into a `coalesced` event). A new session re-arms everything and
+ * emits `reset`.
+ */
+import type { Entry, Logger, Watch, WatchEvent } from '../../lib/backend.js';
+import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
+import { sleep, withDeadline } from '../../lib/util/abort.js';
+import { AsyncQueue } from '../../lib/util/async-queue.js';
+import type { ZkConnection } from './connection.js';
+import type { ZooKeeperBackend } from './index.js';
+import type { ZkEvent } from './zk-client.js';
+
+/** What a watch needs from its backend. */
+export interface WatchHost {
+  readonly backend: ZooKeeperBackend;
+  /** The live session (waits while a lost one is replaced). */
+  current(signal: AbortSignal): Promise<ZkConnection>;
+  /** Resolves when a session is live again. */
+  untilLive(signal: AbortSignal): Promise<void>;
+  readonly closedSignal: AbortSignal;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+  remove(watch: ZkWatch): void;
+}
+
+/** A watch as the backend drives it. */
+export interface ZkWatch extends Watch {
+  /** Resolves once the first read armed the watch (tests use it to write only after). */
+  armed(): Promise<void>;
+  start(): void;
+  /** The session was lost: the watches it held are gone. */
+  sessionLost(): void;
+  /** A new session is up: re-arm everything and emit `reset`. */
+  sessionRenewed(): void;
+  /** The backend closed: the stream ends with `CLOSED`. */
+  backendClosed(): void;
+}
+
+/** The identity of one life of a key: its create revision and the last version emitted. */
+interface Known {
+  readonly createRevision: bigint;
+  readonly version: number;
+}
+
+/** What a single-key comparison decides. */
+function diffEntry(
+  key: string,
+  known: Known | undefined,
+  entry: Entry | undefined,
+  deletedAt: bigint,
+): { events: WatchEvent[]; known: Known | undefined } {
+  const events: WatchEvent[] = [];
+  if (!entry) {
+    if (known) events.push({ type: 'delete', key, revision: deletedAt });
+    return { events, known: undefined };
+  }
+  if (known && known.createRevision === entry.createRevision) {
+    // Same life: only a higher version is news (a re-fired watch may read what we emitted).
+    if (entry.version > known.version) events.push({ type: 'put', entry });
+    return { events, known: entry.version > known.version ? toKnown(entry) : known };
+  }
+  if (known) {
+    // The key was deleted and created again between two reads: end the old life first. The
+    // delete's revision is not known; the new life's create revision is after it.
+    events.push({ type: 'delete', key, revision: entry.createRevision });
+  }
+  events.push({ type: 'put', entry });
+  return { events, known: toKnown(entry) };
+}
+
+function toKnown(entry: Entry): Known {
+  return { createRevision: entry.createRevision, version: entry.version };
+}
+
+function maxBig(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
+
+/** The worker loop, the queue and the lifecycle shared by key and prefix watches. */
+abstract class BaseWatch implements ZkWatch {
+  protected readonly host: WatchHost;
+  protected readonly afterRevision: bigint | undefined;
+  readonly #queue: AsyncQueue<WatchEvent>;
+  readonly #stop = new AbortController();
+  #dirty = false;
+  #running = false;
+  #closed = false;
+  /** Nothing emitted yet: the first read is the baseline (or the catch-up from afterRevision). */
+  protected first = true;
+  /** The next read follows a new session: emit `reset`. */
+  protected needReset = false;
+  /** The session the watches are armed on (watchers left on older ones are inert). */
+  protected armedOn: ZkConnection | undefined;
+  readonly #armed: Promise<void>;
+  #resolveArmed!: () => void;
+
+  constructor(host: WatchHost, afterRevision: bigint | undefined) {
+    this.host = host;
+    this.afterRevision = afterRevision;
+    this.#queue = new AsyncQueue<WatchEvent>(() => this.close());
+    this.#armed = new Promise<void>((resolve) => (this.#resolveArmed = resolve));
+  }
+
+  armed(): Promise<void> {
+    return this.#armed;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<WatchEvent> {
+    return this.#queue[Symbol.asyncIterator]();
+  }
+
+  start(): void {
+    this.wake();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stop.abort(new SharedStructError('CLOSED', 'the watch was closed'));
+    if (this.armedOn) this.unregister(this.armedOn);
+    this.host.remove(this);
+    this.#queue.end();
+  }
+
+  backendClosed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stop.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
+    this.#queue.fail(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
+  }
+
+  sessionLost(): void {
+    // The worker notices on its next request (the old session refuses); nothing to do now.
+  }
+
+  sessionRenewed(): void {
+    this.needReset = true;
+    this.wake();
+  }
+
+  protected get closed(): boolean {
+    return this.#closed;
+  }
+
+  protected emit(event: WatchEvent): void {
+    if (!this.#closed) this.#queue.push(event);
+  }
+
+  /** A notification (or a new session) asks for a re-read. */
+  protected wake(): void {
+    if (this.#closed) return;
+    this.#dirty = true;
+    if (!this.#running) void this.#run();
+  }
+
+  /** Re-reads, re-arms and emits what changed. Runs one at a time. */
+  protected abstract sync(conn: ZkConnection, signal: AbortSignal): Promise<void>;
+  /** Forgets this watch's watchers on `conn`. */
+  protected abstract unregister(conn: ZkConnection): void;
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    const signal = this.#stop.signal;
+    let failures = 0;
+    try {
+      while (this.#dirty && !this.#closed) {
+        this.#dirty = false;
+        try {
+          const conn = await this.host.current(signal);
+          if (this.armedOn && this.armedOn !== conn) {
+            // A session we did not see end (renewal raced this loop): its watches are gone.
+            this.needReset = true;
+          }
+          await withDeadline('zookeeper watch re-arm', this.host.requestTimeoutMs, signal, (s) => this.sync(conn, s));
+          this.armedOn = conn;
+          this.#resolveArmed();
+          failures = 0;
+        } catch (err) {
+          if (this.#closed) return;
+          if (isSharedStructError(err, 'CLOSED')) {
+            this.backendClosed();
+            return;
+          }
+          if (isSharedStructError(err) && !err.retryable) {
+            // Unauthorized, invalid: it will not get better by retrying.
+            this.#queue.fail(err);
+            this.#closed = true;
+            this.host.remove(this);
+            return;
+          }
+          failures += 1;
+          this.#dirty = true;
+          // A disconnect costs a retry or two; more than that is worth a warning.
+          const fields = { failures, error: String(err) };
+          if (failures >= 5) this.host.logger.warn('zookeeper: watch re-arm keeps failing, retrying', fields);
+          else this.host.logger.debug('zookeeper: watch re-arm failed, retrying', fields);
+          try {
+            await sleep(Math.min(1000, 25 * 2 ** Math.min(failures, 6)), signal);
+            await this.host.untilLive(signal);
+          } catch {
+            return;
+          }
+        }
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+}
+
+/** A watch on one key. */
+export class KeyWatch extends BaseWatch {
+  readonly #key: string;
+  #known: Known | undefined;
+  /** One function per watch: the library dedupes registrations by identity. */
+  readonly #watcher = (_event: ZkEvent): void => this.wake();
+
+  constructor(host: WatchHost, key: string, afterRevision: bigint | undefined) {
+    super(host, afterRevision);
+    this.#key = key;
+  }
+
+  protected async sync(conn: ZkConnection, signal: AbortSignal): Promise<void> {
+    const { entry, zxid } = await this.host.backend.readArmed(conn, this.#key, this.#watcher, signal);
+    if (this.closed) return;
+    if (this.needReset) {
+      this.needReset = false;
+      this.first = false;
+      this.#known = entry ? toKnown(entry) : undefined;
+      this.emit({ type: 'reset', entries: entry ? [entry] : [], revision: entry ? maxBig(zxid, entry.revision) : zxid });
+      return;
+    }
+    if (this.first) {
+      this.first = false;
+      this.#known = entry ? toKnown(entry) : undefined;
+      const after = this.afterRevision;
+      if (after === undefined) return;
+      if (entry && entry.revision > after) this.emit({ type: 'put', entry });
+      // Gone now, and the store moved since `after`: it may have existed then.
+      else if (!entry && zxid > after) this.emit({ type: 'delete', key: this.#key, revision: zxid });
+      return;
+    }
+    const { events, known } = diffEntry(this.#key, this.#known, entry, zxid);
+    this.#known = known;
+    for (const event of events) this.emit(event);
+  }
+
+  protected unregister(conn: ZkConnection): void {
+    conn.unregister(this.host.backend.pathOf(this.#key), this.#watcher);
+  }
+}
+
+/** A watch on the direct children of a prefix. */
+export class PrefixWatch extends BaseWatch {
+  readonly #prefix: string;
+  readonly #base: string;
+  #known = new Map<string, Known>();
+  /** Children whose data watch fired. */
+  readonly #dirtyChildren = new Set<string>();
+  /** The child list changed (or must be read for the first time). */
+  #childrenDirty = true;
+  readonly #childWatcher = (_event: ZkEvent): void => {
+    this.#childrenDirty = true;
+    this.wake();
+  };
+  readonly #dataWatchers = new Map<string, (event: ZkEvent) => void>();
+
+  constructor(host: WatchHost, prefix: string, afterRevision: bigint | undefined) {
+    super(host, afterRevision);
+    this.#prefix = prefix;
+    this.#base = prefix === '/' ? '' : prefix;
+  }
+
+  #dataWatcher(name: string): (event: ZkEvent) => void {
+    let watcher = this.#dataWatchers.get(name);
+    if (!watcher) {
+      watcher = () => {
+        this.#dirtyChildren.add(name);
+        this.wake();
+      };
+      this.#dataWatchers.set(name, watcher);
+    }
+    return watcher;
+  }
+
+  protected async sync(conn: ZkConnection, signal: AbortSignal): Promise<void> {
+    const full = this.first || this.needReset;
+    const dirty = new Set(this.#dirtyChildren);
+    this.#dirtyChildren.clear();
+    const relist = full || this.#childrenDirty;
+    this.#childrenDirty = false;
+    try {
+      if (relist) await this.#relist(conn, signal, full, dirty);
+      else await this.#reread(conn, signal, dirty);
+    } catch (err) {
+      // Nothing of this round was applied: ask for the same work again.
+      if (relist) this.#childrenDirty = true;
+      for (const name of dirty) this.#dirtyChildren.add(name);
+      throw err;
+    }
+  }
+
+  async #relist(conn: ZkConnection, signal: AbortSignal, full: boolean, dirty: Set<string>): Promise<void> {
+    const known = this.#known;
+    const listing = await this.host.backend.readChildren(
+      conn,
+      this.#prefix,
+      this.#childWatcher,
+      (name) => this.#dataWatcher(name),
+      signal,
+      (name) => full || !known.has(name) || dirty.has(name),
+    );
+    if (this.closed) return;
+    const read = new Map(listing.entries.map((e) => [e.key.slice(this.#base.length + 1), e]));
+    if (full) {
+      const reset = this.needReset;
+      this.needReset = false;
+      this.first = false;
+      this.#known = new Map([...read].map(([name, e]) => [name, toKnown(e)]));
+      if (reset) {
+        this.emit({ type: 'reset', entries: listing.entries, revision: listing.zxid });
+        return;
+      }
+      const after = this.afterRevision;
+      if (after === undefined) return;
+      if (listing.pzxid > after) {
+        // Children were created or deleted since `after`: which ones went is not knowable.
+        this.emit({ type: 'reset', entries: listing.entries, revision: listing.zxid });
+      } else {
+        for (const entry of listing.entries) if (entry.revision > after) this.emit({ type: 'put', entry });
+      }
+      return;
+    }
+    const events: WatchEvent[] = [];
+    const listed = new Set(listing.names);
+    const next = new Map<string, Known>();
+    for (const name of listing.names) {
+      const entry = read.get(name);
+      const previous = known.get(name);
+      if (!entry) {
+        const wasRead = !previous || dirty.has(name);
+        // Unchanged (not read again), or vanished between the list and the read.
+        if (previous && !wasRead) next.set(name, previous);
+        else if (previous) events.push({ type: 'delete', key: `${this.#base}/${name}`, revision: listing.zxid });
+        continue;
+      }
+      const d = diffEntry(entry.key, previous, entry, listing.zxid);
+      events.push(...d.events);
+      if (d.known) next.set(name, d.known);
+    }
+    for (const [name] of known) {
+      if (!listed.has(name)) {
+        events.push({ type: 'delete', key: `${this.#base}/${name}`, revision: listing.zxid });
+        this.#dataWatchers.delete(name);
+      }
+    }
+    this.#known = next;
+    this.#emitOrdered(events);
+  }
+
+  async #reread(conn: ZkConnection, signal: AbortSignal, dirty: Set<string>): Promise<void> {
+    const names = [...dirty].filter((name) => this.#known.has(name));
+    const reads = await Promise.all(
+      names.map((name) => this.host.backend.readData(conn, `${this.#base}/${name}`, this.#dataWatcher(name), signal)),
+    );
+    if (this.closed) return;
+    const events: WatchEvent[] = [];
+    names.forEach((name, i) => {
+      const { entry, zxid } = reads[i]!;
+      const d = diffEntry(`${this.#base}/${name}`, this.#known.get(name), entry, zxid);
+      events.push(...d.events);
+      if (d.known) {
+        this.#known.set(name, d.known);
+      } else {
+        this.#known.delete(name);
+        this.#dataWatchers.delete(name);
+      }
+    });
+    this.#emitOrdered(events);
+  }
+
+  /** Emits in revision order, so a consumer folding the events sees the store's order. */
+  #emitOrdered(events: WatchEvent[]): void {
+    const rev = (e: WatchEvent): bigint => (e.type === 'put' ? e.entry.revision : e.type === 'delete' ? e.revision : 0n);
+    events.sort((a, b) => (rev(a) < rev(b) ? -1 : rev(a) > rev(b) ? 1 : 0));
+    for (const event of events) this.emit(event);
+  }
+
+  protected unregister(conn: ZkConnection): void {
+    const backend = this.host.backend;
+    conn.unregister(backend.pathOf(this.#prefix), this.#childWatcher);
+    for (const [name, watcher] of this.#dataWatchers) conn.unregister(backend.pathOf(`${this.#base}/${name}`), watcher);
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * Typed access to the parts of `node-zookeeper-client` 1.1.3 this adapter uses. The package
+ * ships no types and is CommonJS, so it is loaded with `createRequire` and described here, down
+ * to the ConnectionManager internals the adapter hooks into (its queue, its socket handler):
+ * everything the adapter touches of the library is listed in this one file.
+ */
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+
+const require = createRequire(import.meta.url);
+
+/** The 8-byte / 16-byte buffers and 64-bit longs the jute records carry. */
+export interface ZkStat {
+  czxid: Buffer;
+  mzxid: Buffer;
+  ctime: Buffer;
+  mtime: Buffer;
+  version: number;
+  cversion: number;
+  aversion: number;
+  ephemeralOwner: Buffer;
+  dataLength: number;
+  numChildren: number;
+  pzxid: Buffer;
+  deserialize(buffer: Buffer, offset: number): number;
+}
+
+/** A jute record: serializable, chroot-aware. */
+export interface JuteRecord {
+  byteLength(): number;
+  serialize(buffer: Buffer, offset: number): number;
+  deserialize(buffer: Buffer, offset: number): number;
+  setChrootPath(path: string | undefined): void;
+}
+
+/** `RequestHeader { int xid; int type }`. */
+export interface RequestHeader extends JuteRecord {
+  xid: number;
+  type: number;
+}
+
+/** `ReplyHeader { int xid; long zxid; int err }`. */
+export interface ReplyHeader extends JuteRecord {
+  xid: number;
+  zxid: Buffer;
+  err: number;
+}
+
+/** A request as the ConnectionManager queues it. */
+export interface JuteRequest {
+  header: RequestHeader | null;
+  payload: JuteRecord | null;
+  toBuffer(): Buffer;
+}
+
+/** A response as the ConnectionManager hands it to a request's callback. */
+export interface JuteResponse<P = unknown> {
+  header: ReplyHeader;
+  payload: P;
+}
+
+/** A queued packet. */
+export interface Packet {
+  request: JuteRequest;
+  callback: (error: ZkException | null, response?: JuteResponse) => void;
+}
+
+/** The library's error: a numeric `code` from {@link ZkCodes}. */
+export interface ZkException extends Error {
+  code: number;
+  getCode(): number;
+  getName(): string;
+}
+
+/** One operation of a multi request, as `jute.TransactionRequest` takes it (raw versions). */
+export type MultiOpSpec =
+  | { type: number; path: string; data?: Buffer; acls: AclObject[]; mode: number }
+  | { type: number; path: string; version: number; data?: Buffer };
+
+/** An `ACL` object of the library (`toRecord()` gives the jute record). */
+export interface AclObject {
+  permission: number;
+  toRecord(): JuteRecord;
+}
+
+/** The library's per-client connection/session manager (internal API, pinned to 1.1.3). */
+export interface ConnectionManager {
+  state: number;
+  socket: Socket | undefined;
+  zxid: Buffer;
+  sessionTimeout: number;
+  chrootPath: string | undefined;
+  packetQueue: { queue: Packet[] };
+  pendingQueue: Packet[];
+  connect(): void;
+  queue(request: JuteRequest, callback?: Packet['callback']): void;
+  setState(state: number): void;
+  onSocketData(buffer: Buffer): void;
+  findNextServer(callback: (server: unknown) => void): void;
+  registerDataWatcher(path: string, watcher: (event: ZkEvent) => void): void;
+  registerChildWatcher(path: string, watcher: (event: ZkEvent) => void): void;
+  registerExistenceWatcher(path: string, watcher: (event: ZkEvent) => void): void;
+  on(event: 'state', listener: (state: number) => void): void;
+  removeListener(event: 'state', listener: (state: number) => void): void;
+}
+
+/** A watcher notification. */
+export interface ZkEvent {
+  type: number;
+  name: string;
+  path: string;
+}
+
+/** The library's Client (only what the adapter uses). */
+export interface ZkClient {
+  connectionManager: ConnectionManager;
+  connect(): void;
+  close(): void;
+  getSessionId(): Buffer;
+  getSessionPassword(): Buffer;
+  getSessionTimeout(): number;
+  addAuthInfo(scheme: string, auth: Buffer): void;
+  on(event: string, listener: (...args: unknown[]) => void): void;
+  removeAllListeners(): void;
+}
+
+/** Options of `createClient`. */
+export interface ZkClientOptions {
+  sessionTimeout: number;
+  spinDelay: number;
+  retries: number;
+  sessionId?: Buffer;
+  sessionPassword?: Buffer;
+}
+
+interface ZkModule {
+  createClient(connectionString: string, options: ZkClientOptions): ZkClient;
+  ACL: { OPEN_ACL_UNSAFE: AclObject[]; CREATOR_ALL_ACL: AclObject[] };
+  Exception: { create(code: number): ZkException } & Record<string, unknown>;
+}
+
+type RecordCtor<T> = new (...args: unknown[]) => T;
+
+interface JuteModule {
+  OP_CODES: Record<string, number>;
+  XID_PING: number;
+  XID_NOTIFICATION: number;
+  XID_AUTHENTICATION: number;
+  Request: new (header: RequestHeader | null, payload: JuteRecord | null) => JuteRequest;
+  TransactionRequest: new (ops: MultiOpSpec[]) => JuteRecord;
+  protocol: {
+    RequestHeader: RecordCtor<RequestHeader>;
+    ReplyHeader: RecordCtor<ReplyHeader>;
+    GetDataRequest: RecordCtor<JuteRecord & { path: string; watch: boolean }>;
+    GetDataResponse: RecordCtor<JuteRecord & { data: Buffer | undefined; stat: ZkStat }>;
+    SetDataRequest: RecordCtor<JuteRecord & { path: string; data: Buffer; version: number }>;
+    SetDataResponse: RecordCtor<JuteRecord & { stat: ZkStat }>;
+    ExistsRequest: RecordCtor<JuteRecord & { path: string; watch: boolean }>;
+    ExistsResponse: RecordCtor<JuteRecord & { stat: ZkStat }>;
+    DeleteRequest: RecordCtor<JuteRecord & { path: string; version: number }>;
+    CreateRequest: RecordCtor<JuteRecord & { path: string; data: Buffer; acl: JuteRecord[]; flags: number }>;
+    GetChildren2Request: RecordCtor<JuteRecord & { path: string; watch: boolean }>;
+    GetChildren2Response: RecordCtor<JuteRecord & { children: string[]; stat: ZkStat }>;
+    WatcherEvent: RecordCtor<JuteRecord & { type: number; state: number; path: string }>;
+  };
+  data: {
+    Stat: RecordCtor<ZkStat>;
+  };
+}
+
+/** The library module. */
+export const zookeeper = require('node-zookeeper-client') as ZkModule;
+/** The library's jute (wire format) module. */
+export const jute = require('node-zookeeper-client/lib/jute/index.js') as JuteModule;
+
+/** `ConnectionManager.STATES` of the library. */
+export const CM_STATES = (require('node-zookeeper-client/lib/ConnectionManager.js') as { STATES: Record<string, number> })
+  .STATES as {
+  DISCONNECTED: number;
+  CONNECTING: number;
+  CONNECTED: number;
+  CONNECTED_READ_ONLY: number;
+  CLOSING: number;
+  CLOSED: number;
+  SESSION_EXPIRED: number;
+  AUTHENTICATION_FAILED: number;
+};
+
+/** ZooKeeper op codes, including the ones the library cannot send by itself. */
+export const OP = {
+  create: 1,
+  delete: 2,
+  exists: 3,
+  getData: 4,
+  setData: 5,
+  sync: 9,
+  ping: 11,
+  getChildren2: 12,
+  check: 13,
+  multi: 14,
+  create2: 15,
+  error: -1,
+  closeSession: -11,
+} as const;
+
+/** ZooKeeper error codes (the server's `KeeperException.Code`). */
+export const ZkCodes = {
+  OK: 0,
+  SYSTEM_ERROR: -1,
+  RUNTIME_INCONSISTENCY: -2,
+  DATA_INCONSISTENCY: -3,
+  CONNECTION_LOSS: -4,
+  MARSHALLING_ERROR: -5,
+  UNIMPLEMENTED: -6,
+  OPERATION_TIMEOUT: -7,
+  BAD_ARGUMENTS: -8,
+  API_ERROR: -100,
+  NO_NODE: -101,
+  NO_AUTH: -102,
+  BAD_VERSION: -103,
+  NO_CHILDREN_FOR_EPHEMERALS: -108,
+  NODE_EXISTS: -110,
+  NOT_EMPTY: -111,
+  SESSION_EXPIRED: -112,
+  INVALID_CALLBACK: -113,
+  INVALID_ACL: -114,
+  AUTH_FAILED: -115,
+  SESSION_MOVED: -118,
+  NOT_READ_ONLY: -119,
+  QUOTA_EXCEEDED: -125,
+  THROTTLED: -127,
+} as const;
+
+/** Watcher event types. */
+export const EVENT = { created: 1, deleted: 2, dataChanged: 3, childrenChanged: 4 } as const;
+
+/** Create modes. */
+export const MODE = { persistent: 0, ephemeral: 1, persistentSequential: 2, ephemeralSequential: 3 } as const;
+
+/** The library's generic jute Record constructor, to build records it has no class for. */
+const RecordBase = (Object.getPrototypeOf(jute.protocol.ExistsRequest.prototype as object) as { constructor: unknown }).constructor as (
+  this: JuteRecord,
+  spec: { name: string; type: string }[],
+  args: unknown[],
+) => void;
+
+/** A jute record of the given attribute spec (e.g. `SyncRequest { ustring path }`). */
+export function makeRecord<T extends object>(spec: { name: string; type: string }[], values: T): JuteRecord & T {
+  const record = Object.create(RecordBase.prototype as object) as JuteRecord & T;
+  RecordBase.call(record, spec, []);
+  Object.assign(record, values);
+  return record;
+}
+
+/** Reads a jute `long` (8-byte big-endian buffer) as a bigint. */
+export function toBigInt(buffer: Buffer): bigint {
+  return buffer.readBigInt64BE(0);
+}
