@@ -130,8 +130,10 @@ export class Election extends TypedEmitter<ElectionEvents> {
   }
 
   /**
-   * The leader now and after every change (null while there is none), without repeats. Ends on
-   * `signal`, or when the iterator is returned.
+   * The leader now and after every change (null while there is none), without repeats. Each
+   * value is the leader at the time it was read: a term shorter than one watch notification
+   * may be skipped (use `campaign`/`deposed` to act on your own leadership). Ends on `signal`,
+   * or when the iterator is returned.
    */
   observe(options: { signal?: AbortSignal } = {}): AsyncIterable<Leader | null> {
     const stop = new AbortController();

@@ -198,14 +198,22 @@ export function backendContract(name: string, makeBackend: () => Promise<Backend
         revisions.push(p.entry.revision);
       }
       const watch = b.watch({ key: `${root}/k` }, { afterRevision: revisions[1]! });
+      // Delete only once v5 was seen: a one-shot watch re-reads after each notification, and no
+      // store can return v5's data once the key is gone.
+      let sawV5!: () => void;
+      const v5 = new Promise<void>((r) => (sawV5 = r));
       try {
         const live = (async () => {
           await new Promise((r) => setTimeout(r, 300));
           const p = await writer.put(`${root}/k`, enc('5'), { expectedVersion: 4 });
           assert.ok(p.ok);
+          await v5;
           await writer.delete(`${root}/k`);
         })();
-        const events = await collect(watch, (evs) => evs.some((e) => e.type === 'delete'), 10000);
+        const events = await collect(watch, (evs) => {
+          if (evs.some((e) => e.type === 'put' && e.entry.version === 5)) sawV5();
+          return evs.some((e) => e.type === 'delete');
+        }, 10000);
         await live;
         // Either each version one by one, or (one-shot watches) fewer puts; never a repeat or a step back.
         const puts = events.filter((e): e is { type: 'put'; entry: Entry } => e.type === 'put').map((e) => e.entry.version);

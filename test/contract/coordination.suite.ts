@@ -208,6 +208,7 @@ export function coordinationContract(target: ContractTarget): void {
       it('one leader at a time; resign hands over in order; observe follows', async () => {
         const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
         const electionName = name();
+        const parent = `${clients[0]!.namespace}/_elections/${electionName}`;
         const elections = clients.map((c, i) => c.election(electionName, { id: `n${i}`, data: { i } }));
         const seen: string[] = [];
         const ctl = new AbortController();
@@ -215,17 +216,25 @@ export function coordinationContract(target: ContractTarget): void {
           for await (const leader of elections[0]!.observe({ signal: ctl.signal })) seen.push(leader?.id ?? 'null');
         })().catch(() => {});
         const first = await elections[0]!.campaign();
-        const pending = [elections[1]!.campaign(), elections[2]!.campaign()];
-        await sleep(200);
+        await eventually('n0 observed', () => seen.includes('n0'));
+        // Queue n1 before n2: through two connections their creates could land in either order.
+        const pending1 = elections[1]!.campaign();
+        await eventually('n1 queued', async () => (await backendOf(clients[0]!).list(parent)).length === 2);
+        const pending2 = elections[2]!.campaign();
+        await eventually('n2 queued', async () => (await backendOf(clients[0]!).list(parent)).length === 3);
         assert.equal(first.id, 'n0');
         assert.deepEqual(elections.map((e) => e.isLeader), [true, false, false]);
         assert.deepEqual(await elections[2]!.leader(), first);
         await elections[0]!.resign();
-        const second = await pending[0]!;
+        const second = await pending1;
         assert.equal(second.id, 'n1');
         assert.ok(BigInt(second.token) > BigInt(first.token));
+        // observe() reports the current leader; a term shorter than one notification could be
+        // skipped, so each term is held until it was observed.
+        await eventually('n1 observed', () => seen.includes('n1'));
         await elections[1]!.resign();
-        assert.equal((await pending[1]!).id, 'n2');
+        assert.equal((await pending2).id, 'n2');
+        await eventually('n2 observed', () => seen.includes('n2'));
         await elections[2]!.resign();
         // Observing started before anyone campaigned: null first, then each leader once, then null.
         await eventually(`observed every leader (${seen.join(',')})`, () => seen.join(',') === 'null,n0,n1,n2,null', 10000);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { backendOf } from '../../lib/client.js';
-import { connect, safetyMarginMs, type Client, type MemberChange } from '../../lib/index.js';
+import { connect, type Client, type MemberChange } from '../../lib/index.js';
 import { startAgent, type Agent } from '../support/agents.js';
 import { eventually } from './struct.suite.js';
 
@@ -80,17 +80,22 @@ export function processContract(target: ProcessTarget): void {
       a.pause();
       const pausedAt = Date.now();
       const acquired = await b.waitFor('acquired', TTL + 15000);
-      assert.ok(acquired.at - pausedAt >= TTL - safetyMarginMs(TTL), 'the lock passed on only after the session expired');
+      // The server counts the ttl from its last keepalive, up to a third of the ttl before the pause.
+      assert.ok(acquired.at - pausedAt >= (TTL * 2) / 3 - 100, `the lock passed on ${acquired.at - pausedAt} ms after the pause, before the session could expire`);
       await b.waitFor('wrote', 10000);
       const resumedIndex = a.events.length;
       const resumedAt = Date.now();
       a.resume();
       await sleep(1500);
       const after = a.events.slice(resumedIndex);
-      const firstAfter = after.find((e) => e.ev === 'wrote' || e.ev === 'lost' || e.ev === 'lost-signal' || e.ev === 'write-refused');
+      const firstAfter = after.find((e) => e.ev === 'writing' || e.ev === 'lost' || e.ev === 'lost-signal');
       assert.ok(firstAfter, `A reported after SIGCONT: ${after.map((e) => e.ev).join(',')}`);
-      assert.notEqual(firstAfter.ev, 'wrote', `A wrote after SIGCONT before learning: ${after.map((e) => e.ev).join(',')}`);
-      assert.ok(!after.some((e) => e.ev === 'wrote' && e.token === first.token), 'no write with the old token after SIGCONT');
+      assert.notEqual(firstAfter.ev, 'writing', `A started a guarded write after SIGCONT before learning: ${after.map((e) => e.ev).join(',')}`);
+      const started = after.filter((e) => e.ev === 'writing' && e.token === first.token);
+      assert.deepEqual(started, [], 'no guarded write with the old token started after SIGCONT');
+      // A write sent before the freeze may complete after it; the fence saw B's larger token by then.
+      const fenced = await (await local()).open<{ token: string }>('job-fenced');
+      assert.equal((await fenced.readConsistent()).token, String(acquired.token), 'the fenced resource holds the newest token');
       assert.ok(BigInt(acquired.token as string) > BigInt(first.token as string));
       console.log(`      [${target.name}] frozen holder: lock passed on ${acquired.at - pausedAt} ms after SIGSTOP; after SIGCONT A first reported '${firstAfter.ev}' ${firstAfter.at - resumedAt} ms later`);
     });

@@ -45,6 +45,9 @@ async function main(): Promise<void> {
       lock.signal.addEventListener('abort', () => out('lost-signal', { code: (lock.signal.reason as { code?: string }).code }), { once: true });
       while (lock.held) {
         const token = lock.token;
+        // 'writing' marks the start: a write sent just before a SIGSTOP reports 'wrote' only
+        // after SIGCONT, but it began while the lock was held.
+        out('writing', { token });
         try {
           await fenced.update((d) => {
             if (BigInt(token) < BigInt(d.token)) throw new Error(`stale token ${token} < ${d.token}`);

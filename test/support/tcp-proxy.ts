@@ -26,6 +26,10 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+    // Nagle + delayed ACK would add ~40 ms to every pipelined burst (measured: a 3-child list
+    // took 47.8 ms through the proxy, 4.6 ms direct), widening races no client sees in production.
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     sockets.add(client);
     sockets.add(upstream);
     const drop = (): void => {
