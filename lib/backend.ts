@@ -193,8 +193,12 @@ export interface BackendLimits {
   readonly maxValueBytes: number;
 }
 
-/** Optional abilities; the core asks before relying on one and fails `UNSUPPORTED`. */
-export type BackendFeature = 'txn' | 'ephemeral' | 'sequential' | 'consistentRead' | 'progress';
+/**
+ * Optional abilities; the core asks before relying on one and fails `UNSUPPORTED`.
+ * `everyVersion`: a key watch delivers every version one by one (etcd, memory), never coalesced
+ * (ZooKeeper's one-shot watches may skip), so the core may wait for it rather than jump ahead.
+ */
+export type BackendFeature = 'txn' | 'ephemeral' | 'sequential' | 'consistentRead' | 'progress' | 'everyVersion';
 
 /**
  * Count of requests sent to the store, by operation, for the cost contract. Each adapter

@@ -295,11 +295,12 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
     }
     const bytes = this.#encodeLocal(value);
-    const written = await this.#put(expectedVersion, { bytes, value: deepFreeze(decodeFramed(this.#options.codec, bytes) as T), changes: [], base: -1 }, options.signal);
-    if (!written) {
+    const r = await this.#put(expectedVersion, { bytes, value: deepFreeze(decodeFramed(this.#options.codec, bytes) as T), changes: [], base: -1 }, options.signal);
+    if ('conflict' in r) {
+      await this.#settle(r.conflict);
       throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion}`);
     }
-    return written;
+    return r;
   }
 
   /**
@@ -574,12 +575,13 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const prepared = this.#prepare(cache, draft, next);
       if (!prepared) return { written: { value: cache.value, version: cache.version }, result };
-      const written = await this.#put(this.#writeBase(cache), prepared, options.signal);
-      if (written) return { written, result };
+      const r = await this.#put(this.#writeBase(cache), prepared, options.signal);
+      if (!('conflict' in r)) return { written: r, result };
       if (attempt >= maxRetries) {
+        await this.#settle(r.conflict);
         throw new SharedStructError('CONFLICT', `struct '${this.name}': still conflicting after ${maxRetries} retries`);
       }
-      await sleep(this.#backoff.delayMs(attempt + 1), options.signal);
+      await Promise.all([sleep(this.#backoff.delayMs(attempt + 1), options.signal), this.#settle(r.conflict)]);
     }
   }
 
@@ -615,19 +617,52 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     return event.entry.version >= Math.min(...this.#pending.keys());
   }
 
-  /** One CAS. Resolves the write, or undefined on conflict (the cache then holds the winner). */
-  async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | undefined> {
-    return this.#writing(expectedVersion + 1, async () => {
-      const r = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal });
-      if (!r.ok) {
-        if (!r.current) {
-          this.#apply(undefined, 'remote');
-          throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted`);
-        }
-        this.#apply(r.current, 'remote');
-        return undefined;
-      }
-      return this.#committed(r.entry, prepared);
+  /**
+   * One CAS. Resolves the write, or `{ conflict }` with the store's entry, which the caller
+   * applies with {@link #settle} (after its backoff, when it retries).
+   */
+  async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | { conflict: Entry | undefined }> {
+    const r = await this.#writing(expectedVersion + 1, async () => {
+      const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal });
+      return res.ok ? { written: this.#committed(res.entry, prepared) } : res;
+    });
+    return 'written' in r ? r.written : { conflict: r.current };
+  }
+
+  /**
+   * Applies the entry a lost CAS returned. Done as late as possible — after the watch events
+   * held during the write and, on a store whose watch reports every version (etcd), after the
+   * watch had up to 100 ms to bring the winners' versions — so subscribers see each version one
+   * by one; the entry only fills what the watch has not brought.
+   */
+  async #settle(conflict: Entry | undefined): Promise<void> {
+    if (!conflict) {
+      this.#apply(undefined, 'remote');
+      throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted`);
+    }
+    const cache = this.#cache;
+    if (cache && conflict.version > cache.version && this.#backend.features.has('everyVersion')) {
+      await this.#caughtUp(conflict, 100);
+    }
+    this.#apply(conflict, 'remote');
+  }
+
+  /** Resolves once the watch brought the cache to `entry`'s version, or after `ms`. */
+  #caughtUp(entry: Entry, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('change', onChange);
+        this.off('deleted', done);
+        resolve();
+      };
+      const onChange = (ev: ChangeEvent<T>): void => {
+        if (ev.version >= entry.version) done();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      this.on('change', onChange);
+      this.on('deleted', done);
     });
   }
 

@@ -41,7 +41,7 @@ import { EtcdWatch } from './watch.js';
  */
 export const ETCD_MAX_VALUE_BYTES = 1_572_864 - 16 * 1024;
 
-const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'ephemeral', 'sequential', 'consistentRead', 'progress']);
+const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'ephemeral', 'sequential', 'consistentRead', 'progress', 'everyVersion']);
 
 /** `create_revision == 0`: the key does not exist. */
 function absent(key: string): ICompare {

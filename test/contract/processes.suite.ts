@@ -15,6 +15,8 @@ export interface ProcessTarget {
   readonly name: string;
   /** The URL agents connect to (the store is started on first use). */
   url(): Promise<string>;
+  /** The store's watch reports every version (etcd), so no event may be coalesced. */
+  readonly everyVersion: boolean;
 }
 
 const TTL = 2000;
@@ -54,6 +56,21 @@ export function processContract(target: ProcessTarget): void {
     const queued = async (c: Client, parent: string, n: number): Promise<void> => {
       await eventually(`${n} in the queue`, async () => (await backendOf(c).list(parent)).length === n, 20000);
     };
+
+    it('two processes × 100 increments end at exactly 200, and each subscriber folds to it', async () => {
+      const agents2 = ['p1', 'p2'].map((id) => startAgent({ url, namespace, sessionTtlMs: 10000, role: 'increment', name: 'counter', id, count: 100, total: 200, lifetimeMs: 80000 }));
+      agents.push(...agents2);
+      const done = await Promise.all(agents2.map((a) => a.waitFor('done', 60000)));
+      for (const d of done) {
+        assert.equal(d.final, 200, `${d.id} final`);
+        assert.deepEqual(d.folded, { n: 200 }, `${d.id}: the fold of its events`);
+        assert.equal(d.increasing, true, `${d.id}: versions strictly increase`);
+        assert.equal(d.local, 100, `${d.id}: one local event per write`);
+        // Every version after the one this subscriber started at, one by one.
+        if (target.everyVersion) assert.deepEqual([d.events, d.coalesced], [(d.to as number) - (d.from as number), 0], `${d.id}: every version, one by one; gaps ${JSON.stringify(d.gaps)}`);
+      }
+      console.log(`      [${target.name}] 2 × 100 increments: events per subscriber ${done.map((d) => `${d.id} ${String(d.events)} (${String(d.coalesced)} coalesced)`).join(', ')}`);
+    });
 
     it('SIGKILL the holder: the next waiter gets the lock within ttl + 1 s', async () => {
       const observer = await local();

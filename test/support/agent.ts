@@ -6,16 +6,21 @@
  *   resource refuses a token lower than one it has seen); report `lost` when the check fails.
  * - `candidate`: campaign; report `elected` / `deposed`; campaign again after a deposition.
  * - `member`: join the group and stay.
+ * - `increment`: `count` times `update(n => n + 1)` while folding its own subscriber's events;
+ *   once the counter reaches `total`, report the fold, the versions seen and the local events.
  * Usage: node --import tsx test/support/agent.ts '<json config>'. It exits on its own after
  * `lifetimeMs`, so nothing outlives the test run.
  */
-import { connect, type Logger } from '../../lib/index.js';
+import { applyChanges, connect, type Logger } from '../../lib/index.js';
 
 interface AgentConfig {
   url: string;
   namespace: string;
   sessionTtlMs: number;
-  role: 'lock' | 'candidate' | 'member';
+  role: 'lock' | 'candidate' | 'member' | 'increment';
+  /** `increment`: how many updates this agent makes, and the total all agents reach. */
+  count?: number;
+  total?: number;
   name: string;
   id: string;
   lifetimeMs: number;
@@ -71,6 +76,31 @@ async function main(): Promise<void> {
       out('elected', { token: leader.token });
       while (election.isLeader) await sleep(50);
     }
+  } else if (cfg.role === 'increment') {
+    const counter = await client.open<{ n: number }>(cfg.name, { initial: { n: 0 } });
+    let folded: unknown = counter.readDirty();
+    const versions: number[] = [counter.stat().version];
+    let local = 0;
+    let coalesced = 0;
+    const gaps: string[] = [];
+    counter.on('change', (ev) => {
+      folded = applyChanges(folded, ev.changes);
+      versions.push(ev.version);
+      if (ev.origin === 'local') local += 1;
+      if (ev.coalesced) {
+        coalesced += 1;
+        gaps.push(`${ev.previousVersion}->${ev.version} ${ev.origin}`);
+      }
+    });
+    out('ready');
+    for (let i = 0; i < (cfg.count ?? 0); i++) await counter.update((d) => void (d.n += 1), { maxRetries: 10000 });
+    out('updated');
+    // Wait on the watch, not with readConsistent(): a consistent read that finds the store ahead
+    // updates the cache at once, which is a (legitimate) coalesced event.
+    while (counter.readDirty().n < (cfg.total ?? 0)) await sleep(20);
+    await counter.readConsistent();
+    const increasing = versions.every((v, i) => i === 0 || v > versions[i - 1]!);
+    out('done', { final: counter.read().n, folded, increasing, local, coalesced, gaps, events: versions.length - 1, from: versions[0], to: counter.stat().version });
   } else {
     await client.join(cfg.name, { id: cfg.id });
     out('joined');

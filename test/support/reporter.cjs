@@ -10,8 +10,8 @@ class SpecWithSummary extends Mocha.reporters.Spec {
     const perBackend = new Map();
     const tally = (test, field) => {
       const root = test.titlePath()[0] ?? '';
-      const m = /^\[(memory|etcd|zookeeper)\]/.exec(root);
-      const key = m ? m[1] : 'unit';
+      const m = /^\[?(memory|etcd|zookeeper)\b/i.exec(root);
+      const key = m ? m[1].toLowerCase() : 'unit';
       const row = perBackend.get(key) ?? { passed: 0, failed: 0, skipped: 0 };
       row[field] += 1;
       perBackend.set(key, row);
