@@ -274,6 +274,17 @@ zkstate-style update (create a lock node, write, delete the lock node), a raw wa
 Ratios are ours ÷ raw for rates and raw ÷ ours for latencies: above 1 means we are faster. Absolute figures move
 with the machine; the ratios are the claim.
 
+What the ratios include, measured so far (profiling the misses is open work, issue 7):
+
+- A struct is more than a CAS loop: it keeps a watch and handles the echo of its own write, and on
+  ZooKeeper every change also costs the re-arm read of the one-shot watch (the cost contract
+  allows it; the raw loops run without any watch).
+- One diff per committed version (SPEC's change events), plain-JSON and schema checks, encoding,
+  and freezing cost CPU in proportion to the value: about 45 us per small update and about 3 ms
+  per 100 KB update per instance on this machine (\`node --cpu-prof\` on the memory backend).
+- \`node-zookeeper-client\` has no \`sync\`, so its "linearizable get" is a plain \`getData\`
+  that may be stale; ours is \`sync\` + \`getData\`, two requests.
+
 ${out}
 
 Reproduce: \`npm run bench\` (or \`ETCD_ENDPOINTS=… ZK_CONNECT=… npm run bench\` against your own servers;

@@ -117,7 +117,7 @@ export function processContract(target: ProcessTarget): void {
       console.log(`      [${target.name}] frozen holder: lock passed on ${acquired.at - pausedAt} ms after SIGSTOP; after SIGCONT A first reported '${firstAfter.ev}' ${firstAfter.at - resumedAt} ms later`);
     });
 
-    it('election across 3 processes under kills: one leader at a time', async () => {
+    it('election across 3 processes under kills and session expiry: one leader at a time', async () => {
       const ids = ['c1', 'c2', 'c3'];
       const live = new Map<string, Agent>(ids.map((id) => [id, agent('candidate', 'lead', id)]));
       const all: Agent[] = [...live.values()];
@@ -143,19 +143,38 @@ export function processContract(target: ProcessTarget): void {
         live.set(leader.id, restarted);
         all.push(restarted);
       }
+      // Session expiry: freeze the leader past its ttl. A frozen leader cannot act, so its term
+      // ends at the freeze; on SIGCONT it must learn it was deposed before anything else.
+      const frozen = await leaderNow(TTL + 20000);
+      const frozenAt = Date.now();
+      const sinceFreeze = frozen.events.length;
+      frozen.pause();
+      killedAt.set(frozen.child.pid!, frozenAt);
+      live.delete(frozen.id);
       await leaderNow(TTL + 20000);
-      // Leadership intervals per process: elected → deposed, kill, or now.
+      frozen.resume();
+      const resumedAt = Date.now();
+      const deposed = await frozen.waitFor('deposed', 5000, sinceFreeze);
+      const firstAfter = frozen.events.slice(sinceFreeze).find((e) => e.ev === 'deposed' || e.ev === 'elected');
+      assert.equal(firstAfter?.ev, 'deposed', 'the frozen leader learns first that it was deposed');
+      console.log(`      [${target.name}] frozen leader: reported deposed ${deposed.at - resumedAt} ms after SIGCONT`);
+      await leaderNow(TTL + 20000);
+      // Leadership intervals per process: elected → deposed, kill or freeze, or now.
+      const endOf = (pid: number, from: number, to: number): number => {
+        const cut = killedAt.get(pid);
+        return cut !== undefined && cut >= from ? Math.min(cut, to) : to;
+      };
       const intervals: { pid: number; from: number; to: number }[] = [];
       for (const a of all) {
         let from: number | undefined;
         for (const e of a.events) {
           if (e.ev === 'elected') from = e.at;
           if (e.ev === 'deposed' && from !== undefined) {
-            intervals.push({ pid: e.pid, from, to: e.at });
+            intervals.push({ pid: e.pid, from, to: endOf(e.pid, from, e.at) });
             from = undefined;
           }
         }
-        if (from !== undefined) intervals.push({ pid: a.child.pid!, from, to: killedAt.get(a.child.pid!) ?? Date.now() });
+        if (from !== undefined) intervals.push({ pid: a.child.pid!, from, to: endOf(a.child.pid!, from, Date.now()) });
       }
       intervals.sort((x, y) => x.from - y.from);
       assert.ok(intervals.length >= 3, JSON.stringify(intervals));
