@@ -4,6 +4,7 @@ import { jsonCodec } from './codec.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
 import { enqueue, monitorLoss, waitForHead, type QueueEntry } from './queue.js';
 import { AsyncQueue } from './util/async-queue.js';
+import { follow } from './util/follow.js';
 import { TypedEmitter } from './util/emitter.js';
 import type { Logger } from './backend.js';
 
@@ -147,23 +148,15 @@ export class Election extends TypedEmitter<ElectionEvents> {
       last = key;
       queue.push(head ? toLeader(head) : null);
     };
-    void (async () => {
+    follow(queue, signal, async () => {
+      const watch = this.#backend.watch({ prefix: this.#parent }, { signal });
       try {
-        while (!signal.aborted) {
-          const watch = this.#backend.watch({ prefix: this.#parent }, { signal });
-          try {
-            publish(await this.#backend.list(this.#parent, { signal }));
-            for await (const _ of watch) publish(await this.#backend.list(this.#parent, { signal }));
-          } finally {
-            watch.close();
-          }
-        }
-        queue.end();
-      } catch (err) {
-        if (signal.aborted) queue.end();
-        else queue.fail(err);
+        publish(await this.#backend.list(this.#parent, { signal }));
+        for await (const _ of watch) publish(await this.#backend.list(this.#parent, { signal }));
+      } finally {
+        watch.close();
       }
-    })();
+    });
     return queue;
   }
 }

@@ -3,6 +3,7 @@ import type { Backend, Entry } from './backend.js';
 import { jsonCodec } from './codec.js';
 import type { Member } from './struct.js';
 import { AsyncQueue } from './util/async-queue.js';
+import { follow } from './util/follow.js';
 import type { Logger } from './backend.js';
 
 /** A membership change. */
@@ -99,33 +100,27 @@ export class Group implements AsyncDisposable {
       for (const key of [...known.keys()]) if (!present.has(key)) leave(key);
       for (const e of entries) join(e);
     };
-    void (async () => {
-      try {
+    let after: bigint | undefined;
+    follow(queue, signal, async () => {
+      if (after === undefined) {
         const initial = await this.#backend.list(this.#prefix, { signal, consistent: true });
-        const from = initial.reduce((max, e) => (e.revision > max ? e.revision : max), 0n);
+        after = initial.reduce((max, e) => (e.revision > max ? e.revision : max), 0n);
         if (options.includeCurrent) reconcile(initial);
         else for (const e of initial) known.set(e.key, { member: toMember(e, this.#prefix)!, createRevision: e.createRevision });
-        let after = from;
-        while (!signal.aborted) {
-          const watch = this.#backend.watch({ prefix: this.#prefix }, { signal, ...(after > 0n && { afterRevision: after }) });
-          try {
-            for await (const ev of watch) {
-              if (ev.type === 'put') join(ev.entry);
-              else if (ev.type === 'delete') leave(ev.key);
-              else if (ev.type === 'reset') reconcile(ev.entries);
-              const r = ev.type === 'put' ? ev.entry.revision : ev.revision;
-              if (r > after) after = r;
-            }
-          } finally {
-            watch.close();
-          }
-        }
-        queue.end();
-      } catch (err) {
-        if (signal.aborted) queue.end();
-        else queue.fail(err);
       }
-    })();
+      const watch = this.#backend.watch({ prefix: this.#prefix }, { signal, ...(after > 0n && { afterRevision: after }) });
+      try {
+        for await (const ev of watch) {
+          if (ev.type === 'put') join(ev.entry);
+          else if (ev.type === 'delete') leave(ev.key);
+          else if (ev.type === 'reset') reconcile(ev.entries);
+          const r = ev.type === 'put' ? ev.entry.revision : ev.revision;
+          if (r > after) after = r;
+        }
+      } finally {
+        watch.close();
+      }
+    });
     return queue;
   }
 

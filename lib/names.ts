@@ -3,7 +3,7 @@ import { SharedStructError } from './errors.js';
 
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
 /** Longest name, in characters. */
-export const MAX_NAME_LENGTH = 200;
+const MAX_NAME_LENGTH = 200;
 /** Segments the store layout uses under a struct: a name must not contain them, or two structs could overlap. */
 const RESERVED_SEGMENTS = new Set(['payload', 'listeners', 'write_lock']);
 

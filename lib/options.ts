@@ -190,7 +190,7 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
 }
 
 /** Schemes `connect()` understands, and the adapter module each loads. */
-export const SCHEMES = { memory: 'memory', etcd: 'etcd', zk: 'zookeeper', zookeeper: 'zookeeper' } as const;
+const SCHEMES = { memory: 'memory', etcd: 'etcd', zk: 'zookeeper', zookeeper: 'zookeeper' } as const;
 
 /**
  * Parses `memory://[NAME]`, `etcd://h1:2379[,h2:2379]` and `zk://h1:2181[,h2:2181][/chroot]`.

@@ -5,7 +5,7 @@
  * that its key may be gone.
  */
 import type { Backend, Entry, SessionStateChange } from './backend.js';
-import { SharedStructError, abortError, throwIfAborted } from './errors.js';
+import { SharedStructError, throwIfAborted } from './errors.js';
 import { jsonCodec } from './codec.js';
 
 /**
@@ -137,9 +137,4 @@ export function monitorLoss(
     return !controller.signal.aborted;
   }
   return { signal: controller.signal, stop, check };
-}
-
-/** Rejects with the reason of `signal` (an abort from the caller, a deadline or a loss). */
-export function reasonOf(signal: AbortSignal): SharedStructError {
-  return abortError(signal);
 }

@@ -8,8 +8,8 @@ import { backendOf } from '../../lib/client.js';
 import { safetyMarginMs, type Client, type Leader, type Lock, type MemberChange } from '../../lib/index.js';
 import { eventually } from './struct.suite.js';
 import type { ContractStore, ContractTarget } from './target.js';
+import { sleep } from '../support/process.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
 const dec = (b: Uint8Array | undefined): unknown => (b ? JSON.parse(new TextDecoder().decode(b)) : undefined);
 

@@ -9,9 +9,9 @@ import type { EtcdBackend } from '../../adapters/etcd/index.js';
 import type { WatchEvent } from '../../lib/backend.js';
 import { isSharedStructError } from '../../lib/errors.js';
 import { etcdBackend, metricValue, privateEtcd, rawEtcd, type EtcdCluster, type EtcdMember } from '../support/etcd.js';
+import { sleep } from '../support/process.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function leader(etcd: EtcdCluster): Promise<EtcdMember> {
   for (let i = 0; i < 100; i++) {

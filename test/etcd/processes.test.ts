@@ -1,4 +1,4 @@
 import { processContract } from '../contract/processes.suite.js';
 import { sharedEtcd } from '../support/etcd.js';
 
-processContract({ name: 'etcd', everyVersion: true, url: async () => `etcd://${(await sharedEtcd()).endpoints.join(',')}` });
+processContract({ name: 'etcd', url: async () => `etcd://${(await sharedEtcd()).endpoints.join(',')}` });

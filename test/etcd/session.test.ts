@@ -9,12 +9,11 @@ import { createBackend, type EtcdBackend } from '../../adapters/etcd/index.js';
 import type { SessionStateChange } from '../../lib/backend.js';
 import { isSharedStructError } from '../../lib/errors.js';
 import { countsSince } from '../../lib/util/counters.js';
-import { freePort } from '../support/process.js';
+import { freePort, sleep } from '../support/process.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import { etcdAdapterOptions, etcdBackend, privateEtcd, rawEtcd, type EtcdCluster } from '../support/etcd.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -9,9 +9,9 @@ import { connect, type Client } from '../../lib/index.js';
 import { eventually, Recorder } from '../contract/struct.suite.js';
 import { privateEtcd, quietLogger, rawEtcd, type EtcdCluster } from '../support/etcd.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { sleep } from '../support/process.js';
 
 type Counter = { n: number; tag?: string };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('etcd: structs through real server faults', function () {
   this.timeout(90000);

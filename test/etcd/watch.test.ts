@@ -9,10 +9,10 @@ import type { EtcdBackend } from '../../adapters/etcd/index.js';
 import type { Watch, WatchEvent } from '../../lib/backend.js';
 import { etcdBackend, privateEtcd, rawEtcd, type EtcdCluster } from '../support/etcd.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { sleep } from '../support/process.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Drains a watch in the background so the test can wait for what it expects. */
 class Collector {

@@ -12,6 +12,7 @@
  * `lifetimeMs`, so nothing outlives the test run.
  */
 import { applyChanges, connect, type Logger } from '../../lib/index.js';
+import { sleep } from './process.js';
 
 interface AgentConfig {
   url: string;
@@ -31,7 +32,6 @@ const out = (ev: string, fields: Record<string, unknown> = {}): void => {
   process.stdout.write(`${JSON.stringify({ ev, at: Date.now(), pid: process.pid, id: cfg.id, ...fields })}\n`);
 };
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 setTimeout(() => {
   out('lifetime-over');

@@ -111,6 +111,11 @@ export async function waitUntil(
   }
 }
 
+/** Resolves after `ms` (a plain timer that keeps the process alive, as a test wants). */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** True when the test run must not skip tests that need a server (CI=true). */
 export function requireServers(): boolean {
   return process.env.CI === 'true' || process.env.CI === '1';

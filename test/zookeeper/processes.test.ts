@@ -1,4 +1,4 @@
 import { processContract } from '../contract/processes.suite.js';
 import { sharedZooKeeper } from '../support/zookeeper.js';
 
-processContract({ name: 'zookeeper', everyVersion: false, url: async () => `zk://${(await sharedZooKeeper()).connectString}` });
+processContract({ name: 'zookeeper', url: async () => `zk://${(await sharedZooKeeper()).connectString}` });
