@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { connect, isSharedStructError, type Client, type SharedStruct } from '../../lib/index.js';
 import { checkLinearizable, type Operation } from '../faults/linearizability.js';
-import { memoryBackendOf } from './target.js';
+import { memoryBackendOf, memoryTarget } from './target.js';
+import { linearizabilityContract } from '../contract/linearizability.suite.js';
 
 type Counter = { n: number };
 const inc = (s: string): string => JSON.stringify({ n: (JSON.parse(s) as Counter).n + 1 });
@@ -78,3 +79,5 @@ describe('[memory] linearizability of recorded histories', function () {
     assert.equal(checkLinearizable({ version: 1, value: '{"n":0}' }, history).linearizable, false);
   });
 });
+
+linearizabilityContract(memoryTarget);

@@ -1,0 +1,4 @@
+import { linearizabilityContract } from '../contract/linearizability.suite.js';
+import { zookeeperTarget } from './target.js';
+
+linearizabilityContract(zookeeperTarget);
