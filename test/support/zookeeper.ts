@@ -26,10 +26,7 @@ const TICK_MS = 500;
 
 /** Options of {@link startZooKeeper}. */
 export interface ZooKeeperOptions {
-  /**
-   * Number of servers. Only 1 (standalone) is implemented; the per-node layout (own dir, own
-   * client port, `server.N` lines) is already in place for a 3-node ensemble.
-   */
+  /** Number of servers: 1 (standalone, the default) or an ensemble of 3 (or 5) on loopback. */
   readonly nodes?: number;
   /** Milliseconds to wait for the JVM to answer `srvr` (default 30000). */
   readonly startTimeoutMs?: number;
@@ -58,7 +55,7 @@ export interface ZooKeeperNode {
   fourLetter(cmd: string, timeoutMs?: number): Promise<string>;
 }
 
-/** A running ZooKeeper (one node for now). */
+/** A running ZooKeeper: one standalone server or an ensemble. */
 export interface ZooKeeperCluster {
   /** `127.0.0.1:port,...` for a client connection string. */
   readonly connectString: string;
@@ -103,125 +100,141 @@ function noZooKeeper(detail: string): Error {
 }
 
 /**
- * Starts a real ZooKeeper. Standalone (`nodes: 1`) from the Debian package; with no package and
- * a reachable Docker engine, `zookeeper:3.8.0` through testcontainers. Otherwise it throws an
+ * Starts a real ZooKeeper from the Debian package: standalone (`nodes: 1`) or an ensemble
+ * (`nodes: 3`); with no package and a reachable Docker engine, a standalone `zookeeper:3.8.0`
+ * through testcontainers. Otherwise it throws an
  * error that says how to install it: tests that need it fail, never skip, in CI.
  */
 export async function startZooKeeper(options: ZooKeeperOptions = {}): Promise<ZooKeeperCluster> {
   const nodes = options.nodes ?? 1;
-  if (nodes !== 1) throw new Error(`startZooKeeper: nodes=${nodes} is not implemented yet (only 1)`);
-  if (existsSync(ZK_JAR) && which('java')) return startStandalone(options.startTimeoutMs ?? 30000);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 5) throw new Error(`startZooKeeper: nodes must be 1..5, got ${nodes}`);
+  if (existsSync(ZK_JAR) && which('java')) return startEnsemble(nodes, options.startTimeoutMs ?? 30000);
+  if (nodes > 1) throw noZooKeeper(`${ZK_JAR} or java not found; an ensemble needs the Debian package`);
   const docker = await startWithTestcontainers();
   if (docker) return docker;
   throw noZooKeeper(`${ZK_JAR} or java not found, and no Docker engine is reachable`);
 }
 
-async function startStandalone(startTimeoutMs: number): Promise<ZooKeeperCluster> {
+async function startEnsemble(count: number, startTimeoutMs: number): Promise<ZooKeeperCluster> {
   const dir = scratchDir('zk');
-  const id = 1;
-  const nodeDir = join(dir, `node${id}`);
-  const dataDir = join(nodeDir, 'data');
-  mkdirSync(dataDir, { recursive: true });
-  const port = await freePort();
-  const cfg = join(nodeDir, 'zoo.cfg');
-  writeFileSync(
-    cfg,
-    [
-      `tickTime=${TICK_MS}`,
-      `dataDir=${dataDir}`,
-      `clientPort=${port}`,
-      'clientPortAddress=127.0.0.1',
-      'admin.enableServer=false',
-      '4lw.commands.whitelist=srvr,ruok,mntr',
-      // Snapshots of a test store are tiny; keep the dir from growing during long runs.
-      'autopurge.snapRetainCount=3',
-      '',
-    ].join('\n'),
-  );
-  const logFile = join(nodeDir, 'zookeeper.log');
-  const launch = (): ServerProcess =>
-    startProcess(
-      'java',
+  const ports = await Promise.all(Array.from({ length: count }, async () => ({ client: await freePort(), peer: await freePort(), election: await freePort() })));
+  // An ensemble needs every server's peer and election ports in every config; standalone needs none.
+  const servers = count > 1 ? ports.map((p, i) => `server.${i + 1}=127.0.0.1:${p.peer}:${p.election}`) : [];
+  const procs: ServerProcess[] = [];
+  const nodes: ZooKeeperNode[] = [];
+  const launches: (() => Promise<void>)[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = i + 1;
+    const port = ports[i]!.client;
+    const nodeDir = join(dir, `node${id}`);
+    const dataDir = join(nodeDir, 'data');
+    mkdirSync(dataDir, { recursive: true });
+    if (count > 1) writeFileSync(join(dataDir, 'myid'), `${id}\n`);
+    const cfg = join(nodeDir, 'zoo.cfg');
+    writeFileSync(
+      cfg,
       [
-        '-Xmx256m',
-        '-XX:+UseSerialGC',
-        '-Dzookeeper.extendedTypesEnabled=true',
-        '-cp',
-        CLASSPATH,
-        'org.apache.zookeeper.server.quorum.QuorumPeerMain',
-        cfg,
-      ],
-      logFile,
-      nodeDir,
+        `tickTime=${TICK_MS}`,
+        `dataDir=${dataDir}`,
+        `clientPort=${port}`,
+        'clientPortAddress=127.0.0.1',
+        'admin.enableServer=false',
+        '4lw.commands.whitelist=srvr,ruok,mntr',
+        // Snapshots of a test store are tiny; keep the dir from growing during long runs.
+        'autopurge.snapRetainCount=3',
+        ...(count > 1 ? ['initLimit=10', 'syncLimit=5', ...servers] : []),
+        '',
+      ].join('\n'),
     );
-  const ready = async (proc: ServerProcess): Promise<void> => {
-    await waitUntil(
-      `ZooKeeper on 127.0.0.1:${port}`,
-      async () => {
-        if (proc.exited()) throw noZooKeeper(`the JVM exited; see ${logFile}`);
-        return (await fourLetterWord(port, 'srvr', 1000)).includes('Mode:');
+    const logFile = join(nodeDir, 'zookeeper.log');
+    const launch = (): ServerProcess =>
+      startProcess(
+        'java',
+        ['-Xmx256m', '-XX:+UseSerialGC', '-Dzookeeper.extendedTypesEnabled=true', '-cp', CLASSPATH, 'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfg],
+        logFile,
+        nodeDir,
+      );
+    const ready = async (proc: ServerProcess): Promise<void> => {
+      await waitUntil(
+        `ZooKeeper on 127.0.0.1:${port}`,
+        async () => {
+          if (proc.exited()) throw noZooKeeper(`the JVM exited; see ${logFile}`);
+          // Standalone says "Mode: standalone"; an ensemble member says leader or follower once
+          // the quorum has formed (before that, srvr answers "not currently serving requests").
+          return (await fourLetterWord(port, 'srvr', 1000)).includes('Mode:');
+        },
+        { timeoutMs: startTimeoutMs, intervalMs: 100 },
+      ).catch((err: unknown) => {
+        // waitUntil swallows check errors; surface the log tail so a broken JVM is diagnosable.
+        const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '';
+        throw new Error(`${(err as Error).message}\n--- ${logFile} ---\n${tail}`, { cause: err });
+      });
+    };
+    procs.push(launch());
+    launches.push(() => ready(procs[i]!));
+    nodes.push({
+      id,
+      port,
+      get pid() {
+        return procs[i]!.pid;
       },
-      { timeoutMs: startTimeoutMs, intervalMs: 100 },
-    ).catch((err: unknown) => {
-      // waitUntil swallows check errors; surface the log tail so a broken JVM is diagnosable.
-      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '';
-      throw new Error(`${(err as Error).message}\n--- ${logFile} ---\n${tail}`, { cause: err });
+      logFile,
+      kill: () => procs[i]!.kill(),
+      async restart() {
+        await procs[i]!.kill();
+        procs[i] = launch();
+        await ready(procs[i]!);
+      },
+      async pause() {
+        const proc = procs[i]!;
+        proc.pause();
+        await waitUntil(`ZooKeeper pid ${proc.pid} stopped`, () => allThreadsStopped(proc.pid), { timeoutMs: 5000, intervalMs: 10 });
+      },
+      resume: () => procs[i]!.resume(),
+      fourLetter: (cmd, timeoutMs) => fourLetterWord(port, cmd, timeoutMs),
     });
-  };
-
-  let proc = launch();
-  try {
-    await ready(proc);
-  } catch (err) {
-    await proc.kill();
-    removeDir(dir);
-    throw err;
   }
-  const node: ZooKeeperNode = {
-    id,
-    port,
-    get pid() {
-      return proc.pid;
-    },
-    logFile,
-    kill: () => proc.kill(),
-    async restart() {
-      await proc.kill();
-      proc = launch();
-      await ready(proc);
-    },
-    async pause() {
-      proc.pause();
-      await waitUntil(`ZooKeeper pid ${proc.pid} stopped`, () => allThreadsStopped(proc.pid), { timeoutMs: 5000, intervalMs: 10 });
-    },
-    resume: () => proc.resume(),
-    fourLetter: (cmd, timeoutMs) => fourLetterWord(port, cmd, timeoutMs),
-  };
   let stopped = false;
   // A run that ends without its cleanup hooks (process.exit, a crash, a killed mocha) must not
   // leave a JVM behind: 'exit' handlers run synchronously, and a SIGKILL by PID is synchronous.
   const onExit = (): void => {
-    try {
-      process.kill(proc.pid, 'SIGKILL');
-    } catch {
-      // already gone
+    for (const proc of procs) {
+      try {
+        process.kill(proc.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
     removeDir(dir);
   };
   process.once('exit', onExit);
-  return {
-    connectString: `127.0.0.1:${port}`,
-    hosts: [`127.0.0.1:${port}`],
-    nodes: [node],
-    owned: true,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      process.removeListener('exit', onExit);
-      await proc.kill();
-      removeDir(dir);
-    },
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    process.removeListener('exit', onExit);
+    await Promise.all(procs.map((p) => p.kill()));
+    removeDir(dir);
   };
+  try {
+    await Promise.all(launches.map((l) => l()));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const hosts = ports.map((p) => `127.0.0.1:${p.client}`);
+  return { connectString: hosts.join(','), hosts, nodes, owned: true, stop };
+}
+
+/** The node that currently leads the ensemble (by its `srvr` answer), if any. */
+export async function zkLeader(cluster: ZooKeeperCluster): Promise<ZooKeeperNode | undefined> {
+  for (const node of cluster.nodes) {
+    try {
+      if ((await node.fourLetter('srvr', 1000)).includes('Mode: leader')) return node;
+    } catch {
+      // down or frozen
+    }
+  }
+  return undefined;
 }
 
 /** True when every thread of `pid` is in the stopped state (`T`), per /proc (Linux). */
