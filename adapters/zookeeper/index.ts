@@ -206,11 +206,12 @@ export class ZooKeeperBackend implements Backend {
         // ZooKeeper answers a session's requests in order, so the read runs after the sync.
         const barrier = conn.send('sync', OP.sync, syncRequest(path), undefined, { signal });
         const read = this.#getData(conn, path, undefined, signal);
+        // Handled from the start: when the deadline aborts both, `await barrier` throws first and
+        // `read` would reject with nobody listening (an unhandled rejection ends the process;
+        // the fault matrix found it with a leader SIGSTOPped).
+        read.catch(() => {});
         const synced = await barrier;
-        if (synced.err !== 0 && synced.err !== ZkCodes.NO_NODE) {
-          void read.catch(() => {});
-          throw convertCode(synced.err, `sync ${key}`);
-        }
+        if (synced.err !== 0 && synced.err !== ZkCodes.NO_NODE) throw convertCode(synced.err, `sync ${key}`);
         return this.#entryOf(key, await read);
       }
       return this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
