@@ -7,6 +7,7 @@ import { decodeFramed, encodeFramed, mayHaveEmptyKey } from './codec.js';
 import { diffValues, type Change } from './diff.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { acquireLock } from './lock.js';
+import { seeded } from './testing.js';
 import { FanOut, type ChangeEvent, type ChangeOrigin } from './fanout.js';
 import { assertPlainJson, deepFreeze } from './json.js';
 import type { ResolvedOpenOptions } from './options.js';
@@ -230,6 +231,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   async readConsistent(options: { signal?: AbortSignal } = {}): Promise<T> {
     this.#ensureOpen();
     throwIfAborted(options.signal);
+    if (seeded('cached-read')) return this.#readable().value;
     const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
     this.#apply(entry, 'remote');
     return this.#readable().value;
@@ -575,7 +577,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const prepared = this.#prepare(cache, draft, next);
       if (!prepared) return { written: { value: cache.value, version: cache.version }, result };
-      const r = await this.#put(this.#writeBase(cache), prepared, options.signal);
+      const base = seeded('blind-cas') ? ((await this.#backend.stat(this.#key, options.signal ? { signal: options.signal } : {}))?.version ?? 0) : this.#writeBase(cache);
+      const r = await this.#put(base, prepared, options.signal);
       if (!('conflict' in r)) return { written: r, result };
       if (attempt >= maxRetries) {
         await this.#settle(r.conflict);

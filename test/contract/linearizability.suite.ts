@@ -16,7 +16,7 @@ const inc = (s: string): string => JSON.stringify({ n: (JSON.parse(s) as Counter
 const UNKNOWN = ['TIMEOUT', 'CONNECTION', 'SESSION_LOST'] as const;
 
 /** Runs `ops` operations per client, `paceMs` apart, and resolves the histories by struct. */
-async function workload(structs: SharedStruct<Counter>[][], ops: number, paceMs = 0): Promise<Operation[][]> {
+export async function workload(structs: SharedStruct<Counter>[][], ops: number, paceMs = 0): Promise<Operation[][]> {
   const histories: Operation[][] = structs[0]!.map(() => []);
   await Promise.all(
     structs.map(async (mine, client) => {
