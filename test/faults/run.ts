@@ -9,7 +9,7 @@
  *   npm run test:faults [-- --backend etcd|zookeeper] [--quick]
  */
 import { performance } from 'node:perf_hooks';
-import { connect, isSharedStructError, type Client, type Logger, type SharedStruct } from '../../lib/index.js';
+import { applyChanges, connect, isSharedStructError, type Client, type Logger, type SharedStruct } from '../../lib/index.js';
 import { seedBug, type SeededBug } from '../../lib/testing.js';
 import { workload as registerWorkload } from '../contract/linearizability.suite.js';
 import { metricValue, startEtcd } from '../support/etcd.js';
@@ -99,8 +99,10 @@ interface Tally {
   linearizability: number;
   lost: number;
   exclusion: number;
+  /** Watch anomalies: a version repeated or going back, a cache or fold not equal to the store after healing, read() going back. */
+  watch: number;
 }
-const tally = (): Tally => ({ ok: 0, failed: 0, unknown: 0, linearizability: 0, lost: 0, exclusion: 0 });
+const tally = (): Tally => ({ ok: 0, failed: 0, unknown: 0, linearizability: 0, lost: 0, exclusion: 0, watch: 0 });
 const add = (a: Tally, b: Tally): void => {
   for (const k of Object.keys(a) as (keyof Tally)[]) a[k] += b[k];
 };
@@ -210,6 +212,65 @@ const WORKLOADS: Record<string, Workload> = {
     if (final > t.ok + t.unknown) t.lost += final - t.ok - t.unknown; // increments nobody made
     return t;
   },
+  async watch(agents, during) {
+    const name = `watch-${Math.random().toString(36).slice(2, 8)}`;
+    const structs: SharedStruct<{ n: number; by: number }>[] = await Promise.all(
+      agents.map((a) => settle(() => a.client.open<{ n: number; by: number }>(name, { initial: { n: 0, by: -1 }, maxStalenessMs: TTL, refreshIntervalMs: 500 }))),
+    );
+    const t = tally();
+    // Every instance subscribes; its events must strictly increase and fold to the final value.
+    const subs = structs.map((s) => {
+      const rec = { base: s.readDirty() as unknown, first: s.stat().version, last: s.stat().version, folded: s.readDirty() as unknown };
+      s.on('change', (ev) => {
+        if (ev.version <= rec.last) t.watch += 1;
+        rec.last = ev.version;
+        rec.folded = applyChanges(rec.folded, ev.changes);
+      });
+      return rec;
+    });
+    const until = performance.now() + (QUICK ? 3000 : 6000);
+    const writers = structs.slice(0, 2).map(async (s, i) => {
+      while (performance.now() < until) {
+        try {
+          await s.update((d) => {
+            d.n += 1;
+            d.by = i;
+          }, { maxRetries: 200 });
+          t.ok += 1;
+        } catch (err) {
+          if (!isSharedStructError(err, ...UNKNOWN, 'CONFLICT')) throw err;
+          t.unknown += 1;
+          await sleep(50);
+        }
+        await sleep(10);
+      }
+    });
+    // The other two read their cache: a client's read() never goes back in versions.
+    const readers = structs.slice(2).map(async (s) => {
+      let lastSeen = 0;
+      while (performance.now() < until) {
+        try {
+          s.read();
+          const v = s.stat().version;
+          if (v < lastSeen) t.watch += 1;
+          lastSeen = v;
+        } catch (err) {
+          if (!isSharedStructError(err, 'STALE_READ')) throw err;
+        }
+        await sleep(20);
+      }
+    });
+    await Promise.all([...writers, ...readers, during]);
+    const final = await settle(() => structs[0]!.readConsistent());
+    const finalVersion = structs[0]!.stat().version;
+    for (const [i, s] of structs.entries()) {
+      const deadline = performance.now() + 15000;
+      while (s.stat().version < finalVersion && performance.now() < deadline) await sleep(50);
+      if (JSON.stringify(s.readDirty()) !== JSON.stringify(final)) t.watch += 1;
+      if (JSON.stringify(subs[i]!.folded) !== JSON.stringify(final)) t.watch += 1;
+    }
+    return t;
+  },
   async lock(agents, during) {
     const name = `lock-${Math.random().toString(36).slice(2, 8)}`;
     const structs = await Promise.all(agents.map((a) => settle(() => a.client.open<{ n: number }>(name, { initial: { n: 0 } }))));
@@ -260,7 +321,7 @@ async function runBackend(make: () => Promise<Cluster>): Promise<string[]> {
         );
         runs += 1;
         add(total, t);
-        const bad = t.linearizability + t.lost + t.exclusion;
+        const bad = t.linearizability + t.lost + t.exclusion + t.watch;
         console.error(`  [${cluster.name}] ${faultName} / ${workloadName}: ${t.ok} ok, ${t.failed} failed, ${t.unknown} unknown${bad ? `, VIOLATIONS ${JSON.stringify(t)}` : ''}`);
         await cluster.leader(); // the cluster is whole again before the next run
       }
@@ -277,7 +338,7 @@ async function runBackend(make: () => Promise<Cluster>): Promise<string[]> {
         const t = await withAgents(cluster, workloadName === 'lock' ? 3 : 4, (agents) =>
           WORKLOADS[workloadName]!(agents, sleep(500).then(() => fault(cluster, agents))),
         );
-        const hit = t.linearizability + t.lost + t.exclusion > 0;
+        const hit = t.linearizability + t.lost + t.exclusion + t.watch > 0;
         if (hit) caught.push(bug);
         console.error(`  [${cluster.name}] seeded ${bug} / ${workloadName}: ${hit ? 'caught' : 'NOT caught'} ${JSON.stringify(t)}`);
       } finally {
@@ -285,7 +346,7 @@ async function runBackend(make: () => Promise<Cluster>): Promise<string[]> {
       }
     }
     lines.push(
-      `| ${cluster.name} | ${runs} | ${total.ok} / ${total.failed} / ${total.unknown} | ${total.linearizability} | ${total.lost} | ${total.exclusion} | ${caught.length} / 3 (${caught.join(', ') || 'none'}) | ${((performance.now() - started) / 1000).toFixed(0)} s |`,
+      `| ${cluster.name} | ${runs} | ${total.ok} / ${total.failed} / ${total.unknown} | ${total.linearizability} | ${total.lost} | ${total.exclusion} | ${total.watch} | ${caught.length} / 3 (${caught.join(', ') || 'none'}) | ${((performance.now() - started) / 1000).toFixed(0)} s |`,
     );
   } finally {
     await cluster.stop();
@@ -298,8 +359,8 @@ async function main(): Promise<void> {
   if (!only || only === 'etcd') rows.push(...(await runBackend(etcdCluster)));
   if (!only || only === 'zookeeper') rows.push(...(await runBackend(zkCluster)));
   console.log(`faults: ${Object.keys(FAULTS).join(', ')}; workloads: ${Object.keys(WORKLOADS).join(', ')}; ttl ${TTL} ms`);
-  console.log('| backend | runs | operations ok / failed / unknown | linearizability violations | lost acknowledged writes | lock exclusion violations | seeded bugs caught | time |');
-  console.log('| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |');
+  console.log('| backend | runs | operations ok / failed / unknown | linearizability violations | lost acknowledged writes | lock exclusion violations | watch anomalies | seeded bugs caught | time |');
+  console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |');
   for (const r of rows) console.log(r);
 }
 
