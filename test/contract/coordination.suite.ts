@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { backendOf } from '../../lib/client.js';
 import { safetyMarginMs, type Client, type Leader, type Lock, type MemberChange } from '../../lib/index.js';
 import { eventually } from './struct.suite.js';
-import type { ContractStore, ContractTarget } from './target.js';
+import { storePerTest, type ContractTarget } from './target.js';
 import { sleep } from '../support/process.js';
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
@@ -17,28 +17,16 @@ const dec = (b: Uint8Array | undefined): unknown => (b ? JSON.parse(new TextDeco
 export function coordinationContract(target: ContractTarget): void {
   describe(`[${target.name}] coordination contract`, function () {
     this.timeout(60000);
-    let store: ContractStore;
+    const ctx = storePerTest(target);
     let seq = 0;
     const name = (): string => `c${Date.now().toString(36)}-${++seq}`;
 
-    before(async function () {
-      this.timeout(120000);
-      await target.setup();
-    });
-    after(() => target.teardown());
-    beforeEach(async () => {
-      store = await target.newStore();
-    });
-    afterEach(async () => {
-      await store.close();
-    });
-
     describe('locks', () => {
       it('10 contenders doing read-sleep-write of a plain key under the lock end at exactly 10 × N', async () => {
-        const clients = await Promise.all(Array.from({ length: 10 }, () => store.connect()));
+        const clients = await Promise.all(Array.from({ length: 10 }, () => ctx.store.connect()));
         const lockName = name();
         const key = `${clients[0]!.namespace}/counter-${lockName}`;
-        await store.rawPut(key, enc({ n: 0 }));
+        await ctx.store.rawPut(key, enc({ n: 0 }));
         const N = 4;
         const tokens: bigint[] = [];
         await Promise.all(
@@ -46,19 +34,19 @@ export function coordinationContract(target: ContractTarget): void {
             for (let i = 0; i < N; i++) {
               await c.withLock(lockName, async (lock) => {
                 tokens.push(BigInt(lock.token));
-                const { n } = dec(await store.rawGet(key)) as { n: number };
+                const { n } = dec(await ctx.store.rawGet(key)) as { n: number };
                 await sleep(2);
-                await store.rawPut(key, enc({ n: n + 1 }));
+                await ctx.store.rawPut(key, enc({ n: n + 1 }));
               }, { waitMs: 30000 });
             }
           }),
         );
-        assert.deepEqual(dec(await store.rawGet(key)), { n: 10 * N });
+        assert.deepEqual(dec(await ctx.store.rawGet(key)), { n: 10 * N });
         for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `tokens grow: ${tokens[i - 1]} then ${tokens[i]}`);
       });
 
       it('waiters get the lock in the order they asked (FIFO)', async () => {
-        const [a, ...others] = await Promise.all([0, 1, 2, 3].map(() => store.connect()));
+        const [a, ...others] = await Promise.all([0, 1, 2, 3].map(() => ctx.store.connect()));
         const lockName = name();
         const held = await a!.lock(lockName);
         const order: number[] = [];
@@ -75,7 +63,7 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('LOCK_TIMEOUT after waitMs, ABORTED on the signal, and the queue keeps no leftovers', async () => {
-        const [a, b] = await Promise.all([store.connect(), store.connect()]);
+        const [a, b] = await Promise.all([ctx.store.connect(), ctx.store.connect()]);
         const lockName = name();
         const held = await a.lock(lockName);
         await assert.rejects(b.lock(lockName, { waitMs: 300 }), { code: 'LOCK_TIMEOUT' });
@@ -90,7 +78,7 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('withLock resolves what fn resolves and always releases, also when fn throws', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const lockName = name();
         assert.equal(await a.withLock(lockName, () => 42), 42);
         await assert.rejects(a.withLock(lockName, () => Promise.reject(new Error('boom'))), /boom/);
@@ -99,7 +87,7 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('a lock with its own ttlMs lives on a session of that ttl', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const lockName = name();
         const lock = await a.lock(lockName, { ttlMs: 3000 });
         const [entry] = await backendOf(a).list(`${a.namespace}/_locks/${lockName}`);
@@ -110,14 +98,14 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('a holder whose session expires: signal aborts LOCK_LOST, the next holder has a larger token, a late release keeps its key', async () => {
-        const a = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
-        const b = await store.connect();
+        const a = await ctx.store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const b = await ctx.store.connect();
         const lockName = name();
         const lock: Lock = await a.lock(lockName);
         const lostAt = new Promise<number>((resolve) => lock.signal.addEventListener('abort', () => resolve(Date.now()), { once: true }));
         const next = b.lock(lockName, { waitMs: 30000 });
-        const heal = await store.partition(a);
-        await store.expireSession(a);
+        const heal = await ctx.store.partition(a);
+        await ctx.store.expireSession(a);
         const lost = await lostAt;
         assert.equal((lock.signal.reason as { code?: string }).code, 'LOCK_LOST');
         const nextLock = await next;
@@ -132,10 +120,10 @@ export function coordinationContract(target: ContractTarget): void {
 
       it('a holder cut off longer than its ttl learns it lost the lock before the server can free it', async () => {
         const ttl = 2000;
-        const a = await store.connect({ sessionTtlMs: ttl, requestTimeoutMs: 500 });
+        const a = await ctx.store.connect({ sessionTtlMs: ttl, requestTimeoutMs: 500 });
         const lock = await a.lock(name());
         const cutAt = Date.now();
-        const heal = await store.partition(a);
+        const heal = await ctx.store.partition(a);
         const lostAfter = await new Promise<number>((resolve) => lock.signal.addEventListener('abort', () => resolve(Date.now() - cutAt), { once: true }));
         const budget = backendOf(a).session.ttlMs - safetyMarginMs(backendOf(a).session.ttlMs);
         assert.ok(lostAfter <= budget + 200, `lost after ${lostAfter} ms; must be within ttl - margin = ${budget} ms`);
@@ -145,7 +133,7 @@ export function coordinationContract(target: ContractTarget): void {
 
     describe('updateLocked', () => {
       it('runs fn under the write lock, one holder at a time, and writes once per call', async () => {
-        const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
+        const clients = await Promise.all([0, 1, 2].map(() => ctx.store.connect()));
         const n = name();
         const structs = await Promise.all(clients.map((c) => c.open<{ n: number; inside: number }>(n, { initial: { n: 0, inside: 0 } })));
         let inside = 0;
@@ -168,15 +156,15 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('a lost write lock: rejects LOCK_LOST and writes nothing', async () => {
-        const a = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
-        const b = await store.connect();
+        const a = await ctx.store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<{ n: number }>(n, { initial: { n: 1 } });
         const sb = await b.open<{ n: number }>(n);
         await assert.rejects(
           sa.updateLocked(async (d) => {
-            const heal = await store.partition(a);
-            await store.expireSession(a);
+            const heal = await ctx.store.partition(a);
+            await ctx.store.expireSession(a);
             await eventually('session lost on the client', () => a.state === 'suspended' || a.state === 'lost' || a.state === 'reconnected', 20000);
             await sleep(backendOf(a).session.ttlMs);
             await heal();
@@ -189,7 +177,7 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('CONFLICT when a writer that does not take the lock changed the struct meanwhile', async () => {
-        const [a, b] = await Promise.all([store.connect(), store.connect()]);
+        const [a, b] = await Promise.all([ctx.store.connect(), ctx.store.connect()]);
         const n = name();
         const sa = await a.open<{ n: number }>(n, { initial: { n: 1 } });
         const sb = await b.open<{ n: number }>(n);
@@ -206,7 +194,7 @@ export function coordinationContract(target: ContractTarget): void {
 
     describe('election', () => {
       it('one leader at a time; resign hands over in order; observe follows', async () => {
-        const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
+        const clients = await Promise.all([0, 1, 2].map(() => ctx.store.connect()));
         const electionName = name();
         const parent = `${clients[0]!.namespace}/_elections/${electionName}`;
         const elections = clients.map((c, i) => c.election(electionName, { id: `n${i}`, data: { i } }));
@@ -246,8 +234,8 @@ export function coordinationContract(target: ContractTarget): void {
         // Natural expiry: the server ends the session after the ttl without hearing from it.
         // (An expiry forced on the server, like a revoked lease, reaches the leader only when it
         // reconnects; no client can learn of it sooner.)
-        const a = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
-        const b = await store.connect();
+        const a = await ctx.store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const b = await ctx.store.connect();
         const electionName = name();
         const ea = a.election(electionName, { id: 'a' });
         const eb = b.election(electionName, { id: 'b' });
@@ -257,7 +245,7 @@ export function coordinationContract(target: ContractTarget): void {
         eb.on('elected', () => events.push(['elected', 'b', Date.now()]));
         await ea.campaign();
         const bLeads: Promise<Leader> = eb.campaign();
-        const heal = await store.partition(a);
+        const heal = await ctx.store.partition(a);
         await bLeads;
         await heal();
         const deposedA = events.find((e) => e[0] === 'deposed' && e[1] === 'a');
@@ -270,7 +258,7 @@ export function coordinationContract(target: ContractTarget): void {
 
     describe('membership', () => {
       it('join and leave events without duplicates; members() lists who is in', async () => {
-        const [watcher, m1, m2] = await Promise.all([store.connect(), store.connect(), store.connect()]);
+        const [watcher, m1, m2] = await Promise.all([ctx.store.connect(), ctx.store.connect(), ctx.store.connect()]);
         const group = name();
         const g0 = await watcher.join(group, { id: 'watcher' });
         const changes: MemberChange[] = [];
@@ -294,8 +282,8 @@ export function coordinationContract(target: ContractTarget): void {
       });
 
       it('a member whose session expires leaves; after the new session it joins again', async () => {
-        const watcher: Client = await store.connect();
-        const m = await store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
+        const watcher: Client = await ctx.store.connect();
+        const m = await ctx.store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 500 });
         const group = name();
         const g0 = await watcher.join(group, { id: 'watcher' });
         await m.join(group, { id: 'm' });
@@ -305,8 +293,8 @@ export function coordinationContract(target: ContractTarget): void {
           for await (const c of g0.changes({ signal: ctl.signal })) changes.push(`${c.type}:${c.member.id}`);
         })().catch(() => {});
         await sleep(200);
-        const heal = await store.partition(m);
-        await store.expireSession(m);
+        const heal = await ctx.store.partition(m);
+        await ctx.store.expireSession(m);
         await eventually('leave', () => changes.includes('leave:m'), 20000);
         await heal();
         await eventually('join again', () => changes.includes('join:m'), 20000);

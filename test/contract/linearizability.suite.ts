@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { isSharedStructError, type Client, type SharedStruct } from '../../lib/index.js';
 import { checkLinearizable, type Operation } from '../faults/linearizability.js';
 import { sleep } from '../support/process.js';
-import type { ContractStore, ContractTarget } from './target.js';
+import { storePerTest, type ContractStore, type ContractTarget } from './target.js';
 
 type Counter = { n: number };
 const inc = (s: string): string => JSON.stringify({ n: (JSON.parse(s) as Counter).n + 1 });
@@ -66,21 +66,12 @@ export async function workload(structs: SharedStruct<Counter>[][], ops: number, 
 export function linearizabilityContract(target: ContractTarget): void {
   describe(`[${target.name}] linearizability`, function () {
     this.timeout(120000);
-    let store: ContractStore;
+    const ctx = storePerTest(target);
     let seq = 0;
-    before(async function () {
-      this.timeout(120000);
-      await target.setup();
-    });
-    after(() => target.teardown());
-    beforeEach(async () => {
-      store = await target.newStore();
-    });
-    afterEach(() => store.close());
 
     const openAll = async (options: Parameters<ContractStore['connect']>[0]): Promise<{ clients: Client[]; structs: SharedStruct<Counter>[][] }> => {
       const base = `lin${Date.now().toString(36)}-${++seq}`;
-      const clients = await Promise.all([0, 1, 2, 3, 4].map(() => store.connect(options)));
+      const clients = await Promise.all([0, 1, 2, 3, 4].map(() => ctx.store.connect(options)));
       const structs = await Promise.all(clients.map((c) => Promise.all([0, 1, 2].map((k) => c.open<Counter>(`${base}-${k}`, { initial: { n: 0 } })))));
       return { clients, structs };
     };
@@ -103,7 +94,7 @@ export function linearizabilityContract(target: ContractTarget): void {
       const { clients, structs } = await openAll({ requestTimeoutMs: 800, sessionTtlMs: 6000 });
       const running = workload(structs, 40, 40);
       await sleep(400);
-      const heal = await store.partition(clients[0]!);
+      const heal = await ctx.store.partition(clients[0]!);
       await sleep(1500);
       await heal();
       const histories = await running;

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { applyChanges, type ChangeEvent, type Client, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
 import { countsSince } from '../../lib/util/counters.js';
-import type { ContractStore, ContractTarget } from './target.js';
+import { storePerTest, type ContractTarget } from './target.js';
 
 /** Polls `check` until it returns true (bounded). */
 export async function eventually(what: string, check: () => boolean | Promise<boolean>, ms = 10000): Promise<void> {
@@ -66,26 +66,14 @@ const WRITE_OPS = (d: Record<string, number>): Record<string, number> =>
 export function structContract(target: ContractTarget): void {
   describe(`[${target.name}] struct contract`, function () {
     this.timeout(60000);
-    let store: ContractStore;
+    const ctx = storePerTest(target);
     let seq = 0;
     const name = (): string => `s${Date.now().toString(36)}-${++seq}`;
 
-    before(async function () {
-      this.timeout(120000);
-      await target.setup();
-    });
-    after(() => target.teardown());
-    beforeEach(async () => {
-      store = await target.newStore();
-    });
-    afterEach(async () => {
-      await store.close();
-    });
-
     describe('open', () => {
       it('creates if absent: the first initial wins, later ones are ignored', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Doc>(n, { initial: { who: 'a' } });
         const sb = await b.open<Doc>(n, { initial: { who: 'b' } });
@@ -95,7 +83,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('concurrent creators agree on one initial', async () => {
-        const clients = await Promise.all([0, 1, 2, 3].map(() => store.connect()));
+        const clients = await Promise.all([0, 1, 2, 3].map(() => ctx.store.connect()));
         const n = name();
         const structs = await Promise.all(clients.map((c, i) => c.open<Doc>(n, { initial: { who: i } })));
         const values = structs.map((s) => JSON.stringify(s.read()));
@@ -104,12 +92,12 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('without initial a missing struct is NOT_FOUND', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         await assert.rejects(a.open(name()), { code: 'NOT_FOUND' });
       });
 
       it('reads are frozen, stat reports the version and freshness', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<{ list: number[] }>(name(), { initial: { list: [1] } });
         const v = s.read();
         assert.ok(Object.isFrozen(v) && Object.isFrozen(v.list));
@@ -124,7 +112,7 @@ export function structContract(target: ContractTarget): void {
 
     describe('writes', () => {
       it('10 concurrent updaters × 50 increments end at exactly 500', async () => {
-        const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
+        const clients = await Promise.all([0, 1, 2].map(() => ctx.store.connect()));
         const n = name();
         const structs: SharedStruct<Counter>[] = [];
         for (let i = 0; i < 10; i++) structs.push(await clients[i % 3]!.open<Counter>(n, { initial: { n: 0 } }));
@@ -145,7 +133,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('update: mutate the draft or return the next value (null included); an equal result writes nothing', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Doc | null>(name(), { initial: { x: 1 } });
         const r1 = await s.update((d) => void ((d as Doc).x = 2));
         assert.deepEqual(r1, { value: { x: 2 }, version: 2 });
@@ -163,7 +151,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('modify resolves its result, sync or async', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 41 } });
         const r = await s.modify((d) => [d.n + 1, { n: d.n + 1 }] as const);
         assert.equal(r, 42);
@@ -176,8 +164,8 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('compareAndSet: one attempt, CONFLICT when the version moved', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 } });
         const sb = await b.open<Counter>(n);
@@ -188,7 +176,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('a CAS conflict leaves the cache and the events untouched', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 } });
         await s.update((d) => void (d.n = 1));
         const rec = new Recorder(s);
@@ -201,8 +189,8 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('update gives up with CONFLICT after maxRetries', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 } });
         const sb = await b.open<Counter>(n);
@@ -221,7 +209,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('rejects a value that is not plain JSON with INVALID_VALUE, writing nothing', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Doc>(name(), { initial: { ok: true } });
         const before = a.requestCounts();
         await assert.rejects(s.update((d) => void (d.when = new Date())), { code: 'INVALID_VALUE' });
@@ -231,7 +219,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('AbortSignal: an aborted update rejects ABORTED and writes nothing', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 } });
         await assert.rejects(s.update((d) => void (d.n += 1), { signal: AbortSignal.abort() }), { code: 'ABORTED' });
         const ctl = new AbortController();
@@ -246,8 +234,8 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('delete: other instances get a deleted event and NOT_FOUND', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 } });
         const sb = await b.open<Counter>(n);
@@ -264,8 +252,8 @@ export function structContract(target: ContractTarget): void {
 
     describe('events', () => {
       it('in order, no duplicates, exactly one per local write', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 } });
         const sb = await b.open<Counter>(n);
@@ -285,7 +273,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('diffs are Added / Modified / Removed with array indices in the path', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Doc>(name(), { initial: { keep: 1, drop: 2, list: ['a'] } });
         const events: ChangeEvent<Doc>[] = [];
         s.on('change', (e) => events.push(e));
@@ -303,7 +291,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('changes() iterators and on("change") see the same events; close ends iterators', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 } });
         const seen: number[] = [];
         const consumer = (async () => {
@@ -325,7 +313,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('fold invariant (property): random updates from several instances, every subscriber folds to the final value', async function () {
-        const clients = await Promise.all([0, 1, 2].map(() => store.connect()));
+        const clients = await Promise.all([0, 1, 2].map(() => ctx.store.connect()));
         const opArb = fc.record({
           who: fc.integer({ min: 0, max: 2 }),
           key: fc.constantFrom('a', 'b', 'c'),
@@ -364,7 +352,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('a subscriber that never reads gets one resync instead of an unbounded backlog', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 } });
         const lazy = s.changes({ maxBuffered: 5 });
         for (let i = 0; i < 30; i++) await s.update((d) => void (d.n += 1));
@@ -385,8 +373,8 @@ export function structContract(target: ContractTarget): void {
 
     describe('reads', () => {
       it('readConsistent sees another writer at once and delivers its event first', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 } });
         const sb = await b.open<Counter>(n);
@@ -402,12 +390,12 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('STALE_READ after the bound when refreshes fail; readDirty still answers; recovery after healing', async () => {
-        const a = await store.connect({ requestTimeoutMs: 400, sessionTtlMs: 8000 });
+        const a = await ctx.store.connect({ requestTimeoutMs: 400, sessionTtlMs: 8000 });
         const s = await a.open<Counter>(name(), { initial: { n: 7 }, maxStalenessMs: 1200, refreshIntervalMs: 200 });
         const errors: string[] = [];
         s.on('error', (e) => errors.push(e.code));
         assert.deepEqual(s.read(), { n: 7 });
-        const heal = await store.partition(a);
+        const heal = await ctx.store.partition(a);
         const cutAt = Date.now();
         await eventually('STALE_READ', () => {
           try {
@@ -432,7 +420,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('cost: update() on a fresh uncontended struct is one write and no read', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 }, refreshIntervalMs: 600000 });
         await s.update((d) => void (d.n = 1));
         await new Promise((r) => setTimeout(r, 200));
@@ -447,7 +435,7 @@ export function structContract(target: ContractTarget): void {
 
     describe('foreign writers', () => {
       it('garbage bytes, then JSON failing the schema: error events, the last valid value kept, then recovery', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const n = name();
         const schema = { type: 'object', properties: { n: { type: 'number' } }, required: ['n'] };
         const s = await a.open<Counter>(n, { initial: { n: 1 }, schema });
@@ -455,17 +443,17 @@ export function structContract(target: ContractTarget): void {
         const errors: { code: string; message: string }[] = [];
         s.on('error', (e) => errors.push(e));
         const key = `${a.namespace}/${n}/payload`;
-        await store.rawPut(key, new Uint8Array([0xff, 0xfe, 0x00, 0x7b]));
+        await ctx.store.rawPut(key, new Uint8Array([0xff, 0xfe, 0x00, 0x7b]));
         await eventually('garbage reported', () => errors.length === 1);
         assert.equal(errors[0]!.code, 'CORRUPT_REMOTE_VALUE');
         assert.deepEqual(s.read(), { n: 1 });
         assert.equal(s.stat().version, 1);
-        await store.rawPut(key, new TextEncoder().encode('{"n":"not a number"}'));
+        await ctx.store.rawPut(key, new TextEncoder().encode('{"n":"not a number"}'));
         await eventually('schema failure reported', () => errors.length === 2);
         assert.equal(errors[1]!.code, 'CORRUPT_REMOTE_VALUE');
         assert.match(errors[1]!.message, /fails its schema/);
         assert.deepEqual(s.read(), { n: 1 });
-        await store.rawPut(key, new TextEncoder().encode('{"n":5}'));
+        await ctx.store.rawPut(key, new TextEncoder().encode('{"n":5}'));
         await eventually('recovered', () => s.readDirty().n === 5);
         assert.equal(rec.events.length, 1);
         assert.equal(rec.events[0]!.origin, 'resync');
@@ -476,12 +464,12 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('a raw client writing plain JSON is seen as Added / Modified / Removed, and our JSON is plain for it', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const n = name();
         const s = await a.open<Doc>(n, { initial: { processes: ['systemd*', 'rsync*'], keep: 1, gone: true } });
         const rec = new Recorder(s);
         const key = `${a.namespace}/${n}/payload`;
-        await store.rawPut(key, new TextEncoder().encode('{"processes":["systemd*","rsync*","firefox*"],"keep":2}'));
+        await ctx.store.rawPut(key, new TextEncoder().encode('{"processes":["systemd*","rsync*","firefox*"],"keep":2}'));
         await eventually('seen', () => s.readDirty().keep === 2);
         const changes = rec.events.flatMap((e) => e.changes);
         assert.deepEqual(
@@ -493,7 +481,7 @@ export function structContract(target: ContractTarget): void {
           ],
         );
         await s.update((d) => void (d.by = 'sharedstruct'));
-        const raw = await store.rawGet(key);
+        const raw = await ctx.store.rawGet(key);
         assert.ok(raw, 'the payload exists for a raw client');
         assert.deepEqual(JSON.parse(new TextDecoder().decode(raw)), { processes: ['systemd*', 'rsync*', 'firefox*'], keep: 2, by: 'sharedstruct' });
       });
@@ -501,8 +489,8 @@ export function structContract(target: ContractTarget): void {
 
     describe('expect', () => {
       it('resolves when another client creates the struct', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const waiting = a.expect<Counter>(n, { timeoutMs: 15000 });
         await new Promise((r) => setTimeout(r, 200));
@@ -512,7 +500,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('rejects TIMEOUT after timeoutMs and ABORTED on the signal', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         await assert.rejects(a.expect(name(), { timeoutMs: 300 }), { code: 'TIMEOUT' });
         const ctl = new AbortController();
         setTimeout(() => ctl.abort(), 100);
@@ -523,8 +511,8 @@ export function structContract(target: ContractTarget): void {
 
     describe('listeners and sessions', () => {
       it('every open instance is a listener until it closes', async () => {
-        const a = await store.connect();
-        const b = await store.connect();
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 } });
         const sb = await b.open<Counter>(n);
@@ -537,8 +525,8 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('session expiry: the listener registration returns and the cache resyncs', async () => {
-        const a = await store.connect({ sessionTtlMs: 4000, requestTimeoutMs: 1000 });
-        const b = await store.connect();
+        const a = await ctx.store.connect({ sessionTtlMs: 4000, requestTimeoutMs: 1000 });
+        const b = await ctx.store.connect();
         const n = name();
         const sa = await a.open<Counter>(n, { initial: { n: 0 }, refreshIntervalMs: 500 });
         const sb = await b.open<Counter>(n);
@@ -546,9 +534,9 @@ export function structContract(target: ContractTarget): void {
         const states: string[] = [];
         a.on('state', (s) => states.push(s.state));
         const epoch = backendOf(a).session.epoch;
-        const heal = await store.partition(a);
+        const heal = await ctx.store.partition(a);
         for (let i = 0; i < 3; i++) await sb.update((d) => void (d.n += 1));
-        await store.expireSession(a);
+        await ctx.store.expireSession(a);
         await heal();
         await eventually('new session', () => states.includes('reconnected') && states.includes('lost'), 30000);
         assert.ok(backendOf(a).session.epoch > epoch, 'a new session epoch');
@@ -563,7 +551,7 @@ export function structContract(target: ContractTarget): void {
 
     describe('lifecycle', () => {
       it('close and asyncDispose are idempotent; calls after close reject CLOSED', async () => {
-        const a = await store.connect();
+        const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 } });
         await s[Symbol.asyncDispose]();
         await s.close();
@@ -575,7 +563,7 @@ export function structContract(target: ContractTarget): void {
       });
 
       it('a client reports its session state', async () => {
-        const a: Client = await store.connect();
+        const a: Client = await ctx.store.connect();
         assert.equal(a.state, 'connected');
       });
     });

@@ -38,3 +38,29 @@ export interface ContractStore {
   /** Closes every client this store connected. */
   close(): Promise<void>;
 }
+
+/**
+ * The per-test store of a contract suite: the target is set up once for the suite, every test
+ * gets a fresh store, closed after it. Call inside the suite's `describe`; read `.store` in tests.
+ */
+export function storePerTest(target: ContractTarget): { readonly store: ContractStore } {
+  let current: ContractStore | undefined;
+  before(async function () {
+    this.timeout(120000);
+    await target.setup();
+  });
+  after(() => target.teardown());
+  beforeEach(async () => {
+    current = await target.newStore();
+  });
+  afterEach(async () => {
+    await current?.close();
+    current = undefined;
+  });
+  return {
+    get store(): ContractStore {
+      if (!current) throw new Error('storePerTest: no store outside a test');
+      return current;
+    },
+  };
+}

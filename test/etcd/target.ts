@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdBackend } from '../../adapters/etcd/index.js';
 import { backendOf } from '../../lib/client.js';
-import { connect, type Client, type ConnectOptions } from '../../lib/index.js';
+import type { Client, ConnectOptions } from '../../lib/index.js';
 import type { ContractStore, ContractTarget } from '../contract/target.js';
 import { rawEtcd, sharedEtcd, quietLogger } from '../support/etcd.js';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { proxiedClients } from '../support/proxied-clients.js';
 
 /**
  * The backend of an etcd client. Checked by kind, not `instanceof`: `connect` loads adapters
@@ -46,38 +46,15 @@ export const etcdTarget: ContractTarget = {
   },
   newStore(): Promise<ContractStore> {
     const namespace = `/ct-${randomUUID().slice(0, 8)}`;
-    const clients: Client[] = [];
-    const proxies = new Map<Client, TcpProxy>();
+    const clients = proxiedClients(serverPort, (port) => `etcd://127.0.0.1:${port}`, { namespace, requestTimeoutMs: 2000, logger: quietLogger });
     return Promise.resolve({
-      async connect(options: Partial<ConnectOptions> = {}) {
-        const proxy = await startTcpProxy(serverPort);
-        try {
-          const c = await connect(`etcd://127.0.0.1:${proxy.port}`, { namespace, requestTimeoutMs: 2000, logger: quietLogger, ...options });
-          clients.push(c);
-          proxies.set(c, proxy);
-          return c;
-        } catch (err) {
-          await proxy.close();
-          throw err;
-        }
-      },
+      connect: (options?: Partial<ConnectOptions>) => clients.connect(options),
       async expireSession(client: Client) {
         // A real server-side end of the lease: its keys go now, and the client learns it from
         // its next keepalive (or, if cut off, when the partition heals or the TTL runs out).
         await raw!.leaseClient.leaseRevoke({ ID: etcdBackendOf(client).leaseId });
       },
-      partition(client: Client) {
-        const proxy = proxies.get(client);
-        if (!proxy) throw new Error('partition: the client was not connected by this store');
-        proxy.setMode('blackhole');
-        return Promise.resolve(() => {
-          proxy.setMode('pass');
-          // Bytes a blackhole dropped cannot be replayed into a live TCP stream; a real
-          // partition long enough to matter breaks the connections too.
-          proxy.resetAll();
-          return Promise.resolve();
-        });
-      },
+      partition: (client: Client) => clients.partition(client),
       async rawPut(key: string, bytes: Uint8Array) {
         // A plain etcd put, as any foreign etcd client writes: no compare, no lease.
         await raw!.put(key).value(Buffer.from(bytes)).exec();
@@ -87,11 +64,7 @@ export const etcdTarget: ContractTarget = {
         const kv = res.kvs[0];
         return kv ? new Uint8Array(kv.value) : undefined;
       },
-      async close() {
-        await Promise.allSettled(clients.splice(0).map((c) => c.close()));
-        await Promise.allSettled([...proxies.values()].map((p) => p.close()));
-        proxies.clear();
-      },
+      close: () => clients.close(),
     });
   },
 };

@@ -6,11 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ZooKeeperBackend } from '../../adapters/zookeeper/index.js';
 import { backendOf } from '../../lib/client.js';
-import { connect, type Client, type ConnectOptions } from '../../lib/index.js';
+import type { Client, ConnectOptions } from '../../lib/index.js';
 import type { ContractStore, ContractTarget } from '../contract/target.js';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { sharedZooKeeper, type ZooKeeperCluster } from '../support/zookeeper.js';
 import { RawClient, expireSession, quietLogger } from './helpers.js';
+import { proxiedClients } from '../support/proxied-clients.js';
 
 /**
  * The backend of a ZooKeeper client. Checked by kind, not `instanceof`: `connect` loads the
@@ -38,52 +38,16 @@ export const zookeeperTarget: ContractTarget = {
     const zk = server;
     if (!zk) return Promise.reject(new Error('zookeeperTarget.setup() was not called'));
     const namespace = `/ct-${randomUUID().slice(0, 8)}`;
-    const clients: Client[] = [];
-    const proxies = new Map<Client, TcpProxy>();
-    const partitioned = new Set<Client>();
+    const clients = proxiedClients(zk.nodes[0]!.port, (port) => `zk://127.0.0.1:${port}`, { namespace, requestTimeoutMs: 2000, logger: quietLogger });
     // The foreign writer: the plain library on its own session, straight to the server.
     let raw: Promise<RawClient> | undefined;
     const rawClient = (): Promise<RawClient> => (raw ??= RawClient.connect(zk.connectString));
-    const proxyOf = (client: Client): TcpProxy => {
-      const proxy = proxies.get(client);
-      if (!proxy) throw new Error('the client was not connected by this store');
-      return proxy;
-    };
     return Promise.resolve({
-      async connect(options: Partial<ConnectOptions> = {}) {
-        const proxy = await startTcpProxy(zk.nodes[0]!.port);
-        try {
-          const c = await connect(`zk://127.0.0.1:${proxy.port}`, {
-            namespace,
-            requestTimeoutMs: 2000,
-            logger: quietLogger,
-            ...options,
-          });
-          clients.push(c);
-          proxies.set(c, proxy);
-          return c;
-        } catch (err) {
-          await proxy.close();
-          throw err;
-        }
-      },
+      connect: (options?: Partial<ConnectOptions>) => clients.connect(options),
       async expireSession(client: Client) {
-        await expireSession(zkBackendOf(client), zk.connectString, proxyOf(client), partitioned.has(client) ? 'blackhole' : 'pass');
+        await expireSession(zkBackendOf(client), zk.connectString, clients.proxyOf(client), clients.isPartitioned(client) ? 'blackhole' : 'pass');
       },
-      partition(client: Client) {
-        const proxy = proxyOf(client);
-        proxy.setMode('blackhole');
-        partitioned.add(client);
-        return Promise.resolve(() => {
-          partitioned.delete(client);
-          proxy.setMode('pass');
-          // Bytes the blackhole dropped cannot be replayed into a live TCP stream (the xids
-          // would no longer match); a real partition long enough to matter breaks the
-          // connections too.
-          proxy.resetAll();
-          return Promise.resolve();
-        });
-      },
+      partition: (client: Client) => clients.partition(client),
       async rawPut(key: string, value: Uint8Array) {
         const client = await rawClient();
         const data = Buffer.from(value);
@@ -103,9 +67,7 @@ export const zookeeperTarget: ContractTarget = {
         const pendingRaw = raw;
         raw = undefined;
         await Promise.allSettled([pendingRaw?.then((c) => c.close())]);
-        await Promise.allSettled(clients.splice(0).map((c) => c.close()));
-        await Promise.allSettled([...proxies.values()].map((p) => p.close()));
-        proxies.clear();
+        await clients.close();
       },
     });
   },
