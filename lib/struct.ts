@@ -297,7 +297,19 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
     }
     const bytes = this.#encodeLocal(value);
-    const r = await this.#put(expectedVersion, { bytes, value: deepFreeze(decodeFramed(this.#options.codec, bytes) as T), changes: [], base: -1 }, options.signal);
+    // No diff against the cache (base -1): the commit decodes and diffs the stored entry, so the
+    // value is decoded here only if the cache has already moved past this write.
+    const codec = this.#options.codec;
+    let decoded: T | undefined;
+    const prepared: Prepared<T> = {
+      bytes,
+      changes: [],
+      base: -1,
+      get value(): T {
+        return (decoded ??= deepFreeze(decodeFramed(codec, bytes) as T));
+      },
+    };
+    const r = await this.#put(expectedVersion, prepared, options.signal);
     if ('conflict' in r) {
       await this.#settle(r.conflict);
       throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion}`);
