@@ -103,8 +103,6 @@ export function monitorLoss(
     }
   };
   const unsubscribe = session.onStateChange(onState);
-  if (session.epoch !== me.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
-  else if (session.state === 'suspended') armSuspension();
   // The key itself: deleted by hand, or by the server on expiry we have not heard of yet.
   const watchStop = new AbortController();
   const watch = backend.watch({ key: me.key }, { signal: watchStop.signal });
@@ -120,6 +118,9 @@ export function monitorLoss(
       // The watch ended with the backend; session monitoring still applies.
     }
   })();
+  // Only now: `lose` stops the watch, so the watch must exist before the first check can lose.
+  if (session.epoch !== me.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
+  else if (session.state === 'suspended') armSuspension();
   function stop(): void {
     clearTimeout(timer);
     unsubscribe();
