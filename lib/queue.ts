@@ -67,9 +67,9 @@ async function waitForDelete(backend: Backend, entry: Entry, signal: AbortSignal
 }
 
 /**
- * Watches over a held queue key and aborts the returned signal with `LOCK_LOST` (or the given
- * code) as soon as the key may be gone: the session is lost or replaced, it has been suspended
- * so long that the server may expire it within the safety margin, or the key was deleted.
+ * Watches over a held queue key and aborts the returned signal with `LOCK_LOST` as soon as the
+ * key may be gone: the session is lost or replaced, the server has not been heard from for so
+ * long that it may expire the session within the safety margin, or the key was deleted.
  */
 export function monitorLoss(
   backend: Backend,
@@ -85,21 +85,23 @@ export function monitorLoss(
     controller.abort(new SharedStructError('LOCK_LOST', `${what}: ${why}`, { cause }));
     stop();
   };
-  const armSuspension = (): void => {
+  /**
+   * One timer at the loss deadline, last contact + ttl - margin, whatever the session's state:
+   * an adapter may notice a dead connection late (etcd's keepalive checks run once per third of
+   * the ttl), and the server's clock runs from the last request it got either way. When it
+   * fires early because contact came since, it moves to the new deadline.
+   */
+  const armDeadline = (): void => {
     clearTimeout(timer);
     const deadline = session.lastContactAt + session.ttlMs - margin;
     timer = setTimeout(() => {
-      if (session.state === 'suspended') lose(`the session was unreachable for ${Date.now() - session.lastContactAt} ms; the server may expire it (ttl ${session.ttlMs} ms, margin ${margin} ms)`);
-    }, Math.max(0, deadline - Date.now()));
+      if (check()) armDeadline();
+    }, Math.max(0, deadline - Date.now()) + 1);
     timer.unref();
   };
   const onState = (change: SessionStateChange): void => {
     if (change.epoch !== me.epoch || change.state === 'lost' || change.state === 'closed') {
       lose(`the session was ${change.state === 'closed' ? 'closed' : 'lost'}`, change.cause);
-    } else if (change.state === 'suspended') {
-      armSuspension();
-    } else {
-      clearTimeout(timer);
     }
   };
   const unsubscribe = session.onStateChange(onState);
@@ -120,7 +122,7 @@ export function monitorLoss(
   })();
   // Only now: `lose` stops the watch, so the watch must exist before the first check can lose.
   if (session.epoch !== me.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
-  else if (session.state === 'suspended') armSuspension();
+  else armDeadline();
   function stop(): void {
     clearTimeout(timer);
     unsubscribe();
@@ -128,8 +130,8 @@ export function monitorLoss(
     watch.close();
   }
   /**
-   * Checks the deadline now, without waiting for a state change or a timer: a process that was
-   * frozen (SIGSTOP, a long GC pause) runs its own code before any timer can tell it the news.
+   * Checks the deadline now, without waiting for a timer: a process that was frozen (SIGSTOP, a
+   * long GC pause) runs its own code before any timer can tell it the news.
    */
   function check(): boolean {
     if (!controller.signal.aborted && Date.now() > session.lastContactAt + session.ttlMs - margin) {

@@ -129,6 +129,29 @@ export function coordinationContract(target: ContractTarget): void {
         assert.ok(lostAfter <= budget + 200, `lost after ${lostAfter} ms; must be within ttl - margin = ${budget} ms`);
         await heal();
       });
+
+      it('the lost signal comes by last contact + ttl - margin even when the client notices the cut late', async () => {
+        // A request deadline longer than a keepalive interval: the adapter may say `suspended`
+        // late (etcd's keepalive checks run once per third of the ttl). The server's expiry
+        // clock runs from the last contact regardless, and so must the holder's.
+        const a = await ctx.store.connect({ sessionTtlMs: 3000, requestTimeoutMs: 2000 });
+        const lock = await a.lock(name());
+        await sleep(300);
+        const heal = await ctx.store.partition(a);
+        try {
+          const session = backendOf(a).session;
+          const abortedAt = await Promise.race([
+            new Promise<number>((resolve) => lock.signal.addEventListener('abort', () => resolve(Date.now()), { once: true })),
+            sleep(3 * session.ttlMs).then(() => Number.NaN),
+          ]);
+          assert.ok(!Number.isNaN(abortedAt), 'the holder never learned');
+          const deadline = session.ttlMs - safetyMarginMs(session.ttlMs);
+          const after = abortedAt - session.lastContactAt;
+          assert.ok(after <= deadline + 100, `the signal came ${after} ms after the last contact; the deadline is ${deadline} ms (the server may expire the session at ${session.ttlMs} ms)`);
+        } finally {
+          await heal();
+        }
+      });
     });
 
     describe('updateLocked', () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Backend, Watch, WatchEvent } from '../../lib/backend.js';
-import { monitorLoss, type QueueEntry } from '../../lib/queue.js';
+import { monitorLoss, safetyMarginMs, type QueueEntry } from '../../lib/queue.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { sleep } from '../support/process.js';
 
@@ -43,6 +43,26 @@ describe('lock loss monitor', () => {
     assert.equal((monitor.signal.reason as { code?: string }).code, 'LOCK_LOST');
     assert.equal(monitor.check(), false);
     monitor.stop();
+  });
+
+  it('aborts at last contact + ttl - margin even when the session never says suspended', async () => {
+    const ttl = 1000;
+    const session = new SessionTracker('s1', ttl);
+    const heardAt = session.lastContactAt;
+    const monitor = monitorLoss(fakeBackend(session), entry(1), 'lock x');
+    try {
+      const abortedAt = await Promise.race([
+        new Promise<number>((resolve) => monitor.signal.addEventListener('abort', () => resolve(Date.now()), { once: true })),
+        sleep(3 * ttl).then(() => Number.NaN),
+      ]);
+      assert.ok(!Number.isNaN(abortedAt), `not aborted within ${3 * ttl} ms of the last contact`);
+      const after = abortedAt - heardAt;
+      const budget = ttl - safetyMarginMs(ttl);
+      assert.equal(session.state, 'connected', 'the adapter never reported a problem');
+      assert.ok(after >= budget && after <= budget + 150, `aborted ${after} ms after the last contact; the deadline is ${budget} ms`);
+    } finally {
+      monitor.stop();
+    }
   });
 
   it('contact that keeps coming keeps the lock', async () => {
