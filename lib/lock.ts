@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Backend } from './backend.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
-import { anySignal } from './util/abort.js';
+import { anySignal, sleep } from './util/abort.js';
 import { enqueue, monitorLoss, waitForHead, type QueueEntry } from './queue.js';
 import { seeded } from './testing.js';
 
@@ -45,6 +45,7 @@ export class Lock implements AsyncDisposable {
   readonly #backend: Backend;
   readonly #stop: () => void;
   readonly #check: () => boolean;
+  readonly #epoch: number;
   #released = false;
 
   /** @internal */
@@ -52,6 +53,7 @@ export class Lock implements AsyncDisposable {
     this.name = name;
     this.token = entry.token.toString();
     this.key = entry.key;
+    this.#epoch = entry.epoch;
     this.signal = monitor.signal;
     this.#backend = backend;
     this.#stop = () => monitor.stop();
@@ -67,7 +69,13 @@ export class Lock implements AsyncDisposable {
     return !this.#released && this.#check();
   }
 
-  /** Deletes this holder's own key (never another holder's) and stops watching. Idempotent. */
+  /**
+   * Deletes this holder's own key (never another holder's) and stops watching. Idempotent. When
+   * the store cannot be reached it resolves anyway and keeps deleting in the background until
+   * the delete goes through or the key's session ends (Curator's "guaranteed delete"): a key
+   * left behind would keep the lock for as long as its session lives, and a failed release must
+   * not hide why the holder let go (`withLock`, `updateLocked` release in `finally`).
+   */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
@@ -75,14 +83,36 @@ export class Lock implements AsyncDisposable {
     try {
       await this.#backend.delete(this.key);
     } catch (err) {
-      // The key is ephemeral: if we cannot delete it now, it goes with the session.
-      if (!(err instanceof SharedStructError && (err.code === 'CLOSED' || err.code === 'SESSION_LOST'))) throw err;
+      // The key is ephemeral: with its session gone, it is gone.
+      if (err instanceof SharedStructError && (err.code === 'CLOSED' || err.code === 'SESSION_LOST')) return;
+      if (!(err instanceof SharedStructError && err.retryable)) throw err;
+      void deleteUntilGone(this.#backend, this.key, this.#epoch);
     }
   }
 
   /** Same as {@link release}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
+  }
+}
+
+/**
+ * Retries deleting the queue key `key` of session `epoch` with backoff until the delete goes
+ * through or that session ends (the key goes with it). Bounded: two ttls and a minute at most,
+ * by when an unreachable session has long expired on the server.
+ */
+async function deleteUntilGone(backend: Backend, key: string, epoch: number): Promise<void> {
+  const giveUpAt = Date.now() + 2 * backend.session.ttlMs + 60_000;
+  for (let attempt = 1; Date.now() < giveUpAt; attempt++) {
+    await sleep(Math.min(2000, 50 * 2 ** attempt));
+    const session = backend.session;
+    if (session.epoch !== epoch || session.state === 'lost' || session.state === 'closed') return;
+    try {
+      await backend.delete(key);
+      return;
+    } catch (err) {
+      if (!(err instanceof SharedStructError && err.retryable)) return;
+    }
   }
 }
 

@@ -130,6 +130,34 @@ export function coordinationContract(target: ContractTarget): void {
         await heal();
       });
 
+      it('release while the store is unreachable resolves, and the key goes once it is back', async () => {
+        // A holder cut off past its deadline gives the lock up while its session still lives on
+        // the server; its release cannot get through. A key left behind would keep the lock for
+        // as long as that session lives (it reconnects within its ttl, so forever).
+        const a = await ctx.store.connect({ sessionTtlMs: 4000, requestTimeoutMs: 500 });
+        const b = await ctx.store.connect();
+        const lockName = name();
+        const lock = await a.lock(lockName);
+        const next = b.lock(lockName, { waitMs: 30000 });
+        await eventually('b queued', async () => (await backendOf(b).list(`${b.namespace}/_locks/${lockName}`)).length === 2, 10000);
+        const heal = await ctx.store.partition(a);
+        let healed = false;
+        try {
+          await new Promise<void>((resolve) => lock.signal.addEventListener('abort', () => resolve(), { once: true }));
+          await lock.release(); // must not throw: the store is unreachable, not the lock in doubt
+          await heal();
+          healed = true;
+          const healedAt = Date.now();
+          const taken = await next;
+          const after = Date.now() - healedAt;
+          assert.equal(a.state === 'connected' || a.state === 'reconnected' || a.state === 'suspended', true, `a's session: ${a.state}`);
+          assert.ok(after < 3000, `b got the lock ${after} ms after the heal`);
+          await taken.release();
+        } finally {
+          if (!healed) await heal();
+        }
+      });
+
       it('the lost signal comes by last contact + ttl - margin even when the client notices the cut late', async () => {
         // A request deadline longer than a keepalive interval: the adapter may say `suspended`
         // late (etcd's keepalive checks run once per third of the ttl). The server's expiry
