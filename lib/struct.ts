@@ -320,7 +320,9 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   /**
    * Holds the struct's distributed write lock (`<name>/write_lock`) while `fn` runs on the fresh
    * value (`fn` may be async and have side effects; it gets the lock's fencing `token` and lost
-   * `signal` to pass to them), then writes in one guarded request that
+   * `signal` to pass to them, and `held`, which checks the loss deadline on the spot: test it
+   * before each guarded step, since a process that resumes from a freeze runs its own code
+   * before any timer can abort `signal`), then writes in one guarded request that
    * commits only if this holder still owns the lock (etcd: a Txn comparing the lock key;
    * ZooKeeper: a multi with a check on the lock node) and the version did not move. If the lock
    * was lost, nothing is written and it rejects `LOCK_LOST`; if a writer that does not take the
@@ -335,7 +337,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * ```
    */
   async updateLocked(
-    fn: (draft: T, lock: { readonly token: string; readonly signal: AbortSignal }) => T | void | Promise<T | void>,
+    fn: (draft: T, lock: { readonly token: string; readonly signal: AbortSignal; readonly held: boolean }) => T | void | Promise<T | void>,
     options: { lockTimeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<WriteResult<T>> {
     this.#ensureOpen();
@@ -348,9 +350,16 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       await this.readConsistent(options.signal ? { signal: options.signal } : {});
       const cache = this.#readable();
       const draft = this.#draft(cache);
-      const out = await fn(draft, { token: lock.token, signal: lock.signal });
+      const out = await fn(draft, {
+        token: lock.token,
+        signal: lock.signal,
+        get held() {
+          return lock.held;
+        },
+      });
       const next = out === undefined ? draft : out;
-      if (lock.signal.aborted) throw abortError(lock.signal);
+      // `held`, not `signal.aborted`: after a freeze, the deadline has passed but no timer has run.
+      if (!lock.held) throw abortError(lock.signal);
       throwIfAborted(options.signal);
       const prepared = this.#prepare(cache, draft, next);
       if (!prepared) return { value: cache.value, version: cache.version };

@@ -227,6 +227,28 @@ export function coordinationContract(target: ContractTarget): void {
         assert.equal(sb.stat().version, 1);
       });
 
+      it('a holder frozen past its deadline inside fn: LOCK_LOST, and no write is sent', async () => {
+        const a = await ctx.store.connect({ sessionTtlMs: 2000, requestTimeoutMs: 1000 });
+        const n = name();
+        const s = await a.open<{ n: number }>(n, { initial: { n: 1 } });
+        let txnsAtFreeze = -1;
+        await assert.rejects(
+          s.updateLocked((d) => {
+            const ttl = backendOf(a).session.ttlMs;
+            txnsAtFreeze = a.requestCounts().txn ?? 0;
+            // A freeze (SIGSTOP, a long GC pause): nothing runs, no timer fires, past the deadline.
+            const until = Date.now() + ttl - safetyMarginMs(ttl) + 300;
+            while (Date.now() < until) {
+              // frozen
+            }
+            d.n = 2;
+          }),
+          { code: 'LOCK_LOST' },
+        );
+        assert.equal(a.requestCounts().txn ?? 0, txnsAtFreeze, 'a guarded write was sent after the holder could know its lock was gone');
+        assert.deepEqual(await s.readConsistent(), { n: 1 });
+      });
+
       it('CONFLICT when a writer that does not take the lock changed the struct meanwhile', async () => {
         const [a, b] = await Promise.all([ctx.store.connect(), ctx.store.connect()]);
         const n = name();
