@@ -4,6 +4,7 @@
  * took to the current value), so memory stays bounded and its fold stays exact.
  */
 import { abortError } from './errors.js';
+import { mayHaveEmptyKey } from './codec.js';
 import { diffValues, type Change } from './diff.js';
 import { AsyncQueue } from './util/async-queue.js';
 
@@ -28,8 +29,34 @@ export interface ChangeEvent<T> {
   readonly coalesced: boolean;
   /** The value at `version`, deep-frozen. */
   readonly value: T;
-  /** What changed from the value at `previousVersion`. */
+  /**
+   * What changed from the value at `previousVersion`. Computed on first access and then kept
+   * (one diff for every subscriber of the instance): a write that nobody inspects costs no diff.
+   */
   readonly changes: readonly Change[];
+}
+
+/**
+ * A frozen {@link ChangeEvent} whose `changes` is diffed from `before` to `fields.value` on first
+ * access (`bytes`, the encoded value when known, tell it whether to look for empty keys). `changes` is an own enumerable accessor, so spreading, `JSON.stringify` and
+ * `structuredClone` see it like a plain property. Both values are deep-frozen, so the diff is the
+ * same whenever it is taken.
+ */
+export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: unknown, bytes?: Uint8Array): ChangeEvent<T> {
+  let memo: readonly Change[] | undefined;
+  let base: unknown = before;
+  const event = { ...fields } as ChangeEvent<T>;
+  Object.defineProperty(event, 'changes', {
+    enumerable: true,
+    get(): readonly Change[] {
+      if (!memo) {
+        memo = Object.freeze(diffValues(base, fields.value, { mayHaveEmptyKeys: bytes === undefined || mayHaveEmptyKey(bytes) }));
+        base = undefined; // the old value is no longer needed
+      }
+      return memo;
+    },
+  });
+  return Object.freeze(event);
 }
 
 /** A subscriber's bounded buffer. */
@@ -53,15 +80,10 @@ class Subscriber<T> {
     // Replace the whole backlog by one net event from what the subscriber last took.
     this.queue.clear();
     this.queue.push(
-      Object.freeze({
-        version: event.version,
-        previousVersion: this.base.version,
-        revision: event.revision,
-        origin: 'resync',
-        coalesced: true,
-        value: event.value,
-        changes: Object.freeze(diffValues(this.base.value, event.value)),
-      }),
+      changeEvent(
+        { version: event.version, previousVersion: this.base.version, revision: event.revision, origin: 'resync', coalesced: true, value: event.value },
+        this.base.value,
+      ),
     );
   }
 }

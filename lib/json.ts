@@ -25,48 +25,51 @@ function pathText(path: readonly (string | number)[]): string {
  * prototype is not `Object.prototype` or `null` (class instances, Date, Map, Set, ...).
  */
 export function assertPlainJson(value: unknown): asserts value is JsonValue {
-  // One path stack for the whole walk (copied only for an error): this runs on every write.
-  const path: (string | number)[] = [];
-  const stack = new Set<object>();
-  const visit = (v: unknown): void => {
-    switch (typeof v) {
-      case 'string':
-      case 'boolean':
-        return;
-      case 'number':
-        if (!Number.isFinite(v)) fail(v, path);
-        return;
-      case 'object': {
-        if (v === null) return;
-        if (stack.has(v)) {
-          throw new SharedStructError('INVALID_VALUE', `value has a cycle at ${pathText(path)}`, { details: { path: [...path] } });
-        }
-        stack.add(v);
-        if (Array.isArray(v)) {
-          for (let i = 0; i < v.length; i++) {
-            path.push(i);
-            if (!(i in v)) fail(undefined, path);
-            visit(v[i]);
-            path.pop();
-          }
-        } else {
-          const proto: unknown = Object.getPrototypeOf(v);
-          if (proto !== Object.prototype && proto !== null) fail(v, path);
-          if (Object.getOwnPropertySymbols(v).length > 0) fail(Symbol(), path);
-          for (const k of Object.keys(v)) {
-            path.push(k);
-            visit((v as Record<string, unknown>)[k]);
-            path.pop();
-          }
-        }
-        stack.delete(v);
-        return;
+  // One path stack and one ancestor stack for the whole walk (the path is copied only for an
+  // error): this runs on every write, so it allocates nothing per value but Object.keys.
+  visitJson(value, [], []);
+}
+
+function visitJson(v: unknown, path: (string | number)[], ancestors: object[]): void {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(v)) fail(v, path);
+      return;
+    case 'object': {
+      if (v === null) return;
+      // A cycle can only go through an ancestor; JSON is rarely more than a few levels deep.
+      if (ancestors.includes(v)) {
+        throw new SharedStructError('INVALID_VALUE', `value has a cycle at ${pathText(path)}`, { details: { path: [...path] } });
       }
-      default:
-        fail(v, path);
+      ancestors.push(v);
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          path.push(i);
+          if (!(i in v)) fail(undefined, path);
+          visitJson(v[i], path, ancestors);
+          path.pop();
+        }
+      } else {
+        const proto: unknown = Object.getPrototypeOf(v);
+        if (proto !== Object.prototype && proto !== null) fail(v, path);
+        if (Object.getOwnPropertySymbols(v).length > 0) fail(Symbol(), path);
+        const keys = Object.keys(v);
+        for (let i = 0; i < keys.length; i++) {
+          const k = keys[i]!;
+          path.push(k);
+          visitJson((v as Record<string, unknown>)[k], path, ancestors);
+          path.pop();
+        }
+      }
+      ancestors.pop();
+      return;
     }
-  };
-  visit(value);
+    default:
+      fail(v, path);
+  }
 }
 
 function fail(value: unknown, path: (string | number)[]): never {
@@ -79,7 +82,40 @@ function fail(value: unknown, path: (string | number)[]): never {
 export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const child: unknown = value[i];
+        if (typeof child === 'object' && child !== null) deepFreeze(child);
+      }
+    } else {
+      for (const k in value) {
+        const child: unknown = value[k];
+        if (typeof child === 'object' && child !== null) deepFreeze(child);
+      }
+    }
   }
   return value;
+}
+
+/**
+ * Whether two plain-JSON values are equal as JSON: key order and prototypes do not matter.
+ * Stops at the first difference, so telling a real change from a no-op is cheap.
+ */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  if (keys.length !== Object.keys(y).length) return false;
+  for (const k of keys) {
+    if (!Object.prototype.hasOwnProperty.call(y, k) || !jsonEqual(x[k], y[k])) return false;
+  }
+  return true;
 }

@@ -3,13 +3,12 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Backend, Entry, Logger, WatchEvent } from './backend.js';
 import type { ErrorObject } from 'ajv';
-import { decodeFramed, encodeFramed, mayHaveEmptyKey } from './codec.js';
-import { diffValues, type Change } from './diff.js';
+import { decodeFramed, encodeFramed } from './codec.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { acquireLock } from './lock.js';
 import { seeded } from './testing.js';
-import { FanOut, type ChangeEvent, type ChangeOrigin } from './fanout.js';
-import { assertPlainJson, deepFreeze } from './json.js';
+import { FanOut, changeEvent, type ChangeEvent, type ChangeOrigin } from './fanout.js';
+import { assertPlainJson, deepFreeze, jsonEqual } from './json.js';
 import type { ResolvedOpenOptions } from './options.js';
 import { exponentialBackoff, type BackoffPolicy } from './retry.js';
 import { schemaErrorText, validatorFor } from './schema.js';
@@ -79,12 +78,12 @@ interface Cached<T> {
   readonly createRevision: bigint;
 }
 
-/** A local write, checked and encoded, with its diff against the cached version `base`. */
+/** A local write, checked and encoded, that differs from the cached version `base`. */
 interface Prepared<T> {
   readonly bytes: Uint8Array;
   /** The value as it will be cached (frozen). */
   readonly value: T;
-  readonly changes: readonly Change[];
+  /** The cached version it was made from (-1: none; the commit decodes what was stored). */
   readonly base: number;
 }
 
@@ -257,7 +256,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * times; then `CONFLICT`. A result equal to the current value writes nothing.
    */
   async update(fn: (draft: T) => T | void | Promise<T | void>, options: UpdateOptions = {}): Promise<WriteResult<T>> {
-    const r = await this.#writeLoop(async (draft) => {
+    const r = await this.#writeLoop(async (makeDraft) => {
+      const draft = makeDraft();
       const out = await fn(draft);
       return { next: out === undefined ? draft : out, result: undefined };
     }, options);
@@ -276,8 +276,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * compare-and-swap loop as `update`, and `result` is what this resolves.
    */
   async modify<R>(fn: (draft: T) => readonly [R, T] | Promise<readonly [R, T]>, options: UpdateOptions = {}): Promise<R> {
-    const r = await this.#writeLoop(async (draft) => {
-      const out = await fn(draft);
+    const r = await this.#writeLoop(async (makeDraft) => {
+      const out = await fn(makeDraft());
       if (!Array.isArray(out) || out.length !== 2) {
         throw new SharedStructError('INVALID_ARGUMENT', 'modify(fn): fn must return [result, next]');
       }
@@ -303,7 +303,6 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     let decoded: T | undefined;
     const prepared: Prepared<T> = {
       bytes,
-      changes: [],
       base: -1,
       get value(): T {
         return (decoded ??= deepFreeze(decodeFramed(codec, bytes) as T));
@@ -403,15 +402,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     const base = { version: cache?.version ?? 0, value: (cache?.value ?? this.#lastValue) as T };
     let initial: ChangeEvent<T> | undefined;
     if (options.includeInitial && cache) {
-      initial = Object.freeze({
-        version: cache.version,
-        previousVersion: 0,
-        revision: cache.revision.toString(),
-        origin: 'resync',
-        coalesced: false,
-        value: cache.value,
-        changes: Object.freeze(diffValues(undefined, cache.value)),
-      });
+      initial = changeEvent({ version: cache.version, previousVersion: 0, revision: cache.revision.toString(), origin: 'resync', coalesced: false, value: cache.value }, undefined);
     }
     if (this.#state === 'closed') {
       return this.#fanout.subscribe(base, max, AbortSignal.abort(new SharedStructError('CLOSED', 'the struct is closed')));
@@ -544,7 +535,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       return;
     }
     if (mine && current && !newLife && !corrupt && current.version === mine.base && entry.version === mine.base + 1) {
-      this.#publish(entry, current, origin, mine.value, mine.changes);
+      this.#publish(entry, current, origin, mine.value, current.value, mine.bytes);
       return;
     }
     const decoded = this.#decodeRemote(entry);
@@ -560,30 +551,35 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     let eventOrigin: ChangeOrigin = origin;
     if (!current || newLife || (corrupt && origin !== 'local')) eventOrigin = 'resync';
     const before = current ? current.value : this.#lastValue;
-    this.#publish(entry, current, eventOrigin, decoded.value, diffValues(before, decoded.value, { mayHaveEmptyKeys: mayHaveEmptyKey(entry.value) }));
+    this.#publish(entry, current, eventOrigin, decoded.value, before, entry.value);
   }
 
-  /** Caches `value` at `entry` and hands its event to every subscriber. */
-  #publish(entry: Entry, current: Cached<T> | undefined, origin: ChangeOrigin, value: T, changes: readonly Change[]): void {
+  /**
+   * Caches `value` at `entry` and hands its event to every subscriber. The event's `changes`
+   * (from `before`) are diffed only if someone reads them; `bytes` (the encoded `value`) tell the
+   * diff whether it must look for empty keys.
+   */
+  #publish(entry: Entry, current: Cached<T> | undefined, origin: ChangeOrigin, value: T, before: unknown, bytes: Uint8Array): void {
     const previousVersion = current ? current.version : 0;
     this.#corrupt = undefined;
-    const event: ChangeEvent<T> = Object.freeze({
+    const fields = {
       version: entry.version,
       previousVersion,
       revision: entry.revision.toString(),
       origin,
       coalesced: current ? entry.version !== current.version + 1 : previousVersion !== 0,
       value,
-      changes: Object.freeze(changes),
-    });
+    };
+    const event = changeEvent<T>(fields, before, bytes);
     this.#setCache(entry, value);
     if (this.#state === 'deleted') this.#state = 'open';
     this.#fanout.publish(event);
     this.emit('change', event);
   }
 
+  /** The CAS loop of `update`, `set` and `modify`; `compute` asks for a draft only if it needs one. */
   async #writeLoop<R>(
-    compute: (draft: T) => Promise<{ next: T; result: R }>,
+    compute: (makeDraft: () => T) => Promise<{ next: T; result: R }>,
     options: UpdateOptions,
   ): Promise<{ written: WriteResult<T>; result: R }> {
     const maxRetries = options.maxRetries ?? 10;
@@ -593,8 +589,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(options.signal);
       const cache = this.#readable();
-      const draft = this.#draft(cache);
-      const { next, result } = await compute(draft);
+      let draft: T | undefined;
+      const { next, result } = await compute(() => (draft = this.#draft(cache)));
       throwIfAborted(options.signal);
       const prepared = this.#prepare(cache, draft, next);
       if (!prepared) return { written: { value: cache.value, version: cache.version }, result };
@@ -615,17 +611,16 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   }
 
   /**
-   * Checks and encodes `next` (plain JSON, schema, size: before any request) and diffs it
-   * against the cache. Undefined when nothing changed: that diff is the equality test, and the
-   * write reuses it for its event. A draft we made is frozen in place; a value the caller
-   * built is decoded from the bytes instead, so the caller's object is never frozen.
+   * Checks and encodes `next` (plain JSON, schema, size: before any request). Undefined when it
+   * equals the cache: the same bytes, or (rarely: other key order) the same JSON. A draft we
+   * made is frozen in place; a value the caller built is decoded from the bytes instead, so the
+   * caller's object is never frozen.
    */
-  #prepare(cache: Cached<T>, draft: T, next: T): Prepared<T> | undefined {
+  #prepare(cache: Cached<T>, draft: T | undefined, next: T): Prepared<T> | undefined {
     const bytes = this.#encodeLocal(next);
-    const changes = diffValues(cache.value, next, { mayHaveEmptyKeys: mayHaveEmptyKey(bytes) });
-    if (changes.length === 0) return undefined;
+    if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
     const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
-    return { bytes, value, changes, base: cache.version };
+    return { bytes, value, base: cache.version };
   }
 
   /** The version a write compares against: the cache's, or a newer corrupt one it overwrites. */
@@ -791,4 +786,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#refreshing = run().finally(() => (this.#refreshing = undefined));
     return this.#refreshing;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { applyChanges, diffValues } from '../../lib/index.js';
+import { changeEvent } from '../../lib/fanout.js';
+import { jsonEqual } from '../../lib/json.js';
 
 describe('diffValues / applyChanges', () => {
   it('folding the diff of any two JSON values reproduces the second (property)', () => {
@@ -49,5 +51,35 @@ describe('diffValues / applyChanges', () => {
     const out = applyChanges(input, diffValues(input, { a: [1, 2] }));
     assert.deepEqual(out, { a: [1, 2] });
     assert.deepEqual(input, { a: [1] });
+  });
+});
+
+describe('jsonEqual (the no-op test of a write)', () => {
+  it('agrees with "the diff is empty" on any two JSON values, and ignores key order (property)', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue(), (a, b) => {
+        assert.equal(jsonEqual(a, b), diffValues(a, b).length === 0);
+        assert.equal(jsonEqual(a, JSON.parse(JSON.stringify(a)) as unknown), true);
+      }),
+      { numRuns: 500 },
+    );
+    assert.equal(jsonEqual({ a: 1, b: [1, { c: null }] }, { b: [1, { c: null }], a: 1 }), true);
+    assert.equal(jsonEqual({ a: 1 }, { a: 1, b: undefined }), false);
+    assert.equal(jsonEqual([1, 2], { 0: 1, 1: 2 }), false);
+  });
+});
+
+describe('change events', () => {
+  it('diff on first access only, keep the result, and show changes to spread and JSON.stringify', () => {
+    const before = Object.freeze({ a: 1, list: Object.freeze([1]) });
+    const after = Object.freeze({ a: 2, list: Object.freeze([1, 2]) });
+    const ev = changeEvent({ version: 2, previousVersion: 1, revision: '7', origin: 'remote', coalesced: false, value: after }, before);
+    assert.ok(Object.isFrozen(ev));
+    const first = ev.changes;
+    assert.equal(ev.changes, first, 'computed once');
+    assert.deepEqual(applyChanges(before, first), after);
+    assert.deepEqual({ ...ev }.changes, first);
+    assert.deepEqual((JSON.parse(JSON.stringify(ev)) as { changes: unknown }).changes, JSON.parse(JSON.stringify(first)));
+    assert.deepEqual(structuredClone(ev).changes, first);
   });
 });
