@@ -25,6 +25,7 @@ import {
   type ZkClient,
   type ZkEvent,
 } from './zk-client.js';
+import { addWatchRequest, parseWatcherEvent, removeWatchesRequest } from './wire.js';
 
 /** Offset of a reply's body in a frame: length(4) + xid(4) + zxid(8) + err(4). */
 const BODY_OFFSET = 20;
@@ -149,7 +150,24 @@ export interface WatchRegistration {
 export interface SendOptions {
   readonly signal?: AbortSignal | undefined;
   readonly watch?: WatchRegistration | undefined;
+  /**
+   * Called with the reply's error code synchronously when the reply frame is read, before any
+   * later frame (a notification) is: persistent watches use it to order replies and
+   * notifications exactly as the server sent them.
+   */
+  readonly onReply?: ((err: number, body: unknown) => void) | undefined;
 }
+
+/**
+ * Called for each notification of a persistent watch with the event type (1 created, 2 deleted,
+ * 3 data changed, 4 children changed), or with 0 after a reconnect re-added the watch: changes
+ * while it was gone were not notified, so the owner must read again.
+ */
+export type PersistentHandler = (type: number) => void;
+
+/** `AddWatchMode.PERSISTENT`, and the `WatcherType` that removes it. */
+const PERSISTENT_MODE = 0;
+const PERSISTENT_WATCHER_TYPE = 4;
 
 /** A request we queue: marks the packet as ours and says how to parse its body. */
 interface OwnRequest extends JuteRequest {
@@ -174,6 +192,12 @@ export class ZkConnection {
   #dead = false;
   #ticker: NodeJS.Timeout | undefined;
   readonly #onCmState: (state: number) => void;
+  /**
+   * Persistent watches (ZooKeeper >= 3.6 `addWatch`) on this session: path → handlers. The
+   * library knows nothing of them: its SetWatches after a reconnect cannot carry them, so
+   * {@link #rearmPersistent} adds them again.
+   */
+  readonly #persistent = new Map<string, Set<PersistentHandler>>();
 
   constructor(options: ZkConnectionOptions) {
     this.#options = options;
@@ -291,7 +315,7 @@ export class ZkConnection {
     parse: ((frame: Buffer, offset: number) => T) | undefined,
     options: SendOptions = {},
   ): Promise<Reply<T>> {
-    const { signal, watch } = options;
+    const { signal, watch, onReply } = options;
     return new Promise<Reply<T>>((resolve, reject) => {
       if (this.#dead) {
         reject(notSentError(op));
@@ -315,6 +339,7 @@ export class ZkConnection {
         // Synchronously, before any other frame is read: the notification of the watch this
         // reply armed may be the very next frame, and it finds only watchers registered by then.
         if (watch) this.#registerWatch(watch, error ? error.code : 0);
+        if (onReply && error?.code !== CODE_NOT_SENT) onReply(error ? error.code : 0, error ? undefined : (response as unknown as { payload: unknown }).payload);
         if (error?.code === CODE_NOT_SENT) {
           reject(notSentError(op));
           return;
@@ -394,6 +419,51 @@ export class ZkConnection {
   }
 
   /**
+   * Leaves a persistent watch on `path` (every later change of the node notifies `handler`, with
+   * no re-arming) and resolves true once the server set it; a request on this session sent
+   * after it resolves sees every change after it. Resolves false when the server does not know
+   * `addWatch` (ZooKeeper < 3.6). Handlers on one path share one server watch.
+   */
+  async addPersistentWatch(path: string, handler: PersistentHandler, signal?: AbortSignal): Promise<boolean> {
+    const handlers = this.#persistent.get(path);
+    if (handlers && handlers.size > 0) {
+      // The server watch is set, or its addWatch is queued ahead of anything sent from now on.
+      handlers.add(handler);
+      return true;
+    }
+    this.#persistent.set(path, new Set([handler]));
+    const reply = await this.send('addWatch', OP.addWatch, addWatchRequest(path, PERSISTENT_MODE), undefined, { signal });
+    if (reply.err === 0) return true;
+    this.#persistent.get(path)?.delete(handler);
+    if (this.#persistent.get(path)?.size === 0) this.#persistent.delete(path);
+    if (reply.err === ZkCodes.UNIMPLEMENTED) return false;
+    throw convertCode(reply.err, `addWatch ${path}`);
+  }
+
+  /** Removes `handler`; the last one of a path removes the server's watch (best effort). */
+  removePersistentWatch(path: string, handler: PersistentHandler): void {
+    const handlers = this.#persistent.get(path);
+    if (!handlers?.delete(handler) || handlers.size > 0) return;
+    this.#persistent.delete(path);
+    if (this.live) {
+      this.send('removeWatches', OP.removeWatches, removeWatchesRequest(path, PERSISTENT_WATCHER_TYPE), undefined).catch(() => undefined);
+    }
+  }
+
+  /** After a reconnect on the same session: the server forgot the persistent watches; add them again. */
+  #rearmPersistent(): void {
+    for (const [path, handlers] of this.#persistent) {
+      void this.send('addWatch', OP.addWatch, addWatchRequest(path, PERSISTENT_MODE), undefined).then(
+        (reply) => {
+          // Ok: read again. Failed: the socket went again, and the next reconnect comes back here.
+          if (reply.err === 0) for (const h of [...handlers]) h(0);
+        },
+        () => undefined,
+      );
+    }
+  }
+
+  /**
    * Forgets a watcher on our side, so the library stops re-sending it in SetWatches. The
    * server keeps its one-shot watch until it fires once; that notification finds nobody.
    */
@@ -410,12 +480,15 @@ export class ZkConnection {
   #onStateChange(state: number): void {
     if (this.#dead) return;
     switch (state) {
-      case CM_STATES.CONNECTED:
+      case CM_STATES.CONNECTED: {
+        const reconnect = this.#everConnected;
         this.#everConnected = true;
         this.#lastReceivedAt = Date.now();
         this.#suspended = false;
+        if (reconnect) this.#rearmPersistent();
         this.#options.onSignal({ kind: 'connected' });
         break;
+      }
       case CM_STATES.DISCONNECTED:
         this.#connectingSince = Date.now();
         if (this.#everConnected) this.#suspend('the connection to ZooKeeper closed');
@@ -552,6 +625,11 @@ export class ZkConnection {
     const xid = frame.readInt32BE(4);
     const err = frame.readInt32BE(16);
     if (xid === jute.XID_NOTIFICATION) {
+      if (this.#persistent.size > 0) {
+        const event = parseWatcherEvent(frame, BODY_OFFSET);
+        const handlers = this.#persistent.get(event.path);
+        if (handlers && event.type >= 1 && event.type <= 4) for (const h of [...handlers]) h(event.type);
+      }
       // ZooKeeper >= 3.6 sends watch-removed types (5..7) the library would throw on.
       const type = frame.readInt32BE(BODY_OFFSET);
       if (type >= 1 && type <= 4) this.#originalOnSocketData(frame);

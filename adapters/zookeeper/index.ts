@@ -110,6 +110,10 @@ export class ZooKeeperBackend implements Backend {
   readonly #acls: readonly AclObject[];
   readonly #logger: Logger;
   readonly #watches = new Set<ZkWatch>();
+  /** Key watches by key, told of this backend's own writes (see {@link KeyWatch.ownWrite}). */
+  readonly #keyWatches = new Map<string, Set<KeyWatch>>();
+  /** Own writes in flight per key: a key watch waits for their replies before it reads. */
+  readonly #inflight = new Map<string, number>();
   #conn: ZkConnection;
   /** Resolves to the next session while the current one is lost. */
   #nextConn: Promise<ZkConnection> | undefined;
@@ -268,8 +272,12 @@ export class ZooKeeperBackend implements Backend {
       if (version === undefined) {
         return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
       }
-      // The whole uncontended cost: one setData, no read.
-      const reply = await conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal });
+      // The whole uncontended cost: one setData, no read. Its watches learn of it as the reply
+      // is read, so they need not read it back (see KeyWatch).
+      const onReply = (err: number, stat: unknown): void => {
+        if (err === 0) this.#ownWrite(conn, toEntry(key, value, stat as ZkStat));
+      };
+      const reply = await this.#writingKeys([key], () => conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal, onReply }));
       if (reply.err === 0) return { ok: true, entry: toEntry(key, value, reply.body!) };
       if (reply.err === ZkCodes.NO_NODE) return { ok: false, current: undefined };
       if (reply.err === ZkCodes.BAD_VERSION) {
@@ -344,7 +352,7 @@ export class ZooKeeperBackend implements Backend {
     if (ops.length === 0) return { ok: true, entries: [] };
     return this.#request('txn', options.signal, async (conn, signal) => {
       for (let attempt = 1; ; attempt += 1) {
-        const reply = await conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal });
+        const reply = await this.#writingKeys(txn.ops.filter((op) => op.op === 'put').map((op) => op.key), () => conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal }));
         const results = reply.body;
         if (reply.err === 0 && results && results.every((r) => r.type === 'ok')) {
           const entries = txn.ops.map((op, i): Entry | undefined => {
@@ -356,6 +364,9 @@ export class ZooKeeperBackend implements Backend {
             // transaction with one zxid, the one in the reply header: that is the new node's
             // czxid and mzxid, and a new node has zk version 0.
             return { key: op.key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
+          });
+          txn.ops.forEach((op, i) => {
+            if (op.op === 'put' && entries[i]) this.#ownWrite(conn, entries[i]);
           });
           return { ok: true, entries };
         }
@@ -386,12 +397,25 @@ export class ZooKeeperBackend implements Backend {
       closedSignal: this.#closed.signal,
       requestTimeoutMs: this.#options.requestTimeoutMs,
       logger: this.#logger,
-      remove: (w) => this.#watches.delete(w),
+      remove: (w) => {
+        this.#watches.delete(w);
+        if (w instanceof KeyWatch) {
+          const set = this.#keyWatches.get(w.key);
+          set?.delete(w);
+          if (set?.size === 0) this.#keyWatches.delete(w.key);
+        }
+      },
     };
-    const watch: ZkWatch =
-      'key' in target
-        ? new KeyWatch(host, target.key, options.afterRevision)
-        : new PrefixWatch(host, target.prefix, options.afterRevision);
+    let watch: ZkWatch;
+    if ('key' in target) {
+      const keyWatch = new KeyWatch(host, target.key, options.afterRevision);
+      const set = this.#keyWatches.get(target.key) ?? new Set<KeyWatch>();
+      set.add(keyWatch);
+      this.#keyWatches.set(target.key, set);
+      watch = keyWatch;
+    } else {
+      watch = new PrefixWatch(host, target.prefix, options.afterRevision);
+    }
     this.#watches.add(watch);
     if (options.signal) {
       if (options.signal.aborted) watch.close();
@@ -411,6 +435,43 @@ export class ZooKeeperBackend implements Backend {
   }
 
   // ---- what the watches use ----
+
+  /** Number of own writes of `key` in flight. @internal */
+  writesInFlight(key: string): number {
+    return this.#inflight.get(key) ?? 0;
+  }
+
+  /** Runs a write of `keys`, counted in flight; when it settles, their key watches look again. */
+  async #writingKeys<R>(keys: readonly string[], write: () => Promise<R>): Promise<R> {
+    for (const k of keys) this.#inflight.set(k, (this.#inflight.get(k) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      for (const k of keys) {
+        const left = this.#inflight.get(k)! - 1;
+        if (left === 0) this.#inflight.delete(k);
+        else this.#inflight.set(k, left);
+        const watches = this.#keyWatches.get(k);
+        if (watches) for (const w of watches) w.writeSettled();
+      }
+    }
+  }
+
+  /** Tells the key's watches of a write this backend committed on `conn`. */
+  #ownWrite(conn: ZkConnection, entry: Entry): void {
+    const watches = this.#keyWatches.get(entry.key);
+    if (watches) for (const w of watches) w.ownWrite(conn, entry);
+  }
+
+  /**
+   * getData without a watch, for a key watch that holds a persistent watch (counted as a
+   * watch read, `watchGetData`, like the re-arming read of a one-shot watch).
+   * @internal
+   */
+  async readWatched(conn: ZkConnection, key: string, signal: AbortSignal): Promise<{ entry: Entry | undefined; zxid: bigint }> {
+    const reply = await this.#getData(conn, this.#path(key), undefined, signal, 'watchGetData');
+    return { entry: this.#entryOf(key, reply), zxid: reply.zxid };
+  }
 
   /**
    * getData leaving a data watch; when the node is missing, exists leaving an existence watch
@@ -546,10 +607,11 @@ export class ZooKeeperBackend implements Backend {
     path: string,
     watcher: ((event: ZkEvent) => void) | undefined,
     signal: AbortSignal,
+    counted?: string,
   ): Promise<Reply<{ data: Buffer; stat: ZkStat }>> {
     // Reads that arm a watch are counted apart (`watch*`), so cost checks can tell a write's
     // own requests from the re-arming read its echo causes.
-    const op = watcher ? 'watchGetData' : 'getData';
+    const op = counted ?? (watcher ? 'watchGetData' : 'getData');
     const reply = await conn.send(op, OP.getData, pathWatchRequest('getData', path, watcher !== undefined), parseGetData, {
       signal,
       watch: watcher ? { kind: 'data', path, watcher } : undefined,

@@ -1,10 +1,12 @@
 /**
- * Watches on ZooKeeper's one-shot watches. Every notification wakes one worker per watch that
- * re-reads with a read that also re-arms (getData / getChildren with watch=true: value, stat
- * and the new watch in one round trip), compares with what it last emitted, and emits only
- * what is new: a version is never emitted twice, and a skipped one shows as a gap in
- * `version` (the core turns it into a `coalesced` event). A new session re-arms everything and
- * emits `reset`.
+ * Watches on ZooKeeper. A key watch holds a persistent watch where the server has one (>= 3.6)
+ * and reads only changes it cannot account for (see {@link KeyWatch}); a prefix watch (and a key
+ * watch on an older server) uses one-shot watches: every notification wakes one worker per
+ * watch that re-reads with a read that also re-arms (getData / getChildren with watch=true:
+ * value, stat and the new watch in one round trip). Either way the worker compares with what it
+ * last emitted and emits only what is new: a version is never emitted twice, and a skipped one
+ * shows as a gap in `version` (the core turns it into a `coalesced` event). A new session
+ * re-arms everything and emits `reset`.
  */
 import type { Entry, Logger, Watch, WatchEvent } from '../../lib/backend.js';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
@@ -212,21 +214,125 @@ abstract class BaseWatch implements ZkWatch {
   }
 }
 
-/** A watch on one key. */
+/**
+ * A watch on one key. On ZooKeeper >= 3.6 it holds a persistent watch (`addWatch`): every change
+ * notifies it and nothing needs re-arming, and a notification that this backend's own write
+ * explains costs no request at all; only changes by others are read. On older servers it falls
+ * back to one-shot watches re-armed by the read (`getData` with watch=true).
+ *
+ * Telling own writes from others' without reading, exactly: notifications carry no version, but
+ * on one session the server sends a write's notification before its reply, and a change's
+ * notification only after the change is in its tree. So `#notified` counts notifications since
+ * the last read was sent (every change notified before that is in the read), and `#own` holds
+ * the entries of our own writes whose replies came since. Every own entry newer than the known
+ * version has had its notification counted; so when the counts are equal and the own versions
+ * follow the known one without a gap, every counted notification was ours and the entries are
+ * exactly what the store holds. Anything else (a gap, a count that does not match, a delete, a
+ * reconnect) reads.
+ */
 export class KeyWatch extends BaseWatch {
-  readonly #key: string;
+  readonly key: string;
   #known: Known | undefined;
   /** One function per watch: the library dedupes registrations by identity. */
   readonly #watcher = (_event: ZkEvent): void => this.wake();
+  /** The session holding our persistent watch (undefined: none yet, or one-shot mode). */
+  #persistentOn: ZkConnection | undefined;
+  /** The server has no `addWatch`: one-shot watches re-armed by each read. */
+  #oneShot = false;
+  /** Notifications since the last read was sent. */
+  #notified = 0;
+  /** Read before trusting the counts again (first arm, reconnect, a failed read). */
+  #mustRead = true;
+  /** Own writes on the watched session whose replies came since the last read was sent. */
+  #own: Entry[] = [];
+  readonly #onNotify = (type: number): void => {
+    if (type === 0) this.#mustRead = true;
+    else this.#notified += 1;
+    this.wake();
+  };
 
   constructor(host: WatchHost, key: string, afterRevision: bigint | undefined) {
     super(host, afterRevision);
-    this.#key = key;
+    this.key = key;
+  }
+
+  /** @internal An own write of this key settled: a postponed decision can be taken now. */
+  writeSettled(): void {
+    if (this.#notified > 0) this.wake();
+  }
+
+  /** @internal This backend committed `entry` on `conn` (called as the reply is read). */
+  ownWrite(conn: ZkConnection, entry: Entry): void {
+    if (conn !== this.#persistentOn || this.closed) return;
+    // Bounded: a watch that is not draining its notifications reads instead.
+    if (this.#own.length >= 256) {
+      this.#own = [];
+      this.#mustRead = true;
+      return;
+    }
+    this.#own.push(entry);
   }
 
   protected async sync(conn: ZkConnection, signal: AbortSignal): Promise<void> {
-    const { entry, zxid } = await this.host.backend.readArmed(conn, this.#key, this.#watcher, signal);
+    const path = this.host.backend.pathOf(this.key);
+    if (!this.#oneShot && this.#persistentOn !== conn) {
+      if (await conn.addPersistentWatch(path, this.#onNotify, signal)) {
+        this.#persistentOn = conn;
+        this.#notified = 0;
+        this.#own = [];
+        this.#mustRead = true;
+      } else {
+        this.#oneShot = true;
+        this.host.logger.debug('zookeeper: no addWatch on this server (< 3.6), using one-shot watches', { key: this.key });
+      }
+    }
+    if (this.#oneShot) {
+      const { entry, zxid } = await this.host.backend.readArmed(conn, this.key, this.#watcher, signal);
+      if (!this.closed) this.#apply(entry, zxid);
+      return;
+    }
+    if (!this.first && !this.needReset && !this.#mustRead) {
+      if (this.#notified === 0) return;
+      const chain = this.#ownChain();
+      if (chain) {
+        if (chain.length === this.#notified) return this.#emitOwn(chain);
+        // Notifications our own writes in flight may still explain: each one's reply comes
+        // right after its notification, and writeSettled wakes us. Bounded by their deadlines.
+        if (chain.length < this.#notified && this.#notified - chain.length <= this.host.backend.writesInFlight(this.key)) return;
+      }
+    }
+    this.#mustRead = true; // until this read succeeds
+    this.#notified = 0;
+    const { entry, zxid } = await this.host.backend.readWatched(conn, this.key, signal);
+    this.#mustRead = false;
     if (this.closed) return;
+    this.#apply(entry, zxid);
+    const known = this.#known;
+    this.#own = known ? this.#own.filter((e) => e.createRevision === known.createRevision && e.version > known.version) : [];
+  }
+
+  /**
+   * The own entries newer than the known version, if they follow it without a gap (else
+   * undefined: someone else wrote in between, and only a read can tell what).
+   */
+  #ownChain(): Entry[] | undefined {
+    const known = this.#known;
+    if (!known) return undefined;
+    const own = this.#own.filter((e) => e.createRevision === known.createRevision && e.version > known.version).sort((a, b) => a.version - b.version);
+    for (const [i, e] of own.entries()) if (e.version !== known.version + 1 + i) return undefined;
+    return own;
+  }
+
+  /** Emits own writes that account for every notification counted. */
+  #emitOwn(chain: readonly Entry[]): void {
+    this.#notified = 0;
+    this.#own = [];
+    for (const e of chain) this.emit({ type: 'put', entry: e });
+    this.#known = toKnown(chain[chain.length - 1]!);
+  }
+
+  /** Emits what a read of the key found. */
+  #apply(entry: Entry | undefined, zxid: bigint): void {
     if (this.needReset) {
       this.needReset = false;
       this.first = false;
@@ -241,16 +347,18 @@ export class KeyWatch extends BaseWatch {
       if (after === undefined) return;
       if (entry && entry.revision > after) this.emit({ type: 'put', entry });
       // Gone now, and the store moved since `after`: it may have existed then.
-      else if (!entry && zxid > after) this.emit({ type: 'delete', key: this.#key, revision: zxid });
+      else if (!entry && zxid > after) this.emit({ type: 'delete', key: this.key, revision: zxid });
       return;
     }
-    const { events, known } = diffEntry(this.#key, this.#known, entry, zxid);
+    const { events, known } = diffEntry(this.key, this.#known, entry, zxid);
     this.#known = known;
     for (const event of events) this.emit(event);
   }
 
   protected unregister(conn: ZkConnection): void {
-    conn.unregister(this.host.backend.pathOf(this.#key), this.#watcher);
+    const path = this.host.backend.pathOf(this.key);
+    conn.unregister(path, this.#watcher);
+    conn.removePersistentWatch(path, this.#onNotify);
   }
 }
 

@@ -51,6 +51,33 @@ export function syncRequest(path: string): JuteRecord {
   return makeRecord([{ name: 'path', type: 'ustring' }], { path });
 }
 
+/** `AddWatchRequest { ustring path; int mode }` (ZooKeeper >= 3.6; mode 0: persistent). */
+export function addWatchRequest(path: string, mode: number): JuteRecord {
+  return makeRecord(
+    [
+      { name: 'path', type: 'ustring' },
+      { name: 'mode', type: 'int' },
+    ],
+    { path, mode },
+  );
+}
+
+/** `RemoveWatchesRequest { ustring path; int type }` (type 4: persistent). */
+export function removeWatchesRequest(path: string, type: number): JuteRecord {
+  return makeRecord(
+    [
+      { name: 'path', type: 'ustring' },
+      { name: 'type', type: 'int' },
+    ],
+    { path, type },
+  );
+}
+
+/** Parses a notification body `WatcherEvent { int type; int state; ustring path }`. */
+export function parseWatcherEvent(frame: Buffer, offset: number): { type: number; path: string } {
+  return { type: frame.readInt32BE(offset), path: readString(frame, offset + 8).value };
+}
+
 /** `CheckVersionRequest { ustring path; int version }`. */
 function checkRequest(path: string, version: number): JuteRecord {
   return makeRecord(

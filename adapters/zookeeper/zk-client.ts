@@ -195,6 +195,8 @@ export const OP = {
   setData: 5,
   sync: 9,
   ping: 11,
+  removeWatches: 18,
+  addWatch: 106,
   getChildren2: 12,
   check: 13,
   multi: 14,

@@ -1,4 +1,4 @@
-/** Watches on one-shot ZooKeeper watches: re-arming, no duplicates, the last version always arrives. */
+/** Watches on ZooKeeper: persistent key watches, one-shot prefix watches; no duplicates, the last version always arrives. */
 import assert from 'node:assert/strict';
 import type { Entry, WatchEvent } from '../../lib/backend.js';
 import { countsSince } from '../../lib/util/counters.js';
@@ -62,7 +62,7 @@ describe('zookeeper adapter: watches', function () {
     await reader.until('end', () => reader.done);
   });
 
-  it('key watch: each notification costs one re-arming getData (counted as watchGetData)', async () => {
+  it('key watch: a change by another session costs one getData (counted as watchGetData)', async () => {
     const writer = await openBackend();
     const watcher = await openBackend();
     const key = `${uniquePrefix()}/payload`;
@@ -73,6 +73,82 @@ describe('zookeeper adapter: watches', function () {
     await writer.put(key, bytes('1'), { expectedVersion: 1 });
     await reader.until('v2', (events) => puts(events).some((e) => e.version === 2));
     assert.deepEqual(countsSince(before, watcher.counters.snapshot()), { watchGetData: 1 });
+  });
+
+  it('key watch: this backend\'s own writes are delivered one by one without any read', async () => {
+    const b = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    await b.create(key, bytes('0'));
+    const reader = new EventReader(b.watch({ key }));
+    await armed(reader);
+    const before = b.counters.snapshot();
+    let version = 1;
+    for (let i = 1; i <= 50; i += 1) {
+      const r = await b.put(key, bytes(String(i)), { expectedVersion: version });
+      assert.ok(r.ok);
+      version = r.entry.version;
+    }
+    await reader.until('v51', (events) => puts(events).some((e) => e.version === 51));
+    assert.deepEqual(puts(reader.events).map((e) => e.version), Array.from({ length: 50 }, (_, i) => i + 2));
+    assert.deepEqual(puts(reader.events).map((e) => text(e.value)), Array.from({ length: 50 }, (_, i) => String(i + 1)));
+    // One persistent watch and fifty setData: the echoes of our own writes cost nothing.
+    assert.deepEqual(countsSince(before, b.counters.snapshot()), { setData: 50 });
+  });
+
+  it('key watch: own and foreign writes interleaved, pipelined: versions increase, the last value arrives, foreign ones are read', async () => {
+    const mine = await openBackend();
+    const other = await openBackend();
+    const key = `${uniquePrefix()}/payload`;
+    await mine.create(key, bytes('0'));
+    const reader = new EventReader(mine.watch({ key }));
+    await armed(reader);
+    const before = mine.counters.snapshot();
+    let foreign = 0;
+    for (let i = 0; i < 60; i += 1) {
+      const writer = i % 3 === 2 ? other : mine;
+      // Blind CAS loops racing: a lost CAS reads and tries again.
+      for (;;) {
+        const current = (await writer.get(key))!;
+        const r = await writer.put(key, bytes(`${i}`), { expectedVersion: current.version });
+        if (r.ok) break;
+      }
+      if (writer === other) foreign += 1;
+    }
+    const last = (await mine.get(key))!;
+    await reader.until('the last version', (events) => puts(events).some((e) => e.version === last.version));
+    const versions = puts(reader.events).map((e) => e.version);
+    for (let i = 1; i < versions.length; i += 1) assert.ok(versions[i]! > versions[i - 1]!, versions.join(','));
+    assert.equal(text(puts(reader.events).at(-1)!.value), '59');
+    // Every foreign write needs a read to learn its value; own writes may be coalesced into one.
+    const reads = countsSince(before, mine.counters.snapshot()).watchGetData ?? 0;
+    assert.ok(reads >= 1 && reads <= foreign * 2, `watch reads ${reads} for ${foreign} foreign writes`);
+  });
+
+  it('key watch: after a reconnect on the same session the persistent watch is added again', async () => {
+    const server = await zk();
+    const proxy = await startTcpProxy(server.nodes[0]!.port);
+    try {
+      const watcher = await openBackend({ hosts: [`127.0.0.1:${proxy.port}`], overrides: { sessionTtlMs: 6000 } });
+      const writer = await openBackend();
+      const key = `${uniquePrefix()}/payload`;
+      await writer.create(key, bytes('0'));
+      const reader = new EventReader(watcher.watch({ key }));
+      await armed(reader);
+      const session = watcher.session.id;
+      const before = watcher.counters.snapshot();
+      proxy.resetAll();
+      // Written while the watcher is cut off: no notification can reach it.
+      await writer.put(key, bytes('during'), { expectedVersion: 1 });
+      await reader.until('the write made while cut off', (events) => puts(events).some((e) => e.version === 2), 10000);
+      assert.equal(watcher.session.id, session, 'the same session');
+      assert.ok((countsSince(before, watcher.counters.snapshot()).addWatch ?? 0) >= 1, 'addWatch sent again');
+      // And the watch is live again: a later write is notified.
+      await writer.put(key, bytes('after'), { expectedVersion: 2 });
+      await reader.until('the write after', (events) => puts(events).some((e) => e.version === 3), 10000);
+      assert.equal(text(puts(reader.events).at(-1)!.value), 'after');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('key watch: delete and re-create are delivered, the new life starts at version 1', async () => {
