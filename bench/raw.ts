@@ -1,8 +1,16 @@
 /**
  * The baselines: what a user of the plain clients would write. One interface, two stores:
  * a CAS loop that tracks its own version (one request per update when uncontended), a
- * zkstate-style update (take a lock on the server, write, release: three requests), a
- * linearizable get, and a raw watch.
+ * zkstate-style update, a linearizable get, and a raw watch.
+ *
+ * zkstate-style, as its README describes an update: "an exclusive write lock is used both
+ * internally, and in zookeeper", and "if the local version of the object does not match the
+ * version in zookeeper, the update request will fail". So: take the lock with the standard
+ * recipe (ZooKeeper: an ephemeral sequential node, then the children to see it is first, as
+ * Curator's InterProcessMutex; etcd: a key on a lease, then the lowest create revision under
+ * the prefix, as etcd's concurrency.Mutex), read the version, write with it, delete the lock
+ * node: five requests when nobody else holds the lock. Waiting for a holder is not
+ * implemented (the benchmark's locked writers are sequential).
  */
 import { Etcd3 } from 'etcd3';
 import { zookeeper, type ZkClient } from '../adapters/zookeeper/zk-client.js';
@@ -16,16 +24,19 @@ export interface RawStore {
   cas(key: string, version: number, bytes: Buffer): Promise<{ ok: boolean; version: number; value?: Buffer }>;
   /** A linearizable read. */
   get(key: string): Promise<{ value: Buffer; version: number }>;
-  /** zkstate-style: lock node create, write, lock node delete. */
-  lockedWrite(key: string, lockKey: string, bytes: Buffer): Promise<void>;
+  /** zkstate-style: lock (create + list), version read, versioned write, lock delete. */
+  lockedWrite(key: string, lockDir: string, bytes: Buffer): Promise<void>;
   /** Calls `onValue` for every change of `key` it is told about; resolves a stop function. */
   watch(key: string, onValue: (value: Buffer) => void): Promise<() => void>;
   close(): Promise<void>;
 }
 
-/** Raw etcd3: Txn compare-version CAS, the lock as a key created only if absent. */
+/** Raw etcd3: Txn compare-version CAS; the lock as etcd's concurrency.Mutex takes it. */
 export function rawEtcdStore(endpoints: readonly string[]): RawStore {
   const client = new Etcd3({ hosts: endpoints.map((e) => `http://${e}`) });
+  // One lease for the client's lock keys, granted once (a session), as the Mutex recipe does.
+  const lease = client.lease(60, { autoKeepAlive: true });
+  let seq = 0;
   return {
     name: 'etcd3',
     async reset(key, bytes) {
@@ -44,13 +55,17 @@ export function rawEtcdStore(endpoints: readonly string[]): RawStore {
       const kv = r.kvs[0]!;
       return { value: kv.value, version: Number(kv.version) };
     },
-    async lockedWrite(key, lockKey, bytes) {
-      for (;;) {
-        const got = await client.if(lockKey, 'Create', '==', 0).then(client.put(lockKey).value('x')).commit();
-        if (got.succeeded) break;
-      }
-      await client.put(key).value(bytes);
-      await client.delete().key(lockKey);
+    async lockedWrite(key, lockDir, bytes) {
+      const me = `${lockDir}/${(seq += 1)}`;
+      const leaseId = await lease.grant();
+      await client.if(me, 'Create', '==', 0).then(client.put(me).value('x').lease(leaseId)).commit();
+      const first = await client.getAll().prefix(`${lockDir}/`).sort('Create', 'Ascend').limit(1).keys();
+      if (first[0] !== me) throw new Error('zkstate-style lock: someone else holds it (the benchmark has one writer)');
+      const current = await client.get(key).exec();
+      const version = Number(current.kvs[0]!.version);
+      const r = await client.if(key, 'Version', '==', version).then(client.put(key).value(bytes)).commit();
+      if (!r.succeeded) throw new Error('zkstate-style write: version moved');
+      await client.delete().key(me);
     },
     async watch(key, onValue) {
       const watcher = await client.watch().key(key).create();
@@ -58,8 +73,8 @@ export function rawEtcdStore(endpoints: readonly string[]): RawStore {
       return () => void watcher.cancel();
     },
     async close() {
+      await lease.revoke().catch(() => undefined);
       client.close();
-      await Promise.resolve();
     },
   };
 }
@@ -74,6 +89,7 @@ interface Zk {
   getData(p: string, w: ((e: unknown) => void) | undefined, cb: (e: Error | null, d?: Buffer, s?: { version: number }) => void): void;
   remove(p: string, v: number, cb: (e: Error | null) => void): void;
   mkdirp(p: string, cb: (e: Error | null) => void): void;
+  getChildren(p: string, cb: (e: Error | null, children?: string[]) => void): void;
 }
 
 /** Raw node-zookeeper-client: setData with a version, a lock as an ephemeral node, re-armed one-shot watches. */
@@ -84,7 +100,7 @@ export async function rawZkStore(connectString: string): Promise<RawStore> {
     client.connect();
   });
   const zk = client as unknown as Zk;
-  const EPHEMERAL = 1;
+  const EPHEMERAL_SEQUENTIAL = 3;
   const BAD_VERSION = -103;
   return {
     name: 'node-zookeeper-client',
@@ -107,17 +123,13 @@ export async function rawZkStore(connectString: string): Promise<RawStore> {
       const [value, stat] = await call((cb) => zk.getData(key, undefined, cb), (r) => [r[0] as Buffer, r[1] as { version: number }] as const);
       return { value, version: stat.version };
     },
-    async lockedWrite(key, lockKey, bytes) {
-      for (;;) {
-        try {
-          await call((cb) => zk.create(lockKey, Buffer.from('x'), EPHEMERAL, cb), () => undefined);
-          break;
-        } catch (err) {
-          if ((err as { code?: number }).code !== -110) throw err; // NODE_EXISTS: someone holds it
-        }
-      }
-      await call((cb) => zk.setData(key, bytes, -1, cb), () => undefined);
-      await call((cb) => zk.remove(lockKey, -1, cb), () => undefined);
+    async lockedWrite(key, lockDir, bytes) {
+      const me = await call((cb) => zk.create(`${lockDir}/lock-`, Buffer.from('x'), EPHEMERAL_SEQUENTIAL, cb), (r) => r[0] as string);
+      const children = await call((cb) => zk.getChildren(lockDir, cb), (r) => (r[0] as string[]).sort());
+      if (`${lockDir}/${children[0]}` !== me) throw new Error('zkstate-style lock: someone else holds it (the benchmark has one writer)');
+      const [, stat] = await call((cb) => zk.getData(key, undefined, cb), (r) => [r[0] as Buffer, r[1] as { version: number }] as const);
+      await call((cb) => zk.setData(key, bytes, stat.version, cb), () => undefined);
+      await call((cb) => zk.remove(me, -1, cb), () => undefined);
     },
     async watch(key, onValue) {
       let stopped = false;

@@ -98,7 +98,9 @@ async function sequential(backend: string, url: string, raw: RawStore, size: 'sm
   };
   const lockedKey = `${ns}/locked-${size}`;
   await raw.reset(lockedKey, encode(payload(size, 0)));
-  const lockedOp = (i: number): Promise<void> => raw.lockedWrite(lockedKey, `${ns}/locked-${size}-lock`, encode(payload(size, i + 1)));
+  const lockDir = `${ns}/locked-${size}-lock`;
+  await raw.reset(lockDir, Buffer.from(''));
+  const lockedOp = (i: number): Promise<void> => raw.lockedWrite(lockedKey, lockDir, encode(payload(size, i + 1)));
   for (const op of [oursOp, rawOp, lockedOp]) await bounded(WARMUP, T, op);
   const [ours, base, locked] = (await interleaved(
     [

@@ -161,6 +161,11 @@ abstract class BaseWatch implements ZkWatch {
 
   /** Re-reads, re-arms and emits what changed. Runs one at a time. */
   protected abstract sync(conn: ZkConnection, signal: AbortSignal): Promise<void>;
+
+  /** Runs the requests of one step under the request deadline (a step with no request needs none). */
+  protected io<T>(signal: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return withDeadline('zookeeper watch read', this.host.requestTimeoutMs, signal, fn);
+  }
   /** Forgets this watch's watchers on `conn`. */
   protected abstract unregister(conn: ZkConnection): void;
 
@@ -177,7 +182,7 @@ abstract class BaseWatch implements ZkWatch {
             // A session we did not see end (renewal raced this loop): its watches are gone.
             this.needReset = true;
           }
-          await withDeadline('zookeeper watch re-arm', this.host.requestTimeoutMs, signal, (s) => this.sync(conn, s));
+          await this.sync(conn, signal);
           this.armedOn = conn;
           this.#resolveArmed();
           failures = 0;
@@ -276,7 +281,7 @@ export class KeyWatch extends BaseWatch {
   protected async sync(conn: ZkConnection, signal: AbortSignal): Promise<void> {
     const path = this.host.backend.pathOf(this.key);
     if (!this.#oneShot && this.#persistentOn !== conn) {
-      if (await conn.addPersistentWatch(path, this.#onNotify, signal)) {
+      if (await this.io(signal, (s) => conn.addPersistentWatch(path, this.#onNotify, s))) {
         this.#persistentOn = conn;
         this.#notified = 0;
         this.#own = [];
@@ -287,7 +292,7 @@ export class KeyWatch extends BaseWatch {
       }
     }
     if (this.#oneShot) {
-      const { entry, zxid } = await this.host.backend.readArmed(conn, this.key, this.#watcher, signal);
+      const { entry, zxid } = await this.io(signal, (s) => this.host.backend.readArmed(conn, this.key, this.#watcher, s));
       if (!this.closed) this.#apply(entry, zxid);
       return;
     }
@@ -303,7 +308,7 @@ export class KeyWatch extends BaseWatch {
     }
     this.#mustRead = true; // until this read succeeds
     this.#notified = 0;
-    const { entry, zxid } = await this.host.backend.readWatched(conn, this.key, signal);
+    const { entry, zxid } = await this.io(signal, (s) => this.host.backend.readWatched(conn, this.key, s));
     this.#mustRead = false;
     if (this.closed) return;
     this.#apply(entry, zxid);
@@ -402,8 +407,8 @@ export class PrefixWatch extends BaseWatch {
     const relist = full || this.#childrenDirty;
     this.#childrenDirty = false;
     try {
-      if (relist) await this.#relist(conn, signal, full, dirty);
-      else await this.#reread(conn, signal, dirty);
+      if (relist) await this.io(signal, (s) => this.#relist(conn, s, full, dirty));
+      else await this.io(signal, (s) => this.#reread(conn, s, dirty));
     } catch (err) {
       // Nothing of this round was applied: ask for the same work again.
       if (relist) this.#childrenDirty = true;
