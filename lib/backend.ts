@@ -72,6 +72,21 @@ export type CreateResult =
   | { readonly created: true; readonly entry: Entry }
   | { readonly created: false; readonly current: Entry };
 
+/** Options of {@link Backend.put}. */
+export interface PutOptions extends RequestOptions {
+  /** The write happens only if the key is at exactly this version. */
+  readonly expectedVersion: number;
+  /**
+   * The life of the key the caller read `expectedVersion` in: its create revision and whether
+   * it is ephemeral. When given, the put also fails if the key was deleted and created again
+   * since, even if the new life reached the same version (no ABA), and the adapter may build
+   * the result from it instead of reading the key back. etcd compares `create_revision` in the
+   * same Txn; memory compares it; ZooKeeper's `setData` cannot compare a `czxid`, so there a
+   * re-created key at the same version is overwritten (the result's `createRevision` shows it).
+   */
+  readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean } | undefined;
+}
+
 /** Result of {@link Backend.put}. */
 export type PutResult =
   | { readonly ok: true; readonly entry: Entry }
@@ -227,8 +242,8 @@ export interface Backend {
    * When it exists: `{ created: false, current }` in the same round trip where the store allows.
    */
   create(key: string, value: Uint8Array, options?: CreateOptions): Promise<CreateResult>;
-  /** Overwrites a key that has exactly `expectedVersion` (a compare-and-set). */
-  put(key: string, value: Uint8Array, options: RequestOptions & { readonly expectedVersion: number }): Promise<PutResult>;
+  /** Overwrites a key that has exactly `expectedVersion` (a compare-and-set; see {@link PutOptions.life}). */
+  put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult>;
   /** Deletes a key (only at `expectedVersion` when given). True when this call deleted it. */
   delete(key: string, options?: RequestOptions & { readonly expectedVersion?: number }): Promise<boolean>;
   /** The direct children of `prefix`, ordered by create revision. */

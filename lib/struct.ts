@@ -76,6 +76,7 @@ interface Cached<T> {
   readonly version: number;
   readonly revision: bigint;
   readonly createRevision: bigint;
+  readonly ephemeral: boolean;
 }
 
 /** A local write, checked and encoded, that differs from the cached version `base`. */
@@ -85,6 +86,8 @@ interface Prepared<T> {
   readonly value: T;
   /** The cached version it was made from (-1: none; the commit decodes what was stored). */
   readonly base: number;
+  /** The life of the cached version it was made from (a re-created key must not take it). */
+  readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean };
 }
 
 /** What the client needs of a struct, whatever its `T`. */
@@ -494,7 +497,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   }
 
   #setCache(entry: Entry, value: T): void {
-    this.#cache = { value, bytes: entry.value, version: entry.version, revision: entry.revision, createRevision: entry.createRevision };
+    this.#cache = { value, bytes: entry.value, version: entry.version, revision: entry.revision, createRevision: entry.createRevision, ephemeral: entry.ephemeral };
     this.#lastValue = value;
     this.#confirm();
   }
@@ -620,7 +623,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     const bytes = this.#encodeLocal(next);
     if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
     const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
-    return { bytes, value, base: cache.version };
+    return { bytes, value, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral } };
   }
 
   /** The version a write compares against: the cache's, or a newer corrupt one it overwrites. */
@@ -642,7 +645,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    */
   async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | { conflict: Entry | undefined }> {
     const r = await this.#writing(expectedVersion + 1, async () => {
-      const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal });
+      const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal, life: prepared.life });
       return res.ok ? { written: this.#committed(res.entry, prepared) } : res;
     });
     return 'written' in r ? r.written : { conflict: r.current };

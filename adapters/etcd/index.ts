@@ -18,6 +18,7 @@ import type {
   EntryStat,
   GetOptions,
   PutResult,
+  PutOptions,
   RequestOptions,
   Session,
   Txn,
@@ -56,6 +57,11 @@ function present(key: string): ICompare {
 /** `version == v`: the key exists at exactly this dense version. */
 function atVersion(key: string, version: number): ICompare {
   return { key: keyBytes(key), target: 'Version', result: 'Equal', version };
+}
+
+/** `create_revision == r`: the key is in the life that began at `r`. */
+function createdAt(key: string, revision: bigint): ICompare {
+  return { key: keyBytes(key), target: 'Create', result: 'Equal', create_revision: revision.toString() };
 }
 
 function rangeOp(key: string, keysOnly = false): IRequestOp {
@@ -181,8 +187,27 @@ export class EtcdBackend implements Backend {
     }
   }
 
-  async put(key: string, value: Uint8Array, options: RequestOptions & { readonly expectedVersion: number }): Promise<PutResult> {
+  async put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
     checkVersion(`etcd put ${key}`, options.expectedVersion);
+    const life = options.life;
+    if (life) {
+      // The life is known: compare it too (no ABA), and the answer's header revision is all we
+      // need to build the new entry, so no read-back in the Txn.
+      const res = await this.#rpc.txn(
+        {
+          compare: [atVersion(key, options.expectedVersion), createdAt(key, life.createRevision)],
+          success: [{ request_put: { key: keyBytes(key), value: valueBytes(value), ignore_lease: true } }],
+          failure: [rangeOp(key)],
+        },
+        { what: `etcd txn put ${key}`, signal: options.signal },
+      );
+      if (!res.succeeded) {
+        const kv = rangeResult(res, 0);
+        return { ok: false, current: kv && toEntry(kv) };
+      }
+      const revision = BigInt(res.header.revision);
+      return { ok: true, entry: Object.freeze({ key, value, version: options.expectedVersion + 1, revision, createRevision: life.createRevision, ephemeral: life.ephemeral }) };
+    }
     const res = await this.#rpc.txn(
       {
         compare: [atVersion(key, options.expectedVersion)],

@@ -16,6 +16,7 @@ import type {
   EntryStat,
   GetOptions,
   PutResult,
+  PutOptions,
   RequestOptions,
   Txn,
   TxnResult,
@@ -98,8 +99,10 @@ export class MemoryBackend implements Backend {
     });
   }
 
-  put(key: string, value: Uint8Array, options: RequestOptions & { readonly expectedVersion: number }): Promise<PutResult> {
+  put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
     return this.#request('put', options, () => {
+      const life = options.life;
+      if (life && this.store.get(key)?.createRevision !== life.createRevision) return { ok: false, current: this.store.get(key) };
       const done = this.store.commit([], [{ op: 'put', key, value, expectedVersion: options.expectedVersion }], this.#sessionId);
       if (done) return { ok: true, entry: done[0]! };
       return { ok: false, current: this.store.get(key) };

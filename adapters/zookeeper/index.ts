@@ -17,6 +17,7 @@ import type {
   GetOptions,
   Logger,
   PutResult,
+  PutOptions,
   RequestOptions,
   Session,
   Txn,
@@ -263,7 +264,7 @@ export class ZooKeeperBackend implements Backend {
     });
   }
 
-  async put(key: string, value: Uint8Array, options: RequestOptions & { readonly expectedVersion: number }): Promise<PutResult> {
+  async put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
     validateKey(key);
     this.#checkSize(key, value);
     const path = this.#path(key);
