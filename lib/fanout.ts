@@ -45,10 +45,15 @@ export interface ChangeEvent<T> {
 export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: unknown, bytes?: Uint8Array): ChangeEvent<T> {
   let memo: readonly Change[] | undefined;
   let base: unknown = before;
-  const event = { ...fields } as ChangeEvent<T>;
-  Object.defineProperty(event, 'changes', {
-    enumerable: true,
-    get(): readonly Change[] {
+  // An object literal with its accessor: much cheaper than defineProperty on a copy.
+  return Object.freeze({
+    version: fields.version,
+    previousVersion: fields.previousVersion,
+    revision: fields.revision,
+    origin: fields.origin,
+    coalesced: fields.coalesced,
+    value: fields.value,
+    get changes(): readonly Change[] {
       if (!memo) {
         memo = Object.freeze(diffValues(base, fields.value, { mayHaveEmptyKeys: bytes === undefined || mayHaveEmptyKey(bytes) }));
         base = undefined; // the old value is no longer needed
@@ -56,7 +61,6 @@ export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: 
       return memo;
     },
   });
-  return Object.freeze(event);
 }
 
 /** A subscriber's bounded buffer. */
