@@ -12,7 +12,13 @@ export type SeededBug =
   /** `update()` compares against the store's version read just before writing, not the cache's: a CAS without its check. */
   | 'blind-cas'
   /** `client.lock()` grants the lock as soon as its key exists, without waiting for its turn. */
-  | 'lock-without-queue';
+  | 'lock-without-queue'
+  /**
+   * A held lock ignores its session: no deadline from the last contact, no reaction to `lost`,
+   * `held` checks nothing. The holder learns of the loss only when it sees its key deleted —
+   * after the server freed the lock.
+   */
+  | 'lock-ignores-session';
 
 const KEY = Symbol.for('sharedstruct.seededBugs');
 const bugs = ((globalThis as Record<symbol, unknown>)[KEY] ??= new Set<SeededBug>()) as Set<SeededBug>;

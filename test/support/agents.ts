@@ -1,4 +1,7 @@
-/** Starts test agents (test/support/agent.ts) as child processes and collects their JSON lines. */
+/**
+ * Starts test agents (test/support/agent.ts, or another script that speaks the same JSON lines)
+ * as child processes and collects their JSON lines; `send` writes a JSON line to the agent's stdin.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -16,6 +19,12 @@ export interface Agent {
   readonly id: string;
   readonly child: ChildProcess;
   readonly events: AgentEvent[];
+  /** Writes `message` as one JSON line to the agent's stdin. */
+  send(message: unknown): void;
+  /** The last 2000 characters the agent wrote to stderr. */
+  stderr(): string;
+  /** Calls `listener` with every event from now on; returns the unsubscribe function. */
+  onEvent(listener: (event: AgentEvent) => void): () => void;
   /** Resolves the first event (after `since`, an index) that matches, within `ms`. */
   waitFor(ev: string, ms: number, since?: number): Promise<AgentEvent>;
   kill(): Promise<void>;
@@ -25,11 +34,17 @@ export interface Agent {
 
 const AGENT = fileURLToPath(new URL('./agent.ts', import.meta.url));
 
-/** Spawns an agent; `config` is passed as JSON (see agent.ts). Killed by PID in `kill()`. */
-export function startAgent(config: Record<string, unknown> & { id: string }): Agent {
-  const child = spawn(process.execPath, ['--import', 'tsx', AGENT, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Spawns an agent; `config` is passed as JSON (see agent.ts). `script` runs another agent
+ * program instead (an absolute path). Killed by PID in `kill()`.
+ */
+export function startAgent(config: Record<string, unknown> & { id: string }, options: { script?: string } = {}): Agent {
+  const child = spawn(process.execPath, ['--import', 'tsx', options.script ?? AGENT, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // An agent that outlives a write we sent (it exited, it was killed) is not an error of ours.
+  child.stdin.on('error', () => {});
   const events: AgentEvent[] = [];
   const waiters = new Set<() => void>();
+  const listeners = new Set<(event: AgentEvent) => void>();
   let buffer = '';
   child.stdout.on('data', (chunk: Buffer) => {
     buffer += chunk.toString('utf8');
@@ -38,7 +53,9 @@ export function startAgent(config: Record<string, unknown> & { id: string }): Ag
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(nl + 1);
       try {
-        events.push(JSON.parse(line) as AgentEvent);
+        const event = JSON.parse(line) as AgentEvent;
+        events.push(event);
+        for (const l of [...listeners]) l(event);
       } catch {
         // not one of ours
       }
@@ -52,6 +69,14 @@ export function startAgent(config: Record<string, unknown> & { id: string }): Ag
     id: config.id,
     child,
     events,
+    stderr: () => stderr,
+    send(message) {
+      if (child.stdin.writable) child.stdin.write(`${JSON.stringify(message)}\n`);
+    },
+    onEvent(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     waitFor(ev, ms, since = 0) {
       return new Promise((resolve, reject) => {
         const check = (): boolean => {

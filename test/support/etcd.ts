@@ -4,6 +4,7 @@
  * server's Prometheus `/metrics`. `sharedEtcd()` gives one lazily started server per test run;
  * `ETCD_ENDPOINTS` (comma-separated host:port) points the tests at an external etcd instead.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../../adapters/etcd/index.js';
@@ -202,8 +203,13 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
       return answers.every(Boolean);
     }, { timeoutMs: 20000 });
   } catch (err) {
+    // The logs go with the data dirs: keep their tails in the error, or a failed start cannot be diagnosed.
+    const tails = specs.map((s) => {
+      const log = join(s.dataDir, '..', `${s.dataDir.split('/').pop()}.log`);
+      return `--- ${s.name} ---\n${existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-8).join('\n') : '(no log)'}`;
+    });
     await cluster.stop();
-    throw err;
+    throw new Error(`${(err as Error).message}\n${tails.join('\n')}`, { cause: err });
   }
   return cluster;
 }

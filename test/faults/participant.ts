@@ -1,0 +1,626 @@
+/**
+ * One client of a fault-matrix run, playing its part of a workload: the same code runs in the
+ * runner's process (`LocalParticipant`) or in a child process the runner can freeze with
+ * SIGSTOP (`RemoteParticipant`, driven over JSON lines by participant-process.ts). Everything
+ * it records is plain JSON stamped with the machine-wide clock of checks.ts, so the runner
+ * checks local and remote records alike.
+ */
+import { fileURLToPath } from 'node:url';
+import { applyChanges, connect, isSharedStructError, type Client, type Logger, type SharedStruct } from '../../lib/index.js';
+import { backendOf } from '../../lib/client.js';
+import { seedBug, type SeededBug } from '../../lib/testing.js';
+import type { Operation } from './linearizability.js';
+import { now, type AckedWrite, type CachedRead, type FencedWrite } from './checks.js';
+import { sleep } from '../support/process.js';
+import { startAgent, type Agent, type AgentEvent } from '../support/agents.js';
+
+export type WorkloadName = 'register' | 'counter' | 'watch' | 'lock';
+
+/** How a participant connects. */
+export interface ParticipantConfig {
+  readonly index: number;
+  /** The store's URL through this participant's own proxies. */
+  readonly url: string;
+  readonly namespace: string;
+  readonly sessionTtlMs: number;
+  readonly requestTimeoutMs: number;
+  /** Seeded bugs to turn on in this participant's process. */
+  readonly seeded?: readonly SeededBug[];
+}
+
+/** What a participant does in one run. */
+export interface SetupSpec {
+  readonly workload: WorkloadName;
+  /** Base name of the run's structs. */
+  readonly name: string;
+  /** register: how many structs (operations spread over them). */
+  readonly structs?: number;
+  /** watch: writers write, readers read their cache. */
+  readonly role?: 'writer' | 'reader';
+  /** watch: the struct's `maxStalenessMs` and `refreshIntervalMs`. */
+  readonly maxStalenessMs?: number;
+  readonly refreshIntervalMs?: number;
+  /** Pause between operations. */
+  readonly paceMs: number;
+  /** register: at most this many operations (keeps histories checkable). */
+  readonly maxOps?: number;
+  /** lock: an ordinary hold lasts a uniform random time in this range. */
+  readonly holdMs?: readonly [number, number];
+  /** The loop ends by then (a {@link now} time) even if nobody calls `stop`. */
+  readonly hardStopAt: number;
+}
+
+/** A register operation as recorded (the runner re-attaches `next` to updates). */
+export type RecordedOp =
+  | { readonly k: number; readonly kind: 'read'; readonly client: number; readonly call: number; readonly ret?: number; readonly output?: { version: number; value: string } }
+  | { readonly k: number; readonly kind: 'update'; readonly client: number; readonly call: number; readonly ret?: number; readonly output?: { version: number; value: string } }
+  | {
+      readonly k: number;
+      readonly kind: 'cas';
+      readonly client: number;
+      readonly call: number;
+      readonly ret?: number;
+      readonly expectedVersion: number;
+      readonly value: string;
+      readonly output?: { ok: boolean; version?: number };
+    };
+
+/** One `updateLocked` call that got the lock (see checks.ts `Hold`). */
+export interface HoldRecord {
+  client: number;
+  token: string;
+  acquiredAt: number;
+  lastActAt: number;
+  learnedAt?: number;
+  learnedBy?: 'signal' | 'held';
+  fnEndAt?: number;
+  /** Why: the reason `lock.signal` gave. */
+  why?: string;
+  settledAt?: number;
+  outcome?: string;
+  long: boolean;
+}
+
+/** Everything a participant recorded in one run. */
+export interface RunRecord {
+  readonly index: number;
+  ok: number;
+  failed: number;
+  unknown: number;
+  /** Completion times of successful operations (recovery times come from these). */
+  readonly okTimes: number[];
+  /** Problems seen on the spot: a subscriber's version repeated or going back, read() going back. */
+  readonly anomalies: string[];
+  /** Errors no workload expects: each one fails the run. */
+  readonly unexpected: string[];
+  /** Expected failures and unknown outcomes, by error code. */
+  readonly codes: Record<string, number>;
+  /** Diagnostics (not violations): e.g. the lock queue when a wait timed out. */
+  readonly notes: string[];
+  readonly ops: RecordedOp[];
+  readonly writes: AckedWrite[];
+  readonly reads: CachedRead[];
+  staleReadErrors: number;
+  readonly holds: HoldRecord[];
+  /** updateLocked rejected CONFLICT: someone wrote the struct while this holder held its lock. */
+  lockConflicts: number;
+  /** lock: every delete of a lock key this client sent (its releases) and what it answered. */
+  readonly lockKeyDeletes: { key: string; at: number; result: 'deleted' | 'absent' | 'error' }[];
+}
+
+/** A participant's check after healing (watch): its cache and its subscriber's fold against the final value. */
+export interface FinishRecord {
+  readonly version: number;
+  readonly cacheEqual: boolean;
+  readonly foldEqual: boolean;
+}
+
+/** What the runner needs to end a participant's session on the server. */
+export type SessionInfo =
+  | { readonly kind: 'etcd'; readonly leaseId: string }
+  | { readonly kind: 'zookeeper'; readonly sessionId: string; readonly password: string; readonly timeoutMs: number }
+  | { readonly kind: 'other' };
+
+/** The participant's interface, the same in and out of process. */
+export interface ParticipantHandle {
+  readonly index: number;
+  /** PID of the process it runs in. */
+  readonly pid: number;
+  readonly remote: boolean;
+  sessionInfo(): Promise<SessionInfo>;
+  setup(spec: SetupSpec): Promise<void>;
+  /** Runs the workload until `stop` (or the hard stop); resolves the record. */
+  run(): Promise<RunRecord>;
+  /** Ends the loop at `at` (a {@link now} time). */
+  stop(at: number): Promise<void>;
+  /** lock: the next hold lasts `holdMs` (or until lost); resolves once it started (false after `timeoutMs`). */
+  holdLong(holdMs: number, timeoutMs: number): Promise<boolean>;
+  /** watch: waits for `final`'s version, then compares the cache and the fold. */
+  finish(final: { version: number; value: unknown }): Promise<FinishRecord>;
+  close(): Promise<void>;
+  /** Remote only: SIGSTOP / SIGCONT by PID. */
+  pause?(): void;
+  resume?(): void;
+}
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const UNKNOWN = ['TIMEOUT', 'CONNECTION', 'SESSION_LOST'] as const;
+type Reg = { n: number };
+type Watched = { n: number; by: number };
+type Fenced = { log: FencedWrite[] };
+
+const errorText = (err: unknown): string => (isSharedStructError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err));
+
+/** Retries an open or a read until the store answers (after a fault), bounded. */
+export async function settle<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 60 || !isSharedStructError(err, ...UNKNOWN)) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/** The participant itself: one client, one workload part. */
+export class Participant {
+  readonly index: number;
+  readonly client: Client;
+  #spec: SetupSpec | undefined;
+  #until = Number.POSITIVE_INFINITY;
+  #structs: SharedStruct<Reg>[] = [];
+  #watched: SharedStruct<Watched> | undefined;
+  #fenced: SharedStruct<Fenced> | undefined;
+  #folded: unknown;
+  #lastEvent = 0;
+  #longHold: { ms: number; started: () => void } | undefined;
+  readonly #record: RunRecord;
+
+  private constructor(index: number, client: Client) {
+    this.index = index;
+    this.client = client;
+    this.#record = {
+      index,
+      ok: 0,
+      failed: 0,
+      unknown: 0,
+      okTimes: [],
+      anomalies: [],
+      unexpected: [],
+      codes: {},
+      notes: [],
+      ops: [],
+      writes: [],
+      reads: [],
+      staleReadErrors: 0,
+      holds: [],
+      lockConflicts: 0,
+      lockKeyDeletes: [],
+    };
+  }
+
+  static async connect(config: ParticipantConfig): Promise<Participant> {
+    for (const bug of config.seeded ?? []) seedBug(bug);
+    const client = await settle(() =>
+      connect(config.url, { namespace: config.namespace, sessionTtlMs: config.sessionTtlMs, requestTimeoutMs: config.requestTimeoutMs, logger: quiet }),
+    );
+    return new Participant(config.index, client);
+  }
+
+  sessionInfo(): SessionInfo {
+    const backend = backendOf(this.client) as unknown as {
+      kind: string;
+      leaseId?: string;
+      sessionCredentials?: () => { sessionId: Buffer; password: Buffer; timeoutMs: number };
+    };
+    if (backend.kind === 'etcd' && backend.leaseId !== undefined) return { kind: 'etcd', leaseId: backend.leaseId };
+    if (backend.kind === 'zookeeper' && backend.sessionCredentials) {
+      const c = backend.sessionCredentials();
+      return { kind: 'zookeeper', sessionId: c.sessionId.toString('hex'), password: c.password.toString('hex'), timeoutMs: c.timeoutMs };
+    }
+    return { kind: 'other' };
+  }
+
+  async setup(spec: SetupSpec): Promise<void> {
+    this.#spec = spec;
+    this.#until = spec.hardStopAt;
+    // The observer times this client's session ends by this key (it goes only with the session).
+    await settle(() => this.client.join('sessions', { id: `p${this.index}` }));
+    switch (spec.workload) {
+      case 'register':
+      case 'counter':
+        for (let k = 0; k < (spec.structs ?? 1); k++) {
+          const name = spec.workload === 'counter' ? spec.name : `${spec.name}-${k}`;
+          this.#structs.push(await settle(() => this.client.open<Reg>(name, { initial: { n: 0 } })));
+        }
+        return;
+      case 'watch': {
+        const s = await settle(() =>
+          this.client.open<Watched>(spec.name, {
+            initial: { n: 0, by: -1 },
+            ...(spec.maxStalenessMs !== undefined && { maxStalenessMs: spec.maxStalenessMs }),
+            ...(spec.refreshIntervalMs !== undefined && { refreshIntervalMs: spec.refreshIntervalMs }),
+          }),
+        );
+        this.#watched = s;
+        this.#folded = s.readDirty();
+        this.#lastEvent = s.stat().version;
+        s.on('change', (ev) => {
+          if (ev.version <= this.#lastEvent) this.#record.anomalies.push(`subscriber of p${this.index}: version ${ev.version} after ${this.#lastEvent}`);
+          this.#lastEvent = ev.version;
+          this.#folded = applyChanges(this.#folded, ev.changes);
+        });
+        return;
+      }
+      case 'lock': {
+        this.#fenced = await settle(() => this.client.open<Fenced>(spec.name, { initial: { log: [] } }));
+        // Which lock keys this holder deleted itself: a key its release found there was not taken
+        // by a session end. Recorded at the client seam; the library is not changed.
+        const backend = backendOf(this.client);
+        const del = backend.delete.bind(backend);
+        backend.delete = async (key, options) => {
+          if (!key.includes('/write_lock/')) return del(key, options);
+          try {
+            const deleted = await del(key, options);
+            this.#record.lockKeyDeletes.push({ key, at: now(), result: deleted ? 'deleted' : 'absent' });
+            return deleted;
+          } catch (err) {
+            this.#record.lockKeyDeletes.push({ key, at: now(), result: 'error' });
+            throw err;
+          }
+        };
+        return;
+      }
+    }
+  }
+
+  stop(at: number): void {
+    this.#until = Math.min(this.#until, at);
+  }
+
+  holdLong(holdMs: number, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#longHold = undefined;
+        resolve(false);
+      }, timeoutMs);
+      this.#longHold = {
+        ms: holdMs,
+        started: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      };
+    });
+  }
+
+  async run(): Promise<RunRecord> {
+    const spec = this.#spec;
+    if (!spec) throw new Error('setup() first');
+    switch (spec.workload) {
+      case 'register':
+        await this.#register(spec);
+        break;
+      case 'counter':
+        await this.#counter(spec);
+        break;
+      case 'watch':
+        await (spec.role === 'reader' ? this.#reader(spec) : this.#writer(spec));
+        break;
+      case 'lock':
+        await this.#lock(spec);
+        break;
+    }
+    return this.#record;
+  }
+
+  async finish(final: { version: number; value: unknown }): Promise<FinishRecord> {
+    const s = this.#watched;
+    if (!s) throw new Error('finish() is for the watch workload');
+    const deadline = now() + 15000;
+    while ((s.stat().version < final.version || this.#lastEvent < final.version) && now() < deadline) await sleep(50);
+    const want = JSON.stringify(final.value);
+    return { version: s.stat().version, cacheEqual: JSON.stringify(s.readDirty()) === want, foldEqual: JSON.stringify(this.#folded) === want };
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+
+  #ok(): void {
+    this.#record.ok += 1;
+    this.#record.okTimes.push(now());
+  }
+
+  /** Counts an error: unknown outcome, an expected failure, or unexpected (fails the run). */
+  #fail(err: unknown, expected: readonly string[] = []): void {
+    if (isSharedStructError(err)) this.#record.codes[err.code] = (this.#record.codes[err.code] ?? 0) + 1;
+    if (isSharedStructError(err, ...UNKNOWN)) this.#record.unknown += 1;
+    else if (expected.length > 0 && isSharedStructError(err) && expected.includes(err.code)) this.#record.failed += 1;
+    else this.#record.unexpected.push(`p${this.index}: ${errorText(err)}`);
+  }
+
+  async #register(spec: SetupSpec): Promise<void> {
+    const inc = (d: Reg): void => void (d.n += 1);
+    const client = this.index;
+    for (let i = 0; i < (spec.maxOps ?? 1_000_000) && now() < this.#until; i++) {
+      const k = (client * 7 + i * 3) % this.#structs.length;
+      const s = this.#structs[k]!;
+      const pick = (client + i) % 3;
+      const value = JSON.stringify({ n: -(client * 1000 + i) });
+      const expectedVersion = s.stat().version;
+      const call = now();
+      try {
+        if (pick === 0) {
+          await s.readConsistent();
+          // Value and version in one synchronous step: a pair that was current inside the call.
+          this.#record.ops.push({ k, kind: 'read', client, call, ret: now(), output: { version: s.stat().version, value: JSON.stringify(s.readDirty()) } });
+        } else if (pick === 1) {
+          const r = await s.update(inc, { maxRetries: 1000 });
+          this.#record.ops.push({ k, kind: 'update', client, call, ret: now(), output: { version: r.version, value: JSON.stringify(r.value) } });
+        } else {
+          try {
+            const r = await s.compareAndSet(expectedVersion, JSON.parse(value) as Reg);
+            this.#record.ops.push({ k, kind: 'cas', client, call, ret: now(), expectedVersion, value, output: { ok: true, version: r.version } });
+          } catch (err) {
+            if (!isSharedStructError(err, 'CONFLICT')) throw err;
+            this.#record.ops.push({ k, kind: 'cas', client, call, ret: now(), expectedVersion, value, output: { ok: false } });
+          }
+        }
+        this.#ok();
+      } catch (err) {
+        this.#fail(err, ['CONFLICT']);
+        // The outcome is unknown: a write may have committed; a read constrains nothing.
+        if (pick === 1) this.#record.ops.push({ k, kind: 'update', client, call });
+        if (pick === 2) this.#record.ops.push({ k, kind: 'cas', client, call, expectedVersion, value });
+        await sleep(50);
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+
+  async #counter(spec: SetupSpec): Promise<void> {
+    const s = this.#structs[0]!;
+    while (now() < this.#until) {
+      try {
+        await s.update((d) => void (d.n += 1), { maxRetries: 200 });
+        this.#ok();
+      } catch (err) {
+        this.#fail(err, ['CONFLICT']);
+        await sleep(50);
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+
+  async #writer(spec: SetupSpec): Promise<void> {
+    const s = this.#watched!;
+    while (now() < this.#until) {
+      try {
+        const r = await s.update((d) => {
+          d.n += 1;
+          d.by = this.index;
+        }, { maxRetries: 200 });
+        this.#record.writes.push({ version: r.version, at: now() });
+        this.#ok();
+      } catch (err) {
+        this.#fail(err, ['CONFLICT']);
+        await sleep(50);
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+
+  async #reader(spec: SetupSpec): Promise<void> {
+    const s = this.#watched!;
+    let lastSeen = 0;
+    while (now() < this.#until) {
+      try {
+        s.read();
+        // Synchronously after read(): the version it served.
+        const version = s.stat().version;
+        const at = now();
+        if (version < lastSeen) this.#record.anomalies.push(`p${this.index}: read() served version ${version} after ${lastSeen}`);
+        lastSeen = version;
+        this.#record.reads.push({ client: this.index, at, version });
+        this.#ok();
+      } catch (err) {
+        if (isSharedStructError(err, 'STALE_READ')) this.#record.staleReadErrors += 1;
+        else this.#record.unexpected.push(`p${this.index}: ${errorText(err)}`);
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+
+  async #lock(spec: SetupSpec): Promise<void> {
+    const s = this.#fenced!;
+    const [minHold, maxHold] = spec.holdMs ?? [50, 150];
+    while (now() < this.#until) {
+      const long = this.#longHold;
+      this.#longHold = undefined;
+      const holdMs = long ? long.ms : minHold + Math.random() * (maxHold - minHold);
+      let rec: HoldRecord | undefined;
+      try {
+        await s.updateLocked(async (draft, lock) => {
+          const acquiredAt = now();
+          const hold: HoldRecord = { client: this.index, token: lock.token, acquiredAt, lastActAt: acquiredAt, long: long !== undefined };
+          rec = hold;
+          this.#record.holds.push(hold);
+          const learned = (by: 'signal' | 'held', at: number): void => {
+            if (hold.learnedAt !== undefined) return;
+            hold.learnedAt = at;
+            hold.learnedBy = by;
+          };
+          lock.signal.addEventListener('abort', () => {
+            learned('signal', now());
+            hold.why = (lock.signal.reason as Error | undefined)?.message;
+          }, { once: true });
+          long?.started();
+          // The guarded steps: each one checks the lock first, then acts (here: waits a bit).
+          for (let step = 0; step < 100_000; step++) {
+            const held = lock.held;
+            const at = now();
+            if (!held) {
+              learned('held', at);
+              hold.fnEndAt = at;
+              return;
+            }
+            hold.lastActAt = at;
+            if (at - acquiredAt >= holdMs) break;
+            await sleep(20);
+          }
+          draft.log.push({ t: lock.token, c: this.index });
+          hold.fnEndAt = now();
+        }, { lockTimeoutMs: 20000 });
+        this.#ok();
+        if (rec) rec.outcome = 'written';
+      } catch (err) {
+        if (rec) rec.outcome = isSharedStructError(err) ? err.code : String(err);
+        if (isSharedStructError(err, 'CONFLICT')) {
+          this.#record.lockConflicts += 1;
+          this.#record.failed += 1;
+        } else {
+          this.#fail(err, ['LOCK_LOST', 'LOCK_TIMEOUT']);
+        }
+        if (isSharedStructError(err, 'LOCK_TIMEOUT')) {
+          // Who held the queue up: its keys as the store has them now.
+          const backend = backendOf(this.client);
+          const queue = await backend.list(`${this.client.namespace}/${spec.name}/write_lock`).catch((e: unknown) => errorText(e));
+          const keys = typeof queue === 'string' ? queue : queue.map((e) => `${e.key.split('/').pop()}@${e.createRevision}`).join(' ');
+          this.#record.notes.push(`p${this.index} LOCK_TIMEOUT at ${now().toFixed(0)}; session ${backend.session.id} ${backend.session.state}; queue: ${keys}`);
+        }
+        await sleep(50);
+      } finally {
+        if (rec) rec.settledAt = now();
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+}
+
+/** A participant in the runner's own process. */
+export class LocalParticipant implements ParticipantHandle {
+  readonly remote = false;
+  readonly pid = process.pid;
+  private constructor(readonly p: Participant) {}
+  static async start(config: ParticipantConfig): Promise<LocalParticipant> {
+    return new LocalParticipant(await Participant.connect(config));
+  }
+  get index(): number {
+    return this.p.index;
+  }
+  sessionInfo(): Promise<SessionInfo> {
+    return Promise.resolve(this.p.sessionInfo());
+  }
+  setup(spec: SetupSpec): Promise<void> {
+    return this.p.setup(spec);
+  }
+  run(): Promise<RunRecord> {
+    return this.p.run();
+  }
+  stop(at: number): Promise<void> {
+    this.p.stop(at);
+    return Promise.resolve();
+  }
+  holdLong(holdMs: number, timeoutMs: number): Promise<boolean> {
+    return this.p.holdLong(holdMs, timeoutMs);
+  }
+  finish(final: { version: number; value: unknown }): Promise<FinishRecord> {
+    return this.p.finish(final);
+  }
+  close(): Promise<void> {
+    return this.p.close();
+  }
+}
+
+const SCRIPT = fileURLToPath(new URL('./participant-process.ts', import.meta.url));
+
+/** A participant in a child process (participant-process.ts), driven by JSON lines. */
+export class RemoteParticipant implements ParticipantHandle {
+  readonly remote = true;
+  readonly index: number;
+  readonly #agent: Agent;
+  #next = 0;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(index: number, agent: Agent) {
+    this.index = index;
+    this.#agent = agent;
+    agent.onEvent((e: AgentEvent) => {
+      if (e.ev !== 'reply') return;
+      const waiter = this.#pending.get(e.rid as number);
+      if (!waiter) return;
+      this.#pending.delete(e.rid as number);
+      if (e.ok) waiter.resolve(e.result);
+      else waiter.reject(new Error(`participant p${index}: ${String(e.error)}`));
+    });
+    agent.child.once('exit', (code, signal) => {
+      for (const w of this.#pending.values()) w.reject(new Error(`participant p${index} exited (${code ?? signal}); stderr: ${agent.stderr()}`));
+      this.#pending.clear();
+    });
+  }
+
+  /** Spawns the child and waits until it connected (bounded). */
+  static async start(config: ParticipantConfig, lifetimeMs: number): Promise<RemoteParticipant> {
+    const agent = startAgent({ ...config, id: `p${config.index}`, lifetimeMs }, { script: SCRIPT });
+    try {
+      await agent.waitFor('ready', 30000);
+    } catch (err) {
+      await agent.kill();
+      throw err;
+    }
+    return new RemoteParticipant(config.index, agent);
+  }
+
+  get pid(): number {
+    return this.#agent.child.pid!;
+  }
+
+  #call<T>(method: string, ...args: unknown[]): Promise<T> {
+    const rid = ++this.#next;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(rid, { resolve: resolve as (v: unknown) => void, reject });
+      this.#agent.send({ rid, method, args });
+    });
+  }
+
+  sessionInfo(): Promise<SessionInfo> {
+    return this.#call('sessionInfo');
+  }
+  setup(spec: SetupSpec): Promise<void> {
+    return this.#call('setup', spec);
+  }
+  run(): Promise<RunRecord> {
+    return this.#call('run');
+  }
+  stop(at: number): Promise<void> {
+    return this.#call('stop', at);
+  }
+  holdLong(holdMs: number, timeoutMs: number): Promise<boolean> {
+    return this.#call('holdLong', holdMs, timeoutMs);
+  }
+  finish(final: { version: number; value: unknown }): Promise<FinishRecord> {
+    return this.#call('finish', final);
+  }
+  async close(): Promise<void> {
+    try {
+      await Promise.race([this.#call('close'), sleep(10000)]);
+    } finally {
+      await this.#agent.kill();
+    }
+  }
+  pause(): void {
+    this.#agent.pause();
+  }
+  resume(): void {
+    this.#agent.resume();
+  }
+}
+
+/** Re-attaches the update function the history needs (updates always increment `n`). */
+export function toOperation(op: RecordedOp): Operation {
+  const { k: _k, ...rest } = op;
+  if (rest.kind === 'update') return { ...rest, next: (s: string) => JSON.stringify({ n: (JSON.parse(s) as Reg).n + 1 }) };
+  return rest;
+}

@@ -1,0 +1,93 @@
+/** Self-tests of the fault matrix's checks (test/faults/checks.ts) on known-good and known-bad records. */
+import assert from 'node:assert/strict';
+import { lockLosses, percentile, recoveryTimes, staleReads, staleTokenWrites, type Hold, type Observed } from '../faults/checks.js';
+
+const observed = (sessionEnds: Record<number, number[]>, lockDeletes: Record<string, number> = {}): Observed => ({
+  sessionEnds: new Map(Object.entries(sessionEnds).map(([k, v]) => [Number(k), v])),
+  lockDeletes: new Map(Object.entries(lockDeletes)),
+});
+const hold = (h: Partial<Hold> & { token: string; acquiredAt: number }): Hold => ({ client: 0, lastActAt: h.acquiredAt, ...h });
+
+describe('fault checks', () => {
+  describe('cached-read staleness', () => {
+    const writes = [
+      { version: 2, at: 100 },
+      { version: 3, at: 200 },
+      { version: 4, at: 1500 },
+    ];
+    it('a read within the bound of every write it missed passes', () => {
+      // At 1150 only writes acknowledged by 150 must be visible: version 2.
+      assert.deepEqual(staleReads(writes, [{ client: 0, at: 1150, version: 2 }], 1000), []);
+      // Version 4 was acknowledged 400 ms before: not yet required.
+      assert.deepEqual(staleReads(writes, [{ client: 0, at: 1900, version: 3 }], 1000), []);
+    });
+    it('a read that misses a write acknowledged longer ago than the bound is stale', () => {
+      const stale = staleReads(writes, [{ client: 1, at: 1250, version: 2 }, { client: 1, at: 2600, version: 3 }], 1000);
+      assert.deepEqual(
+        stale.map((s) => [s.at, s.version, s.required]),
+        [
+          [1250, 2, 3],
+          [2600, 3, 4],
+        ],
+      );
+    });
+    it('writes out of order in the input are sorted by acknowledgement', () => {
+      assert.equal(staleReads([...writes].reverse(), [{ client: 0, at: 5000, version: 3 }], 1000).length, 1);
+    });
+  });
+
+  describe('stale-token writes', () => {
+    it('tokens that never go back pass (equal tokens: one holder writing twice)', () => {
+      assert.deepEqual(staleTokenWrites([{ t: '5', c: 0 }, { t: '5', c: 0 }, { t: '9', c: 1 }, { t: '12', c: 2 }]), []);
+    });
+    it('a write with a lower token after a higher one is stale; tokens compare as integers, not strings', () => {
+      assert.deepEqual(staleTokenWrites([{ t: '9', c: 0 }, { t: '10', c: 1 }, { t: '9', c: 0 }, { t: '11', c: 2 }]), [{ t: '9', c: 0 }]);
+    });
+  });
+
+  describe('lock-lost margins', () => {
+    const none = new Set<string>();
+    it('a holder cut off that learns before the server expires it: positive margin', () => {
+      const [loss] = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 3990, learnedAt: 4000, settledAt: 5500 })], observed({ 0: [4900] }, { 7: 4902 }), none, [], []);
+      assert.equal(loss?.cause, 'ttl');
+      assert.equal(loss?.marginMs, 900);
+    });
+    it('a holder that learns after the server expired it: negative margin', () => {
+      const [loss] = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 7290, learnedAt: 7300, settledAt: 7400 })], observed({ 0: [4900] }, { 7: 4900 }), none, [], []);
+      assert.ok(loss && loss.marginMs !== undefined && loss.marginMs < 0, JSON.stringify(loss));
+    });
+    it('a frozen holder: margin from its last step before the freeze; acting after waking makes it negative', () => {
+      const freeze = { client: 0, from: 2000, to: 8000 };
+      const good = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 1990, learnedAt: 8001, settledAt: 8050 })], observed({ 0: [5000] }, { 7: 5000 }), none, [freeze], []);
+      assert.deepEqual([good[0]?.frozen, good[0]?.marginMs, good[0]?.wakeToLearnMs], [true, 3010, 1]);
+      const bad = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 8001, learnedAt: 8030, settledAt: 8050 })], observed({ 0: [5000] }, { 7: 5000 }), none, [freeze], []);
+      assert.ok(bad[0]?.marginMs !== undefined && bad[0].marginMs < 0);
+    });
+    it('a lock the holder released itself is no loss, however close its session ended', () => {
+      const holds = [hold({ token: '9', acquiredAt: 4085, lastActAt: 4085, learnedAt: 4085, settledAt: 4145 })];
+      assert.deepEqual(lockLosses(holds, observed({ 0: [4096] }, { 9: 4083 }), new Set(['9']), [], []), []);
+    });
+    it('a key deleted well before the session ended was released (answer lost), not expired', () => {
+      const holds = [hold({ token: '7', acquiredAt: 1000, lastActAt: 1100, settledAt: 2600 })];
+      assert.deepEqual(lockLosses(holds, observed({ 0: [4140] }, { 7: 1120 }), none, [], []), []);
+    });
+    it('a session end with the deletion unseen is a loss; the margin runs from the last step when the holder learned later', () => {
+      const [loss] = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 2990, learnedAt: 3000, settledAt: 3100 })], observed({ 0: [2500] }), none, [], []);
+      assert.equal(loss?.marginMs, -490, 'from its last step, 2990');
+    });
+    it('a forced expiry has no margin, only how long the holder took to learn', () => {
+      const [loss] = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 2004, learnedAt: 2010, settledAt: 2100 })], observed({ 0: [2003] }, { 7: 2002 }), none, [], [{ client: 0, at: 2000 }]);
+      assert.deepEqual([loss?.cause, loss?.marginMs, loss?.detectionMs], ['forced', undefined, 8]);
+    });
+  });
+
+  describe('recovery', () => {
+    it('time to each client\'s first success at or after the fault ended', () => {
+      assert.deepEqual(recoveryTimes(1000, [[500, 1200, 1300], [999, 1000], [400]]), { recovered: [200, 0], notRecovered: 1 });
+    });
+    it('percentiles by nearest rank', () => {
+      const v = Array.from({ length: 100 }, (_, i) => i + 1);
+      assert.deepEqual([percentile(v, 50), percentile(v, 99), percentile(v, 100), percentile([7], 99), percentile([], 50)], [50, 99, 100, 7, undefined]);
+    });
+  });
+});
