@@ -28,8 +28,8 @@ export interface CachedRead {
 
 /** A cached read older than the staleness bound allows. */
 export interface StaleRead extends CachedRead {
-  /** The newest version acknowledged at least `boundMs` before the read. */
-  readonly required: number;
+  /** How long before `at - boundMs` the first version newer than the one served was acknowledged. */
+  readonly excessMs: number;
 }
 
 /**
@@ -37,22 +37,28 @@ export interface StaleRead extends CachedRead {
  * read. A write is committed before it is acknowledged, so "acknowledged at least `boundMs`
  * earlier" implies "committed at least `boundMs` earlier": the check never blames a read for a
  * write that may have committed within the bound. `read()` must either serve at least that
- * version or throw `STALE_READ`.
+ * version or throw `STALE_READ`. `excessMs` says by how much a stale read missed the bound, so a
+ * caller can allow for a known delivery delay (see docs/RELIABILITY.md).
  */
 export function staleReads(writes: readonly AckedWrite[], reads: readonly CachedRead[], boundMs: number): StaleRead[] {
-  const acked = [...writes].sort((a, b) => a.at - b.at);
+  const byVersion = [...writes].sort((a, b) => a.version - b.version);
+  // earliest[i]: the first acknowledgement among versions byVersion[i..].
+  const earliest = new Array<number>(byVersion.length);
+  for (let i = byVersion.length - 1; i >= 0; i--) earliest[i] = Math.min(byVersion[i]!.at, earliest[i + 1] ?? Number.POSITIVE_INFINITY);
   const out: StaleRead[] = [];
-  const sorted = [...reads].sort((a, b) => a.at - b.at);
-  let i = 0;
-  let required = 0;
-  for (const r of sorted) {
-    while (i < acked.length && acked[i]!.at <= r.at - boundMs) {
-      required = Math.max(required, acked[i]!.version);
-      i += 1;
+  for (const r of reads) {
+    // The first write newer than the version served.
+    let lo = 0;
+    let hi = byVersion.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (byVersion[mid]!.version > r.version) hi = mid;
+      else lo = mid + 1;
     }
-    if (r.version < required) out.push({ ...r, required });
+    const first = earliest[lo];
+    if (first !== undefined && first <= r.at - boundMs) out.push({ ...r, excessMs: r.at - boundMs - first });
   }
-  return out;
+  return out.sort((a, b) => a.at - b.at);
 }
 
 /** One committed write of the fenced resource: the lock token it was made under, and by whom. */

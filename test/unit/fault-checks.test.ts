@@ -23,16 +23,22 @@ describe('fault checks', () => {
     });
     it('a read that misses a write acknowledged longer ago than the bound is stale', () => {
       const stale = staleReads(writes, [{ client: 1, at: 1250, version: 2 }, { client: 1, at: 2600, version: 3 }], 1000);
+      // Version 3 was acknowledged at 200, 50 ms before 1250 - 1000; version 4 at 1500, 100 ms before 2600 - 1000.
       assert.deepEqual(
-        stale.map((s) => [s.at, s.version, s.required]),
+        stale.map((s) => [s.at, s.version, s.excessMs]),
         [
-          [1250, 2, 3],
-          [2600, 3, 4],
+          [1250, 2, 50],
+          [2600, 3, 100],
         ],
       );
     });
     it('writes out of order in the input are sorted by acknowledgement', () => {
       assert.equal(staleReads([...writes].reverse(), [{ client: 0, at: 5000, version: 3 }], 1000).length, 1);
+    });
+    it('a newer version acknowledged before an older one counts from its own acknowledgement', () => {
+      // Two writers: version 6 acknowledged at 100, version 5 only at 900.
+      const stale = staleReads([{ version: 5, at: 900 }, { version: 6, at: 100 }], [{ client: 0, at: 1300, version: 4 }], 1000);
+      assert.deepEqual(stale.map((s) => s.excessMs), [200]);
     });
   });
 
