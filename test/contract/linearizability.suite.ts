@@ -21,7 +21,9 @@ export async function workload(structs: SharedStruct<Counter>[][], ops: number, 
   await Promise.all(
     structs.map(async (mine, client) => {
       for (let i = 0; i < ops; i++) {
-        const k = (client * 7 + i * 3) % mine.length;
+        // i * 5, not i * 3: with 3 structs, 3i would pin each client to one struct; and k - pick
+        // (pick below is (client + i) % 3) runs through every value, so every struct sees every operation kind.
+        const k = (client * 7 + i * 5) % mine.length;
         const s = mine[k]!;
         const h = histories[k]!;
         const pick = (client + i) % 3;
