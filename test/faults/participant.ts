@@ -345,7 +345,9 @@ export class Participant {
     const inc = (d: Reg): void => void (d.n += 1);
     const client = this.index;
     for (let i = 0; i < (spec.maxOps ?? 1_000_000) && now() < this.#until; i++) {
-      const k = (client * 7 + i * 3) % this.#structs.length;
+      // i * 5, not i * 3: with 3 structs, 3i would pin each client to one struct; and k - pick
+      // (pick below is (client + i) % 3) runs through every value, so every struct sees every operation kind.
+      const k = (client * 7 + i * 5) % this.#structs.length;
       const s = this.#structs[k]!;
       const pick = (client + i) % 3;
       const value = JSON.stringify({ n: -(client * 1000 + i) });
