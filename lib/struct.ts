@@ -151,6 +151,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   /** The last value before a delete: the base of the next life's first event. */
   #lastValue: T | undefined;
   #confirmedAt = 0;
+  /** When the information being applied was current: the send time of the request that brought it (see `#confirm`). */
+  #asOf: number | undefined;
   #state: 'open' | 'deleted' | 'closed' = 'open';
   #watchRevision = 0n;
   /**
@@ -179,6 +181,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
 
   /** @internal Loads or creates the struct, registers the listener and starts the watch. */
   async start(signal?: AbortSignal): Promise<void> {
+    const sentAt = Date.now();
     let entry = await this.#backend.get(this.#key, { signal, consistent: true });
     if (!entry) {
       if (!this.#options.hasInitial) {
@@ -190,7 +193,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     }
     const decoded = this.#decodeRemote(entry);
     if ('error' in decoded) throw decoded.error;
-    this.#setCache(entry, decoded.value);
+    const first = entry;
+    this.#asOfRequest(sentAt, () => this.#setCache(first, decoded.value));
     this.#watchRevision = entry.revision;
     this.#unregister = await this.#ctx.register(
       `${this.#listenersPrefix}/${this.id}`,
@@ -234,8 +238,9 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#ensureOpen();
     throwIfAborted(options.signal);
     if (seeded('cached-read')) return this.#readable().value;
+    const sentAt = Date.now();
     const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
-    this.#apply(entry, 'remote');
+    this.#asOfRequest(sentAt, () => this.#apply(entry, 'remote'));
     return this.#readable().value;
   }
 
@@ -367,6 +372,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       if (!prepared) return { value: cache.value, version: cache.version };
       const expectedVersion = this.#writeBase(cache);
       return await this.#writing(expectedVersion + 1, async () => {
+        const sentAt = Date.now();
         const r = await this.#backend.txn(
           {
             compare: [{ key: lock.key, exists: true }],
@@ -374,7 +380,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
           },
           { signal: options.signal },
         );
-        if (r.ok) return this.#committed(r.entries[0]!, prepared);
+        if (r.ok) return this.#committed(r.entries[0]!, prepared, sentAt);
         const lockKept = !lock.signal.aborted && (await this.#backend.stat(lock.key)) !== undefined;
         if (!lockKept) throw new SharedStructError('LOCK_LOST', `write lock of '${this.name}' was lost before the commit; nothing was written`);
         await this.readConsistent();
@@ -502,8 +508,27 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#confirm();
   }
 
+  /**
+   * Marks the cache confirmed equal to the store as of `#asOf`: when the request that brought the
+   * news was sent, not when the answer arrived. An answer or an event tells how the store was when
+   * it left; one that arrives late (a slow link, a process frozen with messages waiting in its
+   * socket, a member replaying history after a restart) must not make the cache look fresh. Watch
+   * events apply with no `#asOf`: they keep the cache current but confirm nothing.
+   */
   #confirm(): void {
-    this.#confirmedAt = Date.now();
+    const at = this.#asOf;
+    if (at !== undefined && at > this.#confirmedAt) this.#confirmedAt = at;
+  }
+
+  /** Runs `apply` (synchronous) with its confirmations dated `sentAt`. */
+  #asOfRequest(sentAt: number, apply: () => void): void {
+    const outer = this.#asOf;
+    this.#asOf = sentAt;
+    try {
+      apply();
+    } finally {
+      this.#asOf = outer;
+    }
   }
 
   /**
@@ -645,8 +670,9 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    */
   async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | { conflict: Entry | undefined }> {
     const r = await this.#writing(expectedVersion + 1, async () => {
+      const sentAt = Date.now();
       const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal, life: prepared.life });
-      return res.ok ? { written: this.#committed(res.entry, prepared) } : res;
+      return res.ok ? { written: this.#committed(res.entry, prepared, sentAt) } : res;
     });
     return 'written' in r ? r.written : { conflict: r.current };
   }
@@ -689,8 +715,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   }
 
   /** Applies our committed write and returns its result. */
-  #committed(entry: Entry, prepared: Prepared<T>): WriteResult<T> {
-    this.#apply(entry, 'local', prepared);
+  #committed(entry: Entry, prepared: Prepared<T>, sentAt: number): WriteResult<T> {
+    this.#asOfRequest(sentAt, () => this.#apply(entry, 'local', prepared));
     const cache = this.#cache;
     return { value: cache && cache.version === entry.version ? cache.value : prepared.value, version: entry.version };
   }
@@ -751,7 +777,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         return;
       }
       case 'progress':
-        this.#confirm();
+        // Like any event, progress may be old news (a member behind the others): no confirmation.
         this.#advance(event.revision);
         return;
     }
@@ -772,14 +798,16 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       try {
         const cache = this.#cache;
         if (!resync && cache) {
+          const sentAt = Date.now();
           const stat = await this.#backend.stat(this.#key, { signal });
           if (stat && stat.version === cache.version && stat.createRevision === cache.createRevision) {
-            this.#confirm();
+            this.#asOfRequest(sentAt, () => this.#confirm());
             return;
           }
         }
+        const sentAt = Date.now();
         const entry = await this.#backend.get(this.#key, { signal, consistent: true });
-        this.#apply(entry, resync ? 'resync' : 'remote');
+        this.#asOfRequest(sentAt, () => this.#apply(entry, resync ? 'resync' : 'remote'));
       } catch (err) {
         if (this.#state === 'closed') return;
         const e = isSharedStructError(err) ? err : new SharedStructError('CONNECTION', 'refresh failed', { cause: err });

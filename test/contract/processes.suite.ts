@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { backendOf } from '../../lib/client.js';
 import { connect, type Client, type MemberChange } from '../../lib/index.js';
 import { startAgent, type Agent } from '../support/agents.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { eventually } from './struct.suite.js';
 import { sleep } from '../support/process.js';
 
@@ -28,6 +29,7 @@ export function processContract(target: ProcessTarget): void {
     let namespace: string;
     const agents: Agent[] = [];
     const clients: Client[] = [];
+    const proxies: TcpProxy[] = [];
     const agent = (role: string, name: string, id: string): Agent => {
       const a = startAgent({ url, namespace, sessionTtlMs: TTL, role, name, id, lifetimeMs: 80000 });
       agents.push(a);
@@ -49,6 +51,7 @@ export function processContract(target: ProcessTarget): void {
     afterEach(async () => {
       await Promise.allSettled(agents.splice(0).map((a) => a.kill()));
       await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+      await Promise.allSettled(proxies.splice(0).map((p) => p.close()));
     });
 
     const queued = async (c: Client, parent: string, n: number): Promise<void> => {
@@ -115,6 +118,62 @@ export function processContract(target: ProcessTarget): void {
       assert.equal((await fenced.readConsistent()).token, String(acquired.token), 'the fenced resource holds the newest token');
       assert.ok(BigInt(acquired.token as string) > BigInt(first.token as string));
       console.log(`      [${target.name}] frozen holder: lock passed on ${acquired.at - pausedAt} ms after SIGSTOP; after SIGCONT A first reported '${firstAfter.ev}' ${firstAfter.at - resumedAt} ms later`);
+    });
+
+    it('a reader on a slow link, frozen past maxStalenessMs: read() never serves a version older than the bound', async () => {
+      // Replies and events take 100 ms to reach the reader, so some are always on their way; while
+      // the reader is frozen they land in its socket and the store moves on. After SIGCONT they
+      // are processed first: old news, which must not make a stale cache look fresh.
+      const bound = 1000;
+      const port = Number(/:(\d+)$/.exec(url)?.[1]);
+      const proxy = await startTcpProxy(port);
+      proxies.push(proxy);
+      proxy.setMode('delay', { minMs: 100, maxMs: 100 });
+      const reader = startAgent({
+        url: url.replace(/:\d+$/, `:${proxy.port}`),
+        namespace,
+        sessionTtlMs: TTL,
+        role: 'reader',
+        name: 'cfg',
+        id: 'R',
+        maxStalenessMs: bound,
+        refreshIntervalMs: 200,
+        lifetimeMs: 80000,
+      });
+      agents.push(reader);
+      await reader.waitFor('ready', 20000);
+      const writer = await (await local()).open<{ n: number }>('cfg', { initial: { n: 0 } });
+      const acks: { version: number; at: number }[] = [];
+      let stopWriting = false;
+      const writing = (async () => {
+        for (let i = 0; i < 1000 && !stopWriting; i++) {
+          const r = await writer.update((d) => void (d.n += 1));
+          acks.push({ version: r.version, at: Date.now() });
+          await sleep(10);
+        }
+      })();
+      try {
+        await sleep(1000);
+        const since = reader.events.length;
+        reader.pause();
+        await sleep(3000);
+        const resumedAt = Date.now();
+        reader.resume();
+        // Until it serves a read again (a new session first, if it was frozen past its ttl), then a bit more.
+        for (let i = 0; i < 200 && !reader.events.some((e) => e.ev === 'read' && e.at > resumedAt); i++) await sleep(50);
+        await sleep(500);
+        const reads = reader.events.slice(since).filter((e) => e.ev === 'read');
+        const late = reads.filter((r) => acks.some((a) => a.version > (r.version as number) && a.at <= r.at - bound));
+        assert.deepEqual(
+          late.map((r) => `version ${String(r.version)} at ${r.at - resumedAt} ms`),
+          [],
+          `read() served versions older than ${bound} ms (relative to SIGCONT; the writer was at version ${acks.at(-1)?.version})`,
+        );
+        assert.ok(reads.some((r) => r.at > resumedAt), 'the reader never read again after SIGCONT');
+      } finally {
+        stopWriting = true;
+        await writing;
+      }
     });
 
     it('election across 3 processes under kills and session expiry: one leader at a time', async () => {

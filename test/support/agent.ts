@@ -8,6 +8,8 @@
  * - `member`: join the group and stay.
  * - `increment`: `count` times `update(n => n + 1)` while folding its own subscriber's events;
  *   once the counter reaches `total`, report the fold, the versions seen and the local events.
+ * - `reader`: every 20 ms a cached `read()` of a struct opened with `maxStalenessMs`; reports the
+ *   version served (`read`) or `stale` (STALE_READ).
  * Usage: node --import tsx test/support/agent.ts '<json config>'. It exits on its own after
  * `lifetimeMs`, so nothing outlives the test run.
  */
@@ -18,7 +20,10 @@ interface AgentConfig {
   url: string;
   namespace: string;
   sessionTtlMs: number;
-  role: 'lock' | 'candidate' | 'member' | 'increment';
+  role: 'lock' | 'candidate' | 'member' | 'increment' | 'reader';
+  /** `reader`: the struct's maxStalenessMs and refreshIntervalMs. */
+  maxStalenessMs?: number;
+  refreshIntervalMs?: number;
   /** `increment`: how many updates this agent makes, and the total all agents reach. */
   count?: number;
   total?: number;
@@ -75,6 +80,22 @@ async function main(): Promise<void> {
       const leader = await election.campaign();
       out('elected', { token: leader.token });
       while (election.isLeader) await sleep(50);
+    }
+  } else if (cfg.role === 'reader') {
+    const s = await client.open<{ n: number }>(cfg.name, {
+      initial: { n: 0 },
+      ...(cfg.maxStalenessMs !== undefined && { maxStalenessMs: cfg.maxStalenessMs }),
+      ...(cfg.refreshIntervalMs !== undefined && { refreshIntervalMs: cfg.refreshIntervalMs }),
+    });
+    out('ready');
+    for (;;) {
+      try {
+        s.read();
+        out('read', { version: s.stat().version });
+      } catch (err) {
+        out('stale', { code: (err as { code?: string }).code });
+      }
+      await sleep(20);
     }
   } else if (cfg.role === 'increment') {
     const counter = await client.open<{ n: number }>(cfg.name, { initial: { n: 0 } });
