@@ -193,9 +193,10 @@ export interface Session {
   /** When the current state was entered. */
   readonly since: number;
   /**
-   * When the server was last heard from (`Date.now()` of the last successful response or
-   * keepalive). The server expires the session no earlier than about this + `ttlMs`, which is
-   * how locks and leaders give up in time.
+   * When the last request (or keepalive) that the server answered was sent (`Date.now()`): the
+   * server heard from this session then or later, so it expires the session no earlier than this
+   * + `ttlMs`, which is how locks and leaders give up in time. Not when an answer arrived: one can
+   * wait in the socket while the process is frozen.
    */
   readonly lastContactAt: number;
   /** Subscribes to state changes; returns the unsubscribe function. */

@@ -195,7 +195,9 @@ export class LeaseSession {
       return;
     }
     this.#lastAck = sentAt;
-    this.tracker.touch();
+    // The server renewed the lease when this keepalive reached it: after it was sent, maybe long
+    // before we read the answer (it may have waited in our socket while the process was frozen).
+    this.tracker.touch(sentAt);
     const state = this.tracker.state;
     if (state === 'suspended') this.tracker.transition('reconnected');
   }

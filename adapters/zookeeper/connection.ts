@@ -131,8 +131,12 @@ export interface ZkConnectionOptions {
   readonly sessionPassword?: Buffer;
   /** Called for every liveness ping this connection sends. */
   readonly onHeartbeat?: () => void;
-  /** Called whenever bytes arrive from the server (a reply, a ping answer, a notification). */
-  readonly onContact?: () => void;
+  /**
+   * The server answered a request (or ping) sent at `sentAt`: it heard from this session then or
+   * later. Only answers count: a notification, or an answer that waited in the socket while the
+   * process was frozen, says nothing about the server hearing from us since.
+   */
+  readonly onContact?: (sentAt: number) => void;
   readonly onSignal: (signal: ConnectionSignal) => void;
 }
 
@@ -172,6 +176,8 @@ const PERSISTENT_WATCHER_TYPE = 4;
 /** A request we queue: marks the packet as ours and says how to parse its body. */
 interface OwnRequest extends JuteRequest {
   readonly parse: ((frame: Buffer, offset: number) => unknown) | undefined;
+  /** When it was handed to the library (it goes on the wire then, or later after a reconnect). */
+  readonly queuedAt: number;
 }
 
 /**
@@ -185,6 +191,8 @@ export class ZkConnection {
   readonly #originalOnSocketData: (buffer: Buffer) => void;
   #inbound: Buffer = Buffer.alloc(0);
   #lastReceivedAt = Date.now();
+  /** The send time of the latest request the server answered (or of the session's handshake). */
+  #answeredAt = Date.now();
   #pingSentAt = 0;
   #connectingSince = Date.now();
   #everConnected = false;
@@ -327,7 +335,7 @@ export class ZkConnection {
       }
       const header = new jute.protocol.RequestHeader();
       header.type = type;
-      const request: OwnRequest = Object.assign(new jute.Request(header, payload), { parse });
+      const request: OwnRequest = Object.assign(new jute.Request(header, payload), { parse, queuedAt: Date.now() });
       const onAbort = (): void => {
         const queue = this.#cm.packetQueue.queue;
         const index = queue.findIndex((p) => p.request === request);
@@ -369,7 +377,7 @@ export class ZkConnection {
     if (connected) {
       const header = new jute.protocol.RequestHeader();
       header.type = OP.closeSession;
-      const request: OwnRequest = Object.assign(new jute.Request(header, null), { parse: undefined });
+      const request: OwnRequest = Object.assign(new jute.Request(header, null), { parse: undefined, queuedAt: Date.now() });
       this.#options.counters.count('closeSession');
       const answered = new Promise<void>((resolve) => {
         // CLOSING makes the library refuse other requests and not reconnect when the server
@@ -484,6 +492,7 @@ export class ZkConnection {
         const reconnect = this.#everConnected;
         this.#everConnected = true;
         this.#lastReceivedAt = Date.now();
+        this.#answeredAt = this.#lastReceivedAt;
         this.#suspended = false;
         if (reconnect) this.#rearmPersistent();
         this.#options.onSignal({ kind: 'connected' });
@@ -559,7 +568,10 @@ export class ZkConnection {
         cm.socket?.destroy();
         return;
       }
-      if (silentMs >= timeout / 6 && this.#pingSentAt <= this.#lastReceivedAt) this.#ping();
+      // Also when notifications keep arriving but nothing of ours was answered: the server renews
+      // the session only on what it hears from us.
+      const unansweredMs = now - this.#answeredAt;
+      if ((silentMs >= timeout / 6 || unansweredMs >= timeout / 6) && this.#pingSentAt <= this.#answeredAt) this.#ping();
     } else if (cm.state === CM_STATES.CONNECTING) {
       this.#unstickConnect();
     }
@@ -586,10 +598,15 @@ export class ZkConnection {
     this.#cm.queue(new jute.Request(header, null));
   }
 
+  /** The server answered something we sent at `sentAt`. */
+  #answered(sentAt: number): void {
+    if (sentAt > this.#answeredAt) this.#answeredAt = sentAt;
+    if (!this.#dead && sentAt > 0) this.#options.onContact?.(sentAt);
+  }
+
   /** Splits the stream into frames and parses replies to our own requests here. */
   #onSocketData(buffer: Buffer): void {
     this.#lastReceivedAt = Date.now();
-    if (!this.#dead) this.#options.onContact?.();
     this.#inbound = this.#inbound.length === 0 ? buffer : Buffer.concat([this.#inbound, buffer]);
     while (this.#inbound.length >= 4 && !this.#dead) {
       const size = this.#inbound.readInt32BE(0);
@@ -624,6 +641,7 @@ export class ZkConnection {
     }
     const xid = frame.readInt32BE(4);
     const err = frame.readInt32BE(16);
+    if (xid === jute.XID_PING) this.#answered(this.#pingSentAt);
     if (xid === jute.XID_NOTIFICATION) {
       if (this.#persistent.size > 0) {
         const event = parseWatcherEvent(frame, BODY_OFFSET);
@@ -643,6 +661,7 @@ export class ZkConnection {
       return;
     }
     cm.pendingQueue.shift();
+    this.#answered(own.queuedAt);
     const zxidBytes = frame.subarray(8, 16);
     if (zxidBytes.readBigInt64BE(0) > 0n) cm.zxid = Buffer.from(zxidBytes);
     const header = { xid, zxid: Buffer.from(zxidBytes), err };

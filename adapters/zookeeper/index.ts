@@ -171,8 +171,8 @@ export class ZooKeeperBackend implements Backend {
       logger: options.logger,
       counters,
       onHeartbeat: () => (heartbeats.count += 1),
-      onContact: () => {
-        if (holder.backend) holder.backend.#touch(conn);
+      onContact: (sentAt) => {
+        if (holder.backend) holder.backend.#touch(conn, sentAt);
       },
       onSignal: (signal) => {
         if (holder.backend) holder.backend.#onSignal(conn, signal);
@@ -701,9 +701,12 @@ export class ZooKeeperBackend implements Backend {
     for (const waiter of [...this.#liveWaiters]) waiter();
   }
 
-  /** The server of the current session answered: locks measure their safety from this. */
-  #touch(conn: ZkConnection): void {
-    if (conn === this.#conn) this.#session.touch();
+  /**
+   * The server of the current session answered a request sent at `sentAt`, so it heard from us
+   * then or later: locks measure their safety from this.
+   */
+  #touch(conn: ZkConnection, sentAt: number): void {
+    if (conn === this.#conn) this.#session.touch(sentAt);
   }
 
   #onSignal(conn: ZkConnection, signal: ConnectionSignal): void {
@@ -766,7 +769,7 @@ export class ZooKeeperBackend implements Backend {
         logger: this.#logger,
         counters: this.counters,
         onHeartbeat: () => (this.#heartbeats.count += 1),
-        onContact: () => this.#touch(conn),
+        onContact: (sentAt) => this.#touch(conn, sentAt),
         onSignal: (signal) => this.#onSignal(conn, signal),
       });
       try {

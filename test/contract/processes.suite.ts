@@ -120,6 +120,42 @@ export function processContract(target: ProcessTarget): void {
       console.log(`      [${target.name}] frozen holder: lock passed on ${acquired.at - pausedAt} ms after SIGSTOP; after SIGCONT A first reported '${firstAfter.ev}' ${firstAfter.at - resumedAt} ms later`);
     });
 
+    it('a holder on a slow link frozen past its ttl: answers waiting in its socket do not make it think it still holds', async () => {
+      // Answers take 250 ms to arrive, so some are always on their way when the holder freezes
+      // (keepalive answers; on ZooKeeper also the notifications of someone else's writes); they
+      // wait in its socket and are read first after SIGCONT. They were sent before the server
+      // expired the session: no news of the server hearing from the holder since.
+      const port = Number(/:(\d+)$/.exec(url)?.[1]);
+      const proxy = await startTcpProxy(port);
+      proxies.push(proxy);
+      proxy.setMode('delay', { minMs: 250, maxMs: 250 });
+      const a = startAgent({ url: url.replace(/:\d+$/, `:${proxy.port}`), namespace, sessionTtlMs: TTL, role: 'hold', name: 'job', id: 'A', requestTimeoutMs: 3000, lifetimeMs: 80000 });
+      agents.push(a);
+      await a.waitFor('acquired', 20000);
+      const noise = await (await local()).open<{ n: number }>('job-noise', { initial: { n: 0 } });
+      let writing = true;
+      const writes = (async () => {
+        for (let i = 0; i < 2000 && writing; i++) {
+          await noise.update((d) => void (d.n += 1));
+          await sleep(10);
+        }
+      })();
+      try {
+        await sleep(1000);
+        assert.equal(a.events.at(-1)?.ev, 'step', 'A holds the lock before the freeze');
+        a.pause();
+        await sleep(TTL + 1000);
+        const resumedIndex = a.events.length;
+        a.resume();
+        await a.waitFor('learned', 5000, resumedIndex);
+        const after = a.events.slice(resumedIndex).map((e) => e.ev);
+        assert.deepEqual(after.filter((ev) => ev === 'step'), [], `A took a guarded step after SIGCONT before learning: ${after.join(',')}`);
+      } finally {
+        writing = false;
+        await writes;
+      }
+    });
+
     it('a reader on a slow link, frozen past maxStalenessMs: read() never serves a version older than the bound', async () => {
       // Replies and events take 100 ms to reach the reader, so some are always on their way; while
       // the reader is frozen they land in its socket and the store moves on. After SIGCONT they

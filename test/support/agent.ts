@@ -10,6 +10,8 @@
  *   once the counter reaches `total`, report the fold, the versions seen and the local events.
  * - `reader`: every 20 ms a cached `read()` of a struct opened with `maxStalenessMs`; reports the
  *   version served (`read`) or `stale` (STALE_READ).
+ * - `hold`: take the lock and keep it, checking `lock.held` every 20 ms (`step`) until it says no
+ *   (`learned`), while a struct `<name>-noise` is open (someone else's writes keep traffic coming).
  * Usage: node --import tsx test/support/agent.ts '<json config>'. It exits on its own after
  * `lifetimeMs`, so nothing outlives the test run.
  */
@@ -20,7 +22,9 @@ interface AgentConfig {
   url: string;
   namespace: string;
   sessionTtlMs: number;
-  role: 'lock' | 'candidate' | 'member' | 'increment' | 'reader';
+  role: 'lock' | 'candidate' | 'member' | 'increment' | 'reader' | 'hold';
+  /** Deadline of each request (default 1000 ms). */
+  requestTimeoutMs?: number;
   /** `reader`: the struct's maxStalenessMs and refreshIntervalMs. */
   maxStalenessMs?: number;
   refreshIntervalMs?: number;
@@ -44,7 +48,7 @@ setTimeout(() => {
 }, cfg.lifetimeMs);
 
 async function main(): Promise<void> {
-  const client = await connect(cfg.url, { namespace: cfg.namespace, sessionTtlMs: cfg.sessionTtlMs, requestTimeoutMs: 1000, logger: quiet });
+  const client = await connect(cfg.url, { namespace: cfg.namespace, sessionTtlMs: cfg.sessionTtlMs, requestTimeoutMs: cfg.requestTimeoutMs ?? 1000, logger: quiet });
   client.on('state', (s) => out('state', { state: s.state, epoch: s.epoch }));
   out('connected');
   if (cfg.role === 'lock') {
@@ -80,6 +84,17 @@ async function main(): Promise<void> {
       const leader = await election.campaign();
       out('elected', { token: leader.token });
       while (election.isLeader) await sleep(50);
+    }
+  } else if (cfg.role === 'hold') {
+    await client.open<{ n: number }>(`${cfg.name}-noise`, { initial: { n: 0 } });
+    const lock = await client.lock(cfg.name);
+    out('acquired', { token: lock.token });
+    lock.signal.addEventListener('abort', () => out('lost-signal'), { once: true });
+    for (;;) {
+      const held = lock.held;
+      out(held ? 'step' : 'learned', { token: lock.token });
+      if (!held) break;
+      await sleep(20);
     }
   } else if (cfg.role === 'reader') {
     const s = await client.open<{ n: number }>(cfg.name, {
