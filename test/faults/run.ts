@@ -665,10 +665,11 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
 
 const ms = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(0)} ms`);
 
-async function runBackend(make: () => Promise<Cluster>): Promise<{ row: string; failed: boolean }> {
+async function runBackend(make: () => Promise<Cluster>): Promise<{ row: string; byFault: string[]; failed: boolean }> {
   const started = now();
   const cluster = await make();
   const total = tally();
+  const recoveryByFault = new Map<string, number[]>();
   const caught: string[] = [];
   try {
     const plan: [string, WorkloadName][] =
@@ -676,6 +677,7 @@ async function runBackend(make: () => Promise<Cluster>): Promise<{ row: string; 
     for (const [faultName, workload] of plan.filter(([f, w]) => FILTER === undefined || `${f} / ${w}`.includes(FILTER))) {
       const { t, line } = await runOne(cluster, faultName, workload);
       add(total, t);
+      recoveryByFault.set(faultName, [...(recoveryByFault.get(faultName) ?? []), ...t.recovery]);
       console.error(`  [${cluster.name}] ${faultName} / ${workload}: ${line}`);
       await cluster.repair();
       await cluster.leader(); // the cluster is whole again before the next run
@@ -713,7 +715,10 @@ async function runBackend(make: () => Promise<Cluster>): Promise<{ row: string; 
     `${total.unexpected}`,
     `${((now() - started) / 1000).toFixed(0)} s`,
   ];
-  return { row: `| ${row.join(' | ')} |`, failed: violations(total) > 0 || caught.length < SEEDED.length };
+  const byFault = [...recoveryByFault].flatMap(([f, v]) =>
+    v.length > 0 ? [`| ${cluster.name} | ${f} | ${v.length} | ${ms(percentile(v, 50))} | ${ms(percentile(v, 99))} | ${ms(Math.max(...v))} |`] : [],
+  );
+  return { row: `| ${row.join(' | ')} |`, byFault, failed: violations(total) > 0 || caught.length < SEEDED.length };
 }
 
 /** The whole run's time limit: a run that hangs fails instead of holding CI up. */
@@ -726,11 +731,13 @@ async function main(): Promise<void> {
   }, LIMIT_MS).unref();
   const started = now();
   const rows: string[] = [];
+  const byFault: string[] = [];
   let failed = false;
   for (const [name, make] of [['etcd', etcdCluster], ['zookeeper', zkCluster]] as const) {
     if (ONLY && ONLY !== name) continue;
     const r = await runBackend(make);
     rows.push(r.row);
+    byFault.push(...r.byFault);
     failed ||= r.failed;
   }
   console.log(`mode ${MODE}; faults: ${Object.keys(FAULTS).join(', ')}; workloads: ${WORKLOADS.join(', ')}; ttl ${TTL} ms; staleness bound ${STALENESS_BOUND} ms`);
@@ -739,6 +746,10 @@ async function main(): Promise<void> {
   );
   console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: | ---: |');
   for (const r of rows) console.log(r);
+  console.log('\nrecovery by fault: from the end of the fault to each client\'s next successful operation');
+  console.log('| backend | fault | clients | p50 | p99 | max |');
+  console.log('| --- | --- | ---: | ---: | ---: | ---: |');
+  for (const r of byFault) console.log(r);
   console.log(`total ${((now() - started) / 1000).toFixed(0)} s: ${failed ? 'FAILED' : 'ok'}`);
   if (failed) process.exitCode = 1;
 }
