@@ -338,12 +338,14 @@ const FAULTS: Record<string, Fault> = {
       const p = ctx.participants[0]!;
       const from = now();
       p.pause!();
+      let to: number;
       try {
         await sleep(TTL + 2000);
       } finally {
+        // Stamped before SIGCONT: the woken process may act before this process reads the clock.
+        to = now();
         p.resume!();
       }
-      const to = now();
       return { endAt: to, freezes: [{ client: 0, from, to }], detail: `pid ${p.pid}` };
     },
   },
