@@ -97,7 +97,7 @@ export function processContract(target: ProcessTarget): void {
       await a.waitFor('wrote', 10000);
       const b = agent('lock', 'job', 'B');
       await queued(observer, `${namespace}/_locks/job`, 2);
-      a.pause();
+      await a.pause();
       const pausedAt = Date.now();
       const acquired = await b.waitFor('acquired', TTL + 15000);
       // The server counts the ttl from its last keepalive, up to a third of the ttl before the pause.
@@ -143,7 +143,7 @@ export function processContract(target: ProcessTarget): void {
       try {
         await sleep(1000);
         assert.equal(a.events.at(-1)?.ev, 'step', 'A holds the lock before the freeze');
-        a.pause();
+        await a.pause();
         await sleep(TTL + 1000);
         const resumedIndex = a.events.length;
         a.resume();
@@ -191,7 +191,7 @@ export function processContract(target: ProcessTarget): void {
       try {
         await sleep(1000);
         const since = reader.events.length;
-        reader.pause();
+        await reader.pause();
         await sleep(3000);
         const resumedAt = Date.now();
         reader.resume();
@@ -243,7 +243,7 @@ export function processContract(target: ProcessTarget): void {
       const frozen = await leaderNow(TTL + 20000);
       const frozenAt = Date.now();
       const sinceFreeze = frozen.events.length;
-      frozen.pause();
+      await frozen.pause();
       killedAt.set(frozen.child.pid!, frozenAt);
       live.delete(frozen.id);
       await leaderNow(TTL + 20000);

@@ -137,8 +137,8 @@ describe('etcd adapter: 3-member cluster, leader killed and restarted', function
     await until('the first event', () => events.length === 1, 10000);
     // Freeze the two others: m0 loses its leader (CheckQuorum), and etcd ends streams that
     // asked for a leader after a few election timeouts.
-    m1.pause();
-    m2.pause();
+    await m1.pause();
+    await m2.pause();
     try {
       await until('the watch stream ended by the member', () => own.resumes >= 1, 15000);
     } finally {

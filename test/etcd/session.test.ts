@@ -94,7 +94,7 @@ describe('etcd adapter: session and deadlines', function () {
     const b = await backend({ requestTimeoutMs: 1000, sessionTtlMs: 10000 });
     await b.create('/s-freeze/k', enc('v1'));
     const member = etcd.members[0]!;
-    member.pause();
+    await member.pause();
     try {
       let t = Date.now();
       await assert.rejects(b.get('/s-freeze/k', { consistent: true }), (err) => isSharedStructError(err, 'TIMEOUT') && err.retryable);
@@ -129,7 +129,7 @@ describe('etcd adapter: session and deadlines', function () {
     const first = b.session.lastContactAt;
     await until('a keepalive answered', () => b.session.lastContactAt > first, ttlMs);
     const member = etcd.members[0]!;
-    member.pause();
+    await member.pause();
     const pausedAt = Date.now();
     try {
       await until('lost', () => b.session.state === 'lost', ttlMs + 3000);

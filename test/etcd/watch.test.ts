@@ -187,7 +187,7 @@ describe('etcd adapter: watch continuity under faults', function () {
     await raw.put(`${prefix}/a`).value('1').exec();
     await seen.until('the first put', (evs) => evs.some((e) => e.type === 'put'));
     const member = etcd.members[0]!;
-    member.pause();
+    await member.pause();
     // gRPC pings every 6 s and gives up after requestTimeoutMs (2 s): by 10 s the connection
     // the stream sat on has been declared dead and the watch is trying to come back.
     await sleep(10000);

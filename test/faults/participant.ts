@@ -139,7 +139,7 @@ export interface ParticipantHandle {
   finish(final: { version: number; value: unknown }): Promise<FinishRecord>;
   close(): Promise<void>;
   /** Remote only: SIGSTOP / SIGCONT by PID. */
-  pause?(): void;
+  pause?(): Promise<void>;
   resume?(): void;
 }
 
@@ -612,8 +612,8 @@ export class RemoteParticipant implements ParticipantHandle {
       await this.#agent.kill();
     }
   }
-  pause(): void {
-    this.#agent.pause();
+  pause(): Promise<void> {
+    return this.#agent.pause();
   }
   resume(): void {
     this.#agent.resume();

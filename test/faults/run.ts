@@ -119,7 +119,7 @@ async function etcdCluster(): Promise<Cluster> {
     },
     kill: (i) => c.members[i]!.kill(),
     restart: (i) => c.members[i]!.restart(),
-    pause: (i) => Promise.resolve(c.members[i]!.pause()),
+    pause: (i) => c.members[i]!.pause(),
     resume: (i) => c.members[i]!.resume(),
     async repair() {
       for (const m of c.members) {
@@ -337,7 +337,7 @@ const FAULTS: Record<string, Fault> = {
     async apply(ctx) {
       const p = ctx.participants[0]!;
       const from = now();
-      p.pause!();
+      await p.pause!();
       let to: number;
       try {
         await sleep(TTL + 2000);

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { freeze } from './process.js';
 
 /** One line an agent printed. */
 export interface AgentEvent {
@@ -28,7 +29,8 @@ export interface Agent {
   /** Resolves the first event (after `since`, an index) that matches, within `ms`. */
   waitFor(ev: string, ms: number, since?: number): Promise<AgentEvent>;
   kill(): Promise<void>;
-  pause(): void;
+  /** SIGSTOP; resolves once every thread of the agent has stopped. */
+  pause(): Promise<void>;
   resume(): void;
 }
 
@@ -105,9 +107,7 @@ export function startAgent(config: Record<string, unknown> & { id: string }, opt
       }
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
     },
-    pause() {
-      process.kill(child.pid!, 'SIGSTOP');
-    },
+    pause: () => freeze(child.pid!),
     resume() {
       process.kill(child.pid!, 'SIGCONT');
     },

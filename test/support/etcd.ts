@@ -53,8 +53,8 @@ export interface EtcdMember {
   kill(): Promise<void>;
   /** Starts the member again on the same ports and data dir; resolves once it is healthy. */
   restart(): Promise<void>;
-  /** SIGSTOP: the process freezes, its sockets stay open (what a hung server looks like). */
-  pause(): void;
+  /** SIGSTOP: the process freezes, its sockets stay open (what a hung server looks like); resolves once every thread has stopped. */
+  pause(): Promise<void>;
   /** SIGCONT. */
   resume(): void;
   /** The member's Prometheus metrics text. */
@@ -167,8 +167,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
           return size === 1 ? healthy(spec.clientPort) : (await fetch(`http://127.0.0.1:${spec.metricsPort}/metrics`)).ok;
         });
       },
-      pause() {
-        proc?.pause();
+      async pause() {
+        await proc?.pause();
       },
       resume() {
         proc?.resume();

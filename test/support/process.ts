@@ -4,7 +4,7 @@
  * Everything binds to 127.0.0.1 only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, openSync, closeSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, openSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,8 +46,8 @@ export interface ServerProcess {
   exited(): boolean;
   /** SIGKILL and wait for the exit (bounded). */
   kill(): Promise<void>;
-  /** SIGSTOP: freeze the process (fault injection). */
-  pause(): void;
+  /** SIGSTOP: freeze the process (fault injection); resolves once every thread has stopped. */
+  pause(): Promise<void>;
   /** SIGCONT: thaw it. */
   resume(): void;
 }
@@ -84,9 +84,7 @@ export function startProcess(command: string, args: string[], logFile: string, c
       }
       await Promise.race([exitedPromise, new Promise((r) => setTimeout(r, 5000).unref())]);
     },
-    pause() {
-      process.kill(pid, 'SIGSTOP');
-    },
+    pause: () => freeze(pid),
     resume() {
       process.kill(pid, 'SIGCONT');
     },
@@ -129,4 +127,30 @@ export function which(command: string): string | undefined {
     if (dir && existsSync(p)) return p;
   }
   return undefined;
+}
+
+/**
+ * SIGSTOP `pid` and resolve once every one of its threads is stopped. `kill()` returns when the
+ * signal is queued, not when a busy multi-threaded server (Go, the JVM) has stopped: a request
+ * sent right after could still be answered, which made "frozen server" tests flaky on a loaded
+ * machine.
+ */
+export async function freeze(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  await waitUntil(`pid ${pid} stopped`, () => allThreadsStopped(pid), { timeoutMs: 5000, intervalMs: 5 });
+}
+
+/** True when every thread of `pid` is in the stopped state (`T`), per /proc (Linux). */
+function allThreadsStopped(pid: number): boolean {
+  const taskDir = `/proc/${pid}/task`;
+  if (!existsSync(taskDir)) return true;
+  return readdirSync(taskDir).every((tid) => {
+    try {
+      // Field 3 of stat, after the parenthesised command name.
+      const stat = readFileSync(`${taskDir}/${tid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    } catch {
+      return true; // the thread is gone
+    }
+  });
 }
