@@ -476,11 +476,20 @@ export class ZkConnection {
    * server keeps its one-shot watch until it fires once; that notification finds nobody.
    */
   unregister(path: string, watcher: (event: ZkEvent) => void): void {
-    const manager = (this.#cm as unknown as { watcherManager: Record<string, Record<string, EventEmitter>> })
-      .watcherManager;
+    const manager = this.#watcherManager();
     for (const kind of ['dataWatchers', 'childWatchers', 'existenceWatchers']) {
       manager[kind]?.[path]?.removeListener('notification', watcher);
     }
+  }
+
+  #watcherManager(): Record<string, Record<string, EventEmitter>> {
+    return (this.#cm as unknown as { watcherManager: Record<string, Record<string, EventEmitter>> }).watcherManager;
+  }
+
+  /** Whether the library holds a one-shot watcher of `path` (its emit deletes them as they fire). */
+  #libraryWatches(path: string): boolean {
+    const m = this.#watcherManager();
+    return m.dataWatchers?.[path] !== undefined || m.existenceWatchers?.[path] !== undefined || m.childWatchers?.[path] !== undefined;
   }
 
   // ---- internals ----
@@ -643,14 +652,13 @@ export class ZkConnection {
     const err = frame.readInt32BE(16);
     if (xid === jute.XID_PING) this.#answered(this.#pingSentAt);
     if (xid === jute.XID_NOTIFICATION) {
-      if (this.#persistent.size > 0) {
-        const event = parseWatcherEvent(frame, BODY_OFFSET);
-        const handlers = this.#persistent.get(event.path);
-        if (handlers && event.type >= 1 && event.type <= 4) for (const h of [...handlers]) h(event.type);
-      }
-      // ZooKeeper >= 3.6 sends watch-removed types (5..7) the library would throw on.
-      const type = frame.readInt32BE(BODY_OFFSET);
-      if (type >= 1 && type <= 4) this.#originalOnSocketData(frame);
+      const event = parseWatcherEvent(frame, BODY_OFFSET);
+      if (event.type < 1 || event.type > 4) return; // watch-removed types (>= 3.6) the library would throw on
+      const handlers = this.#persistent.get(event.path);
+      if (handlers) for (const h of [...handlers]) h(event.type);
+      // The library parses the frame again and fires its one-shot watchers of the path; with
+      // none registered it would do nothing (most notifications, under persistent watches).
+      if (this.#libraryWatches(event.path)) this.#originalOnSocketData(frame);
       return;
     }
     const packet = cm.pendingQueue[0];

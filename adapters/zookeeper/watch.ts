@@ -148,6 +148,11 @@ abstract class BaseWatch implements ZkWatch {
     return this.#closed;
   }
 
+  /** Open, with no worker run going on or due: state may be decided synchronously. */
+  protected get idle(): boolean {
+    return !this.#closed && !this.#running && !this.#dirty;
+  }
+
   protected emit(event: WatchEvent): void {
     if (!this.#closed) this.#queue.push(event);
   }
@@ -251,9 +256,13 @@ export class KeyWatch extends BaseWatch {
   /** Own writes on the watched session whose replies came since the last read was sent. */
   #own: Entry[] = [];
   readonly #onNotify = (type: number): void => {
-    if (type === 0) this.#mustRead = true;
-    else this.#notified += 1;
-    this.wake();
+    if (type === 0) {
+      this.#mustRead = true;
+      this.wake();
+      return;
+    }
+    this.#notified += 1;
+    if (!this.#decideNow()) this.wake();
   };
 
   constructor(host: WatchHost, key: string, afterRevision: bigint | undefined) {
@@ -263,7 +272,7 @@ export class KeyWatch extends BaseWatch {
 
   /** @internal An own write of this key settled: a postponed decision can be taken now. */
   writeSettled(): void {
-    if (this.#notified > 0) this.wake();
+    if (this.#notified > 0 && !this.#decideNow()) this.wake();
   }
 
   /** @internal This backend committed `entry` on `conn` (called as the reply is read). */
@@ -276,6 +285,28 @@ export class KeyWatch extends BaseWatch {
       return;
     }
     this.#own.push(entry);
+    // The notification came before this reply: the pair may settle now, without the worker
+    // (else writeSettled wakes it).
+    if (this.#notified > 0) this.#decideNow();
+  }
+
+  /**
+   * The worker's decision for a watch with nothing else to do, taken synchronously (an own
+   * write's echo then costs no worker run): own writes that explain every notification are
+   * emitted; notifications that own writes in flight may still explain wait for them. True when
+   * decided; false when the worker must run (it reads).
+   */
+  #decideNow(): boolean {
+    const conn = this.#persistentOn;
+    if (!this.idle || this.#oneShot || !conn || conn.dead || conn !== this.armedOn || this.first || this.needReset || this.#mustRead) return false;
+    if (this.#notified === 0) return true;
+    const chain = this.#ownChain();
+    if (!chain) return false;
+    if (chain.length === this.#notified) {
+      this.#emitOwn(chain);
+      return true;
+    }
+    return chain.length < this.#notified && this.#notified - chain.length <= this.host.backend.writesInFlight(this.key);
   }
 
   protected async sync(conn: ZkConnection, signal: AbortSignal): Promise<void> {
