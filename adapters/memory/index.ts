@@ -102,7 +102,10 @@ export class MemoryBackend implements Backend {
   put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
     return this.#request('put', options, () => {
       const life = options.life;
-      if (life && this.store.get(key)?.createRevision !== life.createRevision) return { ok: false, current: this.store.get(key) };
+      if (life) {
+        const current = this.store.get(key);
+        if (current?.createRevision !== life.createRevision) return { ok: false, current };
+      }
       const done = this.store.commit([], [{ op: 'put', key, value, expectedVersion: options.expectedVersion }], this.#sessionId);
       if (done) return { ok: true, entry: done[0]! };
       return { ok: false, current: this.store.get(key) };

@@ -50,20 +50,9 @@ export interface SetupSpec {
   readonly hardStopAt: number;
 }
 
-/** A register operation as recorded (the runner re-attaches `next` to updates). */
-export type RecordedOp =
-  | { readonly k: number; readonly kind: 'read'; readonly client: number; readonly call: number; readonly ret?: number; readonly output?: { version: number; value: string } }
-  | { readonly k: number; readonly kind: 'update'; readonly client: number; readonly call: number; readonly ret?: number; readonly output?: { version: number; value: string } }
-  | {
-      readonly k: number;
-      readonly kind: 'cas';
-      readonly client: number;
-      readonly call: number;
-      readonly ret?: number;
-      readonly expectedVersion: number;
-      readonly value: string;
-      readonly output?: { ok: boolean; version?: number };
-    };
+/** A register operation as recorded: the checker's {@link Operation} with its index `k`, and no `next` (the runner re-attaches it to updates). */
+export type RecordedOp = { readonly k: number } & WithoutNext<Operation>;
+type WithoutNext<O> = O extends { readonly kind: 'update' } ? Omit<O, 'next'> : O;
 
 /** One `updateLocked` call that got the lock (see checks.ts `Hold`). */
 export interface HoldRecord {

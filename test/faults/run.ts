@@ -18,7 +18,7 @@ import { metricValue, rawEtcd, startEtcd } from '../support/etcd.js';
 import { sleep } from '../support/process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { startZooKeeper, zkLeader } from '../support/zookeeper.js';
-import { RawClient } from '../zookeeper/helpers.js';
+import { expireSessionOf } from '../zookeeper/helpers.js';
 import {
   lockLosses,
   now,
@@ -176,31 +176,8 @@ async function zkCluster(): Promise<Cluster> {
     },
     async expire(info, proxies) {
       if (info.kind !== 'zookeeper') throw new Error(`not a ZooKeeper session: ${info.kind}`);
-      // A second client attaches to the session (id and password) and closes it: the server
-      // ends the session and drops its ephemerals. The owner is cut off meanwhile, or its own
-      // reconnect could take the session back before the close arrives.
-      for (const p of proxies) p.setMode('blackhole');
-      try {
-        const sessionId = Buffer.from(info.sessionId, 'hex');
-        const sessionPassword = Buffer.from(info.password, 'hex');
-        for (let attempt = 1; ; attempt++) {
-          let twin: RawClient;
-          try {
-            twin = await RawClient.connect(c.connectString, { sessionId, sessionPassword, timeoutMs: info.timeoutMs });
-          } catch (err) {
-            if (String(err).includes('expired')) return;
-            throw err;
-          }
-          await twin.close();
-          if (attempt >= 5) throw new Error('the session survived five closes');
-        }
-      } finally {
-        for (const p of proxies) {
-          p.setMode('pass');
-          // The owner's reconnect went into the blackhole; a reset lets it retry at once.
-          p.resetAll();
-        }
-      }
+      // The owner is cut off through its proxies while a second client closes its session.
+      await expireSessionOf(c.connectString, { sessionId: Buffer.from(info.sessionId, 'hex'), password: Buffer.from(info.password, 'hex'), timeoutMs: info.timeoutMs }, proxies);
     },
     stop: () => c.stop(),
   };

@@ -124,22 +124,42 @@ export class RawClient {
   }
 }
 
+/** What a second client needs to attach to a session. */
+export interface SessionCredentials {
+  readonly sessionId: Buffer;
+  readonly password: Buffer;
+  readonly timeoutMs: number;
+}
+
 /**
- * Expires `backend`'s session for real: a second client attaches to the same session (id and
- * password) and closes it; the server ends the session and drops its ephemerals. The backend
- * must reach the server through `proxy`: it is blackholed meanwhile, because otherwise the
- * backend's own reconnect (with the same credentials) can take the session back before the
- * second client's close arrives. Resolves once a third attach is refused as expired; the proxy
- * is then put back into `restore` (a partitioned client stays partitioned).
+ * Expires `backend`'s session for real (see {@link expireSessionOf}). The backend must reach the
+ * server through `proxy`; the proxy is then put back into `restore` (a partitioned client stays
+ * partitioned).
  */
-export async function expireSession(
+export function expireSession(
   backend: ZooKeeperBackend,
   connectString: string,
   proxy: TcpProxy,
   restore: ProxyMode = 'pass',
 ): Promise<void> {
-  const { sessionId, password, timeoutMs } = backend.sessionCredentials();
-  proxy.setMode('blackhole');
+  return expireSessionOf(connectString, backend.sessionCredentials(), [proxy], restore);
+}
+
+/**
+ * Expires a session for real: a second client attaches to it (id and password) and closes it;
+ * the server ends the session and drops its ephemerals. The owner must reach the server through
+ * `proxies`: they are blackholed meanwhile, because otherwise the owner's own reconnect (with the
+ * same credentials) can take the session back before the second client's close arrives.
+ * Resolves once a further attach is refused as expired; the proxies are then put into `restore`.
+ */
+export async function expireSessionOf(
+  connectString: string,
+  credentials: SessionCredentials,
+  proxies: readonly TcpProxy[],
+  restore: ProxyMode = 'pass',
+): Promise<void> {
+  const { sessionId, password, timeoutMs } = credentials;
+  for (const p of proxies) p.setMode('blackhole');
   try {
     for (let attempt = 1; ; attempt += 1) {
       let twin: RawClient;
@@ -153,12 +173,15 @@ export async function expireSession(
       if (attempt >= 5) throw new Error('the session survived five closes');
     }
   } finally {
-    proxy.setMode(restore);
-    // The backend's reconnect attempt went into the blackhole; a reset lets it retry now
-    // instead of after its handshake timeout.
-    if (restore === 'pass') proxy.resetAll();
+    for (const p of proxies) {
+      p.setMode(restore);
+      // The owner's reconnect attempt went into the blackhole; a reset lets it retry now
+      // instead of after its handshake timeout.
+      if (restore === 'pass') p.resetAll();
+    }
   }
 }
+
 /** Collects session state changes of a backend. */
 export function recordStates(backend: Backend): { states: SessionStateChange[]; stop: () => void } {
   const states: SessionStateChange[] = [];
