@@ -82,7 +82,7 @@ export interface SharedStructErrorOptions {
  * ```
  */
 export class SharedStructError extends Error {
-  override readonly name = 'SharedStructError';
+  declare readonly name: 'SharedStructError';
   /** @internal Brand read by `instanceof` (see below). */
   readonly [BRAND] = true;
 
@@ -100,11 +100,20 @@ export class SharedStructError extends Error {
   /** Structured details, when the code has any. */
   readonly details: unknown;
 
+  /**
+   * `message` says what happened and what to do, without the code: print `${err.code}: ${err.message}`
+   * or let the stack show it (`SharedStructError [CONNECTION]: ...`, as Node's own errors do).
+   */
   constructor(code: ErrorCode, message: string, options: SharedStructErrorOptions = {}) {
-    super(`${code}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = options.retryable ?? RETRYABLE.has(code);
     this.details = options.details;
+    // V8 formats the stack's first line from `name` when `stack` is first read: read it once
+    // under a name that carries the code, then restore the class's name.
+    Object.defineProperty(this, 'name', { value: `SharedStructError [${code}]`, configurable: true, writable: true });
+    void this.stack;
+    Object.defineProperty(this, 'name', { value: 'SharedStructError', configurable: true, writable: false, enumerable: false });
   }
 }
 

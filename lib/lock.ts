@@ -5,7 +5,6 @@ import type { Backend } from './backend.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
 import { anySignal, sleep } from './util/abort.js';
 import { enqueue, monitorLoss, waitForHead, type QueueEntry } from './queue.js';
-import { seeded } from './testing.js';
 
 /** Options of `client.lock()`. */
 export interface LockOptions {
@@ -128,7 +127,7 @@ export async function acquireLock(backend: Backend, name: string, parent: string
   for (;;) {
     const me = await enqueue(backend, parent, { id: randomUUID(), host: hostname(), pid: process.pid, since: Date.now(), ttlMs: backend.session.ttlMs }, wait);
     try {
-      if (!seeded('lock-without-queue')) await waitForHead(backend, parent, me, wait);
+      await waitForHead(backend, parent, me, wait);
       const monitor = monitorLoss(backend, me, `lock '${name}'`);
       if (monitor.signal.aborted) throw abortError(monitor.signal);
       return new Lock(name, backend, me, monitor);

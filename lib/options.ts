@@ -189,14 +189,31 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
   };
 }
 
-/** Schemes `connect()` understands, and the adapter module each loads. */
-const SCHEMES = { memory: 'memory', etcd: 'etcd', zk: 'zookeeper', zookeeper: 'zookeeper' } as const;
+/** Schemes `connect()` understands, by the adapter each loads. */
+const SCHEMES = { memory: 'memory', etcd: 'etcd', zk: 'zk', zookeeper: 'zk' } as const;
+
+/** A URL split into its parts, before its adapter checks them (see {@link AddressRules}). */
+export interface UrlParts {
+  /** The whole URL, for messages. */
+  readonly url: string;
+  /** `memory`, `etcd` or `zk` (`zookeeper://` is `zk`). */
+  readonly scheme: 'memory' | 'etcd' | 'zk';
+  /** What stands between `//` and the path: a host list, or a memory store's name. */
+  readonly authority: string;
+  /** The path, '' when none. */
+  readonly path: string;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** What an adapter module declares about its URLs: it turns the parts into its address. */
+export type AddressRules = (parts: UrlParts) => BackendAddress;
 
 /**
- * Parses `memory://[NAME]`, `etcd://h1:2379[,h2:2379]` and `zk://h1:2181[,h2:2181][/chroot]`.
- * Host lists are comma-separated, which `new URL` does not accept, so this parses by hand.
+ * Splits `scheme://authority[/path][?query]`. The scheme must be one we have an adapter for;
+ * what the authority and path may hold is the adapter's rule ({@link AddressRules}). Host lists
+ * are comma-separated, which `new URL` does not accept, so this parses by hand.
  */
-export function parseUrl(url: unknown): BackendAddress {
+export function parseUrl(url: unknown): UrlParts {
   if (typeof url !== 'string') throw new SharedStructError('INVALID_ARGUMENT', `url must be a string, got ${typeof url}`);
   const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?$/i.exec(url);
   if (!m) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}' is not of the form scheme://hosts[/path]`);
@@ -204,32 +221,31 @@ export function parseUrl(url: unknown): BackendAddress {
   if (!(scheme in SCHEMES)) {
     throw new SharedStructError('INVALID_ARGUMENT', `url scheme '${scheme}' is not one of memory, etcd, zk`);
   }
-  const params = Object.fromEntries(new URLSearchParams(m[4] ?? ''));
-  const authority = m[2]!;
-  const path = m[3] ?? '';
-  if (scheme === 'memory') {
-    if (path !== '' && path !== '/') throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': a memory store name has no '/'`);
-    if (authority !== '' && !/^[A-Za-z0-9._-]+$/.test(authority)) {
-      throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': memory store names use A-Z a-z 0-9 . _ -`);
-    }
-    return { scheme, hosts: [authority], path: '', params };
-  }
+  return {
+    url,
+    scheme: SCHEMES[scheme as keyof typeof SCHEMES],
+    authority: m[2]!,
+    path: m[3] ?? '',
+    params: Object.fromEntries(new URLSearchParams(m[4] ?? '')),
+  };
+}
+
+/**
+ * The `host[:port]` list of a network store's URL, each with `defaultPort` filled in. Credentials
+ * in the URL are refused: they would end up in logs.
+ */
+export function splitHosts(parts: UrlParts, defaultPort: number): string[] {
+  const { url, authority } = parts;
   if (authority === '') throw new SharedStructError('INVALID_ARGUMENT', `url '${url}' names no host`);
   if (authority.includes('@')) {
     throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': pass credentials with the 'auth' option, not in the URL`);
   }
-  const hosts = authority.split(',').map((h) => {
+  return authority.split(',').map((h) => {
     const hm = /^(\[[0-9a-f:]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/i.exec(h);
     const port = hm?.[2] === undefined ? undefined : Number(hm[2]);
     if (!hm || (port !== undefined && (port < 1 || port > 65535))) {
       throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': '${h}' is not host[:port]`);
     }
-    return `${hm[1]}:${port ?? (scheme === 'etcd' ? 2379 : 2181)}`;
+    return `${hm[1]}:${port ?? defaultPort}`;
   });
-  if (scheme === 'etcd' && path !== '' && path !== '/') {
-    throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': etcd URLs take no path; use the 'namespace' option`);
-  }
-  const chroot = path === '/' ? '' : path;
-  if (chroot !== '') validateNamespace(chroot);
-  return { scheme: SCHEMES[scheme as keyof typeof SCHEMES] === 'zookeeper' ? 'zk' : scheme, hosts, path: chroot, params };
 }

@@ -7,7 +7,6 @@
 import type { Backend, Entry, SessionStateChange } from './backend.js';
 import { SharedStructError, throwIfAborted } from './errors.js';
 import { jsonCodec } from './codec.js';
-import { seeded } from './testing.js';
 
 /**
  * How long before the server can expire a suspended session a holder gives up: 20% of the
@@ -101,7 +100,6 @@ export function monitorLoss(
     timer.unref();
   };
   const onState = (change: SessionStateChange): void => {
-    if (seeded('lock-ignores-session')) return;
     if (change.epoch !== me.epoch || change.state === 'lost' || change.state === 'closed') {
       lose(`the session was ${change.state === 'closed' ? 'closed' : 'lost'}`, change.cause);
     }
@@ -123,7 +121,6 @@ export function monitorLoss(
     }
   })();
   // Only now: `lose` stops the watch, so the watch must exist before the first check can lose.
-  if (seeded('lock-ignores-session')) return { signal: controller.signal, stop, check };
   if (session.epoch !== me.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
   else armDeadline();
   function stop(): void {
@@ -137,7 +134,7 @@ export function monitorLoss(
    * long GC pause) runs its own code before any timer can tell it the news.
    */
   function check(): boolean {
-    if (!controller.signal.aborted && !seeded('lock-ignores-session') && Date.now() > session.lastContactAt + session.ttlMs - margin) {
+    if (!controller.signal.aborted && Date.now() > session.lastContactAt + session.ttlMs - margin) {
       lose(`the server was last heard ${Date.now() - session.lastContactAt} ms ago; it may have expired the session (ttl ${session.ttlMs} ms, margin ${margin} ms)`);
     }
     return !controller.signal.aborted;

@@ -6,7 +6,6 @@ import type { ErrorObject } from 'ajv';
 import { decodeFramed, encodeFramed } from './codec.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { acquireLock } from './lock.js';
-import { seeded } from './testing.js';
 import { FanOut, changeEvent, type ChangeEvent, type ChangeOrigin } from './fanout.js';
 import { assertPlainJson, deepFreeze, jsonEqual } from './json.js';
 import type { ResolvedOpenOptions } from './options.js';
@@ -215,7 +214,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   read(): T {
     const cache = this.#readable();
     const staleness = Date.now() - this.#confirmedAt;
-    if (staleness > this.#options.maxStalenessMs && !seeded('unchecked-staleness')) {
+    if (staleness > this.#options.maxStalenessMs) {
       throw new SharedStructError(
         'STALE_READ',
         `struct '${this.name}' was last confirmed ${staleness} ms ago (maxStalenessMs ${this.#options.maxStalenessMs})`,
@@ -237,7 +236,6 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   async readConsistent(options: { signal?: AbortSignal } = {}): Promise<T> {
     this.#ensureOpen();
     throwIfAborted(options.signal);
-    if (seeded('cached-read')) return this.#readable().value;
     const sentAt = Date.now();
     const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
     this.#asOfRequest(sentAt, () => this.#apply(entry, 'remote'));
@@ -494,7 +492,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     try {
       value = decodeFramed(this.#options.codec, entry.value);
     } catch (err) {
-      if (isSharedStructError(err, 'CORRUPT_REMOTE_VALUE')) return corrupt(err.message.replace(/^CORRUPT_REMOTE_VALUE: /, ''), err);
+      if (isSharedStructError(err, 'CORRUPT_REMOTE_VALUE')) return corrupt(err.message, err);
       return corrupt(`cannot be decoded with codec '${this.#options.codec.name}'`, err);
     }
     const errors = this.#validate?.(value);
@@ -570,7 +568,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     if ('error' in decoded) {
       // Keep the last valid version; the next valid one arrives as a resync.
       this.#corrupt = { version: entry.version, createRevision: entry.createRevision };
-      const kept = new SharedStructError('CORRUPT_REMOTE_VALUE', `${decoded.error.message.replace(/^CORRUPT_REMOTE_VALUE: /, '')}; keeping version ${current?.version ?? 0}`, {
+      const kept = new SharedStructError('CORRUPT_REMOTE_VALUE', `${decoded.error.message}; keeping version ${current?.version ?? 0}`, {
         cause: decoded.error.cause,
       });
       this.emit('error', kept);
@@ -622,7 +620,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const prepared = this.#prepare(cache, draft, next);
       if (!prepared) return { written: { value: cache.value, version: cache.version }, result };
-      const base = seeded('blind-cas') ? ((await this.#backend.stat(this.#key, options.signal ? { signal: options.signal } : {}))?.version ?? 0) : this.#writeBase(cache);
+      const base = this.#writeBase(cache);
       const r = await this.#put(base, prepared, options.signal);
       if (!('conflict' in r)) return { written: r, result };
       if (attempt >= maxRetries) {

@@ -35,6 +35,7 @@ import { byCreateRevision, childRange, isDirectChild, keyBytes, leaseHex, target
 import { EtcdRpc } from './rpc.js';
 import { LeaseSession } from './session.js';
 import { EtcdWatch } from './watch.js';
+import { splitHosts, type AddressRules } from '../../lib/options.js';
 
 /**
  * etcd refuses requests above `--max-request-bytes` (1.5 MiB by default). A value travels in a
@@ -381,3 +382,13 @@ export class EtcdBackend implements Backend {
  * ```
  */
 export const createBackend: BackendFactory = (address, options) => EtcdBackend.connect(address, options);
+
+/** `etcd://h1[:2379],h2[:2379]`: no path (the key prefix is the client's `namespace`). */
+export const addressRules: AddressRules = (parts) => {
+  const hosts = splitHosts(parts, 2379);
+  if (parts.path !== '' && parts.path !== '/') {
+    throw new SharedStructError('INVALID_ARGUMENT', `url '${parts.url}': etcd URLs take no path; use the 'namespace' option`);
+  }
+  return { scheme: 'etcd', hosts, path: '', params: parts.params };
+};
+

@@ -31,6 +31,7 @@ import { AsyncQueue } from '../../lib/util/async-queue.js';
 import { Counters } from '../../lib/util/counters.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { memoryStore, type HistoryRecord, type MemoryStore } from './store.js';
+import type { AddressRules } from '../../lib/options.js';
 
 export { MemoryStore, memoryStore } from './store.js';
 
@@ -289,3 +290,13 @@ function toEvent(record: HistoryRecord): WatchEvent {
 export const createBackend: BackendFactory = (address: BackendAddress, options: AdapterOptions) => {
   return Promise.resolve(new MemoryBackend(memoryStore(address.hosts[0] ?? ''), options));
 };
+
+/** `memory://` (the process's default store) or `memory://NAME` (isolated by name); no path. */
+export const addressRules: AddressRules = ({ url, authority, path, params }) => {
+  if (path !== '' && path !== '/') throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': a memory store name has no '/'`);
+  if (authority !== '' && !/^[A-Za-z0-9._-]+$/.test(authority)) {
+    throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': memory store names use A-Z a-z 0-9 . _ -`);
+  }
+  return { scheme: 'memory', hosts: [authority], path: '', params };
+};
+

@@ -47,6 +47,8 @@ import {
   type MultiOp,
 } from './wire.js';
 import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
+import { splitHosts, type AddressRules } from '../../lib/options.js';
+import { validateNamespace } from '../../lib/names.js';
 
 /** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
 export const JUTE_MAX_BUFFER = 1048575;
@@ -806,3 +808,12 @@ export class ZooKeeperBackend implements Backend {
  * ```
  */
 export const createBackend: BackendFactory = (address, options) => ZooKeeperBackend.connect(address, options);
+
+/** `zk://h1[:2181],h2[:2181][/chroot]`: the path is a chroot, validated as a namespace. */
+export const addressRules: AddressRules = (parts) => {
+  const hosts = splitHosts(parts, 2181);
+  const chroot = parts.path === '/' ? '' : parts.path;
+  if (chroot !== '') validateNamespace(chroot);
+  return { scheme: 'zk', hosts, path: chroot, params: parts.params };
+};
+

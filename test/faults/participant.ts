@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { applyChanges, connect, isSharedStructError, type Client, type Logger, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
-import { seedBug, type SeededBug } from '../../lib/testing.js';
+import { seedBug, type SeededBug } from './seeded.js';
 import type { Operation } from './linearizability.js';
 import { now, type AckedWrite, type CachedRead, type FencedWrite } from './checks.js';
 import { sleep } from '../support/process.js';

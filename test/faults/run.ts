@@ -13,7 +13,7 @@
 import type { Etcd3 } from 'etcd3';
 import { backendOf } from '../../lib/client.js';
 import { connect, type Client, type Logger } from '../../lib/index.js';
-import { seedBug, type SeededBug } from '../../lib/testing.js';
+import { seedBug, type SeededBug } from './seeded.js';
 import { metricValue, rawEtcd, startEtcd } from '../support/etcd.js';
 import { sleep } from '../support/process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';

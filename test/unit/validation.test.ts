@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { assertPlainJson } from '../../lib/json.js';
 import { validateName, validateNamespace } from '../../lib/names.js';
-import { parseUrl, resolveConnectOptions, resolveOpenOptions } from '../../lib/options.js';
-import { SharedStructError } from '../../lib/index.js';
+import { resolveConnectOptions, resolveOpenOptions } from '../../lib/options.js';
+import { resolveUrl } from '../../lib/connect.js';
+import { SharedStructError, isSharedStructError } from '../../lib/index.js';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -72,15 +73,18 @@ describe('validation', () => {
   });
 
   describe('URLs and options', () => {
-    it('parses memory, etcd and zk URLs', () => {
-      assert.deepEqual(parseUrl('memory://'), { scheme: 'memory', hosts: [''], path: '', params: {} });
-      assert.deepEqual(parseUrl('memory://iso'), { scheme: 'memory', hosts: ['iso'], path: '', params: {} });
-      assert.deepEqual(parseUrl('etcd://h1:2379,h2'), { scheme: 'etcd', hosts: ['h1:2379', 'h2:2379'], path: '', params: {} });
-      assert.deepEqual(parseUrl('zk://h1:2181,h2:2182/app/x'), { scheme: 'zk', hosts: ['h1:2181', 'h2:2182'], path: '/app/x', params: {} });
-      assert.deepEqual(parseUrl('zookeeper://127.0.0.1'), { scheme: 'zk', hosts: ['127.0.0.1:2181'], path: '', params: {} });
+    it('parses memory, etcd and zk URLs', async () => {
+      const address = async (url: string) => (await resolveUrl(url)).address;
+      assert.deepEqual(await address('memory://'), { scheme: 'memory', hosts: [''], path: '', params: {} });
+      assert.deepEqual(await address('memory://iso'), { scheme: 'memory', hosts: ['iso'], path: '', params: {} });
+      assert.deepEqual(await address('etcd://h1:2379,h2'), { scheme: 'etcd', hosts: ['h1:2379', 'h2:2379'], path: '', params: {} });
+      assert.deepEqual(await address('zk://h1:2181,h2:2182/app/x'), { scheme: 'zk', hosts: ['h1:2181', 'h2:2182'], path: '/app/x', params: {} });
+      assert.deepEqual(await address('zookeeper://127.0.0.1'), { scheme: 'zk', hosts: ['127.0.0.1:2181'], path: '', params: {} });
     });
     for (const bad of ['', 'etcd', 'http://x', 'etcd://', 'etcd://h:99999', 'etcd://h:1/path', 'etcd://u:p@h', 'zk://h/bad path', 'memory://a/b', 'memory://s p', 42]) {
-      it(`rejects url ${JSON.stringify(bad)} with INVALID_ARGUMENT`, () => assert.equal(code(() => parseUrl(bad)), 'INVALID_ARGUMENT'));
+      it(`rejects url ${JSON.stringify(bad)} with INVALID_ARGUMENT`, async () => {
+        await assert.rejects(resolveUrl(bad as string), (err: unknown) => isSharedStructError(err, 'INVALID_ARGUMENT'));
+      });
     }
     const badOptions: [string, unknown][] = [
       ['sessionTtlMs', { sessionTtlMs: 10 }],
