@@ -95,8 +95,12 @@ export type PutResult =
 
 /** A condition of a {@link Txn}. */
 export type TxnCompare =
-  /** The key exists with exactly this dense version. */
-  | { readonly key: string; readonly version: number }
+  /**
+   * The key exists with exactly this dense version; with `createRevision`, also in exactly that
+   * life (no ABA across a delete and re-create: etcd compares `create_revision`, memory compares
+   * it; ZooKeeper's multi cannot check a czxid, so there only the version is compared).
+   */
+  | { readonly key: string; readonly version: number; readonly createRevision?: bigint | undefined }
   /** The key exists, whatever its version. */
   | { readonly key: string; readonly exists: true };
 

@@ -7,6 +7,7 @@ import { abortError } from './errors.js';
 import { mayHaveEmptyKey } from './codec.js';
 import { diffValues, type Change } from './diff.js';
 import { AsyncQueue } from './util/async-queue.js';
+import type { DeepReadonly } from './json.js';
 
 /** Where an event came from. */
 export type ChangeOrigin = 'local' | 'remote' | 'resync';
@@ -28,7 +29,7 @@ export interface ChangeEvent<T> {
   /** True when versions between `previousVersion` and `version` were not seen one by one. */
   readonly coalesced: boolean;
   /** The value at `version`, deep-frozen. */
-  readonly value: T;
+  readonly value: DeepReadonly<T>;
   /**
    * What changed from the value at `previousVersion`. Computed on first access and then kept
    * (one diff for every subscriber of the instance): a write that nobody inspects costs no diff.
@@ -67,10 +68,10 @@ export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: 
 class Subscriber<T> {
   readonly queue: AsyncQueue<ChangeEvent<T>>;
   /** The state after the last event this subscriber took (the base of a resync). */
-  base: { readonly version: number; readonly value: T };
+  base: { readonly version: number; readonly value: unknown };
   readonly max: number;
 
-  constructor(base: { version: number; value: T }, max: number, onEnd: () => void) {
+  constructor(base: { version: number; value: unknown }, max: number, onEnd: () => void) {
     this.base = base;
     this.max = max;
     this.queue = new AsyncQueue(onEnd);
@@ -110,7 +111,7 @@ export class FanOut<T> {
    * iterator ends on `signal`, on `return()`, or when {@link endAll} is called.
    */
   subscribe(
-    base: { version: number; value: T },
+    base: { version: number; value: unknown },
     max: number,
     signal: AbortSignal | undefined,
     initial?: ChangeEvent<T>,

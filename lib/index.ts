@@ -11,6 +11,7 @@ export {
   type UpdateOptions,
   type ChangesOptions,
   type WriteResult,
+  type WriteLockInfo,
   type Member,
 } from './struct.js';
 export type { ChangeEvent, ChangeOrigin } from './fanout.js';
@@ -31,5 +32,5 @@ export {
   type OpenOptions,
 } from './options.js';
 export { exponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from './retry.js';
-export type { JsonValue } from './json.js';
+export type { JsonValue, DeepReadonly } from './json.js';
 export type { Logger, SessionState, SessionStateChange } from './backend.js';

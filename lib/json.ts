@@ -4,6 +4,13 @@ import { SharedStructError } from './errors.js';
 /** A value that survives JSON encoding unchanged. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
+/**
+ * `T` with every property and element read-only, all the way down: the type of what the cache
+ * hands out (`read()`, events, write results), which is deep-frozen at run time. Mutate a draft
+ * in `update()` instead.
+ */
+export type DeepReadonly<T> = T extends (...args: never[]) => unknown ? T : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+
 function describe(value: unknown): string {
   if (value === undefined) return 'undefined';
   if (typeof value === 'number') return String(value);

@@ -4,8 +4,11 @@ import { jsonCodec, validateCodec, type Codec } from './codec.js';
 import { loadSchema, type SchemaName } from '../schemas/index.js';
 import { validatorFor } from './schema.js';
 import { SharedStructError } from './errors.js';
+import { assertPlainJson } from './json.js';
 import { validateNamespace } from './names.js';
 import type { BackoffPolicy } from './retry.js';
+import { debuglog } from 'node:util';
+import { describeFields } from './util/describe.js';
 
 /** Options of {@link connect}. All optional; see {@link defaultConnectOptions}. */
 export interface ConnectOptions {
@@ -39,15 +42,27 @@ export interface ResolvedConnectOptions {
   readonly maxValueBytes: number | undefined;
 }
 
-/** Logs warnings and errors to the console, drops debug and info. */
+const debugging = debuglog('sharedstruct').enabled;
+
+/**
+ * The default logger: warnings and errors to the console, one line each (errors as
+ * `CODE: message`); debug and info dropped. With `NODE_DEBUG=sharedstruct` it logs every level,
+ * and errors with their stacks and causes.
+ */
 export const consoleLogger: Logger = Object.freeze({
-  debug() {},
-  info() {},
+  debug(message: string, fields?: Record<string, unknown>) {
+    if (debugging) console.debug(`[sharedstruct] ${message}`, fields ?? '');
+  },
+  info(message: string, fields?: Record<string, unknown>) {
+    if (debugging) console.info(`[sharedstruct] ${message}`, fields ?? '');
+  },
   warn(message: string, fields?: Record<string, unknown>) {
-    console.warn(`[sharedstruct] ${message}`, fields ?? '');
+    if (debugging) console.warn(`[sharedstruct] ${message}`, fields ?? '');
+    else console.warn(`[sharedstruct] ${message}${describeFields(fields)}`);
   },
   error(message: string, fields?: Record<string, unknown>) {
-    console.error(`[sharedstruct] ${message}`, fields ?? '');
+    if (debugging) console.error(`[sharedstruct] ${message}`, fields ?? '');
+    else console.error(`[sharedstruct] ${message}${describeFields(fields)}`);
   },
 });
 
@@ -136,6 +151,14 @@ export interface OpenOptions<T> {
   readonly maxBufferedEvents?: number;
   /** Backoff between `update()` retries (default: exponential with jitter, 2..200 ms). */
   readonly backoff?: BackoffPolicy;
+  /**
+   * This instance's id among the struct's listeners (`struct.listeners()`, the CLI), instead of
+   * a random UUID: one name segment (`[A-Za-z0-9._-]`), unique among the live listeners of the
+   * struct (a second open with a live label rejects `CONFLICT`; add the host or pid for replicas).
+   */
+  readonly label?: string;
+  /** Plain JSON published with the listener registration as its `data` (default `{ host, pid }`). */
+  readonly data?: unknown;
 }
 
 /** {@link OpenOptions} with defaults applied (`initial` and `schema` stay optional). */
@@ -148,14 +171,16 @@ export interface ResolvedOpenOptions<T> {
   readonly refreshIntervalMs: number;
   readonly maxBufferedEvents: number;
   readonly backoff: BackoffPolicy | undefined;
+  readonly label: string | undefined;
+  readonly data: unknown;
 }
 
 /** The defaults of {@link OpenOptions}, in one place. */
-export function defaultOpenOptions(): Omit<ResolvedOpenOptions<never>, 'initial' | 'hasInitial' | 'schema' | 'backoff'> {
+export function defaultOpenOptions(): Omit<ResolvedOpenOptions<never>, 'initial' | 'hasInitial' | 'schema' | 'backoff' | 'label' | 'data'> {
   return { codec: jsonCodec, maxStalenessMs: 30_000, refreshIntervalMs: 5_000, maxBufferedEvents: 1024 };
 }
 
-const OPEN_KEYS = ['initial', 'schema', 'codec', 'maxStalenessMs', 'refreshIntervalMs', 'maxBufferedEvents', 'backoff'] as const;
+const OPEN_KEYS = ['initial', 'schema', 'codec', 'maxStalenessMs', 'refreshIntervalMs', 'maxBufferedEvents', 'backoff', 'label', 'data'] as const;
 
 /** Validates and defaults {@link OpenOptions}; `extra` lists keys the caller handles itself. */
 export function resolveOpenOptions<T>(options: unknown, extra: readonly string[] = []): ResolvedOpenOptions<T> {
@@ -177,6 +202,11 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
   if (backoff !== undefined && typeof backoff?.delayMs !== 'function') {
     throw new SharedStructError('INVALID_ARGUMENT', "option 'backoff' must have a 'delayMs(attempt)' method");
   }
+  const label = o.label;
+  if (label !== undefined && (typeof label !== 'string' || !/^[A-Za-z0-9._-]{1,200}$/.test(label) || label === '.' || label === '..')) {
+    throw new SharedStructError('INVALID_ARGUMENT', `option 'label' must be one name segment of A-Z a-z 0-9 . _ - (at most 200), got ${JSON.stringify(label)}`);
+  }
+  if (o.data !== undefined) assertPlainJson(o.data);
   return {
     initial: o.initial as T | undefined,
     hasInitial: 'initial' in o && o.initial !== undefined,
@@ -186,6 +216,8 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
     refreshIntervalMs: o.refreshIntervalMs === undefined ? d.refreshIntervalMs : positiveInt('refreshIntervalMs', o.refreshIntervalMs),
     maxBufferedEvents: o.maxBufferedEvents === undefined ? d.maxBufferedEvents : positiveInt('maxBufferedEvents', o.maxBufferedEvents),
     backoff,
+    label,
+    data: o.data,
   };
 }
 

@@ -1,18 +1,25 @@
-/** `SharedStruct<T>`: the cached, watched, compare-and-swap JSON struct. */
+/**
+ * `SharedStruct<T>`: the cached, watched, compare-and-swap JSON struct. This file is its public
+ * surface; the cache's rules are in struct/cache.ts, the one way into it in
+ * struct/local-writes.ts, what keeps it current in struct/pump.ts.
+ */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { Backend, Entry, Logger, WatchEvent } from './backend.js';
-import type { ErrorObject } from 'ajv';
-import { decodeFramed, encodeFramed } from './codec.js';
-import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
-import { acquireLock } from './lock.js';
+import type { Backend, Entry, WatchEvent } from './backend.js';
+import { SharedStructError, abortError, throwIfAborted } from './errors.js';
 import { FanOut, changeEvent, type ChangeEvent, type ChangeOrigin } from './fanout.js';
-import { assertPlainJson, deepFreeze, jsonEqual } from './json.js';
+import type { DeepReadonly } from './json.js';
+import { acquireLock } from './lock.js';
 import type { ResolvedOpenOptions } from './options.js';
 import { exponentialBackoff, type BackoffPolicy } from './retry.js';
-import { schemaErrorText, validatorFor } from './schema.js';
+import { StructCache } from './struct/cache.js';
+import { LocalWrites } from './struct/local-writes.js';
+import { StructPump } from './struct/pump.js';
+import { StructValues, type Cached, type Prepared } from './struct/values.js';
 import { sleep } from './util/abort.js';
 import { TypedEmitter } from './util/emitter.js';
+import { holding } from './util/keepalive.js';
+import type { Logger } from './backend.js';
 
 /** What `stat()` reports about a struct instance. */
 export interface StructStat {
@@ -28,7 +35,7 @@ export interface StructStat {
   readonly state: 'open' | 'deleted' | 'closed';
 }
 
-/** A listener registration under `<struct>/listeners/<id>`. */
+/** A registration under a group or a struct's `listeners`. */
 export interface Member {
   readonly id: string;
   readonly data: unknown;
@@ -64,29 +71,19 @@ export interface ChangesOptions {
 
 /** Result of a successful write. */
 export interface WriteResult<T> {
-  readonly value: T;
+  /** The value now stored, deep-frozen. */
+  readonly value: DeepReadonly<T>;
   readonly version: number;
 }
 
-interface Cached<T> {
-  readonly value: T;
-  /** The stored bytes of `value`: decoding them is the cheapest fresh mutable copy. */
-  readonly bytes: Uint8Array;
-  readonly version: number;
-  readonly revision: bigint;
-  readonly createRevision: bigint;
-  readonly ephemeral: boolean;
-}
-
-/** A local write, checked and encoded, that differs from the cached version `base`. */
-interface Prepared<T> {
-  readonly bytes: Uint8Array;
-  /** The value as it will be cached (frozen). */
-  readonly value: T;
-  /** The cached version it was made from (-1: none; the commit decodes what was stored). */
-  readonly base: number;
-  /** The life of the cached version it was made from (a re-created key must not take it). */
-  readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean };
+/** What `updateLocked`'s `fn` gets besides the draft: the write lock it runs under. */
+export interface WriteLockInfo {
+  /** The lock's fencing token (decimal; compare as BigInt). */
+  readonly token: string;
+  /** Aborted `LOCK_LOST` as soon as the lock may be gone. */
+  readonly signal: AbortSignal;
+  /** Checks the loss deadline on the spot: test it right before each guarded step. */
+  readonly held: boolean;
 }
 
 /** What the client needs of a struct, whatever its `T`. */
@@ -113,6 +110,7 @@ export interface StructContext {
  * Reads come from the cache (`read`, `readDirty`) or the store (`readConsistent`); writes are
  * compare-and-swap on the version and touch the cache only after the store committed; every
  * committed version reaches every subscriber once, in order, as Added / Modified / Removed.
+ * A pending call keeps the process alive; an open struct alone does not.
  *
  * @example
  * ```ts
@@ -125,8 +123,8 @@ export interface StructContext {
 export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements AsyncDisposable, StructHandle {
   /** The struct's name (without namespace). */
   readonly name: string;
-  /** This instance's listener id. */
-  readonly id: string = randomUUID();
+  /** This instance's listener id: the `label` it was opened with, or a random UUID. */
+  readonly id: string;
   readonly #ctx: StructContext;
   readonly #backend: Backend;
   readonly #options: ResolvedOpenOptions<T>;
@@ -134,35 +132,18 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   readonly #listenersPrefix: string;
   readonly #writeLockPrefix: string;
   readonly #backoff: BackoffPolicy;
-  readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
+  readonly #values: StructValues<T>;
+  readonly #cache: StructCache<T>;
+  readonly #writes = new LocalWrites();
+  readonly #pump: StructPump;
   readonly #fanout = new FanOut<T>();
+  /** Aborts the background requests (refresh) on close. */
   readonly #closer = new AbortController();
-  /**
-   * Versions that local writes in flight would create (version → writes). A watch event that
-   * could carry one of them (or, under coalescing, pass it) waits in `#held` until those writes
-   * resolve: the write's own result must apply its version, because its watch echo cannot be
-   * told apart from a competing writer that committed the same bytes, and a coalesced event
-   * could otherwise swallow the one `local` event the write owes.
-   */
-  readonly #pending = new Map<number, number>();
-  readonly #held: WatchEvent[] = [];
-  #cache: Cached<T> | undefined;
-  /** The last value before a delete: the base of the next life's first event. */
-  #lastValue: T | undefined;
-  #confirmedAt = 0;
-  /** When the information being applied was current: the send time of the request that brought it (see `#confirm`). */
-  #asOf: number | undefined;
-  #state: 'open' | 'deleted' | 'closed' = 'open';
+  #closed = false;
+  /** The revision the watch resumes after: the newest it delivered. */
   #watchRevision = 0n;
-  /**
-   * The newest corrupt version seen in the cache's life (reported once). Writes compare against
-   * it so that writing heals the struct; the next good remote value is delivered as a `resync`.
-   */
-  #corrupt: { readonly version: number; readonly createRevision: bigint } | undefined;
   #refreshing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
   #unregister: (() => Promise<void>) | undefined;
-  #watchLoop: Promise<void> | undefined;
 
   /** @internal Use `client.open()`. */
   constructor(ctx: StructContext, name: string, key: string, options: ResolvedOpenOptions<T>) {
@@ -170,12 +151,35 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#ctx = ctx;
     this.#backend = ctx.backend;
     this.name = name;
+    this.id = options.label ?? randomUUID();
     this.#key = `${key}/payload`;
     this.#listenersPrefix = `${key}/listeners`;
     this.#writeLockPrefix = `${key}/write_lock`;
     this.#options = options;
     this.#backoff = options.backoff ?? exponentialBackoff();
-    this.#validate = options.schema ? validatorFor(options.schema) : undefined;
+    this.#values = new StructValues<T>(name, options.codec, options.schema, { maxValueBytes: this.#backend.limits.maxValueBytes, kind: this.#backend.kind });
+    this.#cache = new StructCache<T>(this.#values, {
+      change: (event) => {
+        this.#fanout.publish(event);
+        this.emit('change', event);
+      },
+      deleted: (revision) => this.emit('deleted', { revision: revision.toString() }),
+      error: (err) => this.emit('error', err),
+    });
+    const intervalMs = Math.max(1, Math.min(options.refreshIntervalMs, Math.floor(options.maxStalenessMs / 2)));
+    this.#pump = new StructPump(
+      this.#backend,
+      this.#key,
+      ctx.logger,
+      {
+        name,
+        afterRevision: () => this.#watchRevision,
+        onWatchEvent: (event) => this.#onWatchEvent(event),
+        refresh: (resync) => this.#refresh(resync),
+        onError: (err) => this.emit('error', err),
+      },
+      intervalMs,
+    );
   }
 
   /** @internal Loads or creates the struct, registers the listener and starts the watch. */
@@ -184,25 +188,20 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     let entry = await this.#backend.get(this.#key, { signal, consistent: true });
     if (!entry) {
       if (!this.#options.hasInitial) {
-        throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist and no 'initial' was given`);
+        throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist; pass 'initial' to create it, or use client.expect() to wait for it`);
       }
-      const bytes = this.#encodeLocal(this.#options.initial);
+      const bytes = this.#values.encode(this.#options.initial);
       const created = await this.#backend.create(this.#key, bytes, { signal });
       entry = created.created ? created.entry : created.current;
     }
-    const decoded = this.#decodeRemote(entry);
+    const decoded = this.#values.decodeStored(entry);
     if ('error' in decoded) throw decoded.error;
-    const first = entry;
-    this.#asOfRequest(sentAt, () => this.#setCache(first, decoded.value));
+    this.#cache.init(entry, decoded.value, sentAt);
     this.#watchRevision = entry.revision;
-    this.#unregister = await this.#ctx.register(
-      `${this.#listenersPrefix}/${this.id}`,
-      { id: this.id, host: hostname(), pid: process.pid, since: Date.now() },
-      signal,
-    );
-    this.#watchLoop = this.#runWatch();
-    this.#timer = setInterval(() => void this.#refresh(false), this.#options.refreshIntervalMs);
-    this.#timer.unref();
+    const record: Record<string, unknown> = { id: this.id, host: hostname(), pid: process.pid, since: Date.now() };
+    if (this.#options.data !== undefined) record.data = this.#options.data;
+    this.#unregister = await this.#ctx.register(`${this.#listenersPrefix}/${this.id}`, record, signal);
+    this.#pump.start();
   }
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -211,21 +210,21 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * The cached value, deep-frozen, with no I/O and no copy. Throws `STALE_READ` when the cache
    * was not confirmed equal to the store within `maxStalenessMs`, and `NOT_FOUND` after a delete.
    */
-  read(): T {
+  read(): DeepReadonly<T> {
     const cache = this.#readable();
-    const staleness = Date.now() - this.#confirmedAt;
+    const staleness = Date.now() - this.#cache.confirmedAt;
     if (staleness > this.#options.maxStalenessMs) {
       throw new SharedStructError(
         'STALE_READ',
-        `struct '${this.name}' was last confirmed ${staleness} ms ago (maxStalenessMs ${this.#options.maxStalenessMs})`,
+        `struct '${this.name}' was last confirmed ${staleness} ms ago (maxStalenessMs ${this.#options.maxStalenessMs}): the store has not answered since; use readDirty() to accept an older value, or readConsistent() to wait for the store`,
       );
     }
-    return cache.value;
+    return cache.value as DeepReadonly<T>;
   }
 
   /** The cached value, whatever its age. Throws only `NOT_FOUND` (deleted) or `CLOSED`. */
-  readDirty(): T {
-    return this.#readable().value;
+  readDirty(): DeepReadonly<T> {
+    return this.#readable().value as DeepReadonly<T>;
   }
 
   /**
@@ -233,23 +232,28 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * updated and the change events are delivered before this resolves; when nothing changed, the
    * value is neither decoded nor diffed.
    */
-  async readConsistent(options: { signal?: AbortSignal } = {}): Promise<T> {
-    this.#ensureOpen();
-    throwIfAborted(options.signal);
-    const sentAt = Date.now();
-    const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
-    this.#asOfRequest(sentAt, () => this.#apply(entry, 'remote'));
-    return this.#readable().value;
+  readConsistent(options: { signal?: AbortSignal } = {}): Promise<DeepReadonly<T>> {
+    return holding(async () => {
+      this.#ensureOpen();
+      throwIfAborted(options.signal);
+      const sentAt = Date.now();
+      const lives = this.#cache.lives;
+      const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
+      await this.#ingestRead(entry, 'remote', sentAt, lives);
+      return this.#readable().value as DeepReadonly<T>;
+    });
   }
 
   /** Version, revision and freshness of the cache. */
   stat(): StructStat {
+    const cache = this.#cache.current;
+    const confirmedAt = this.#cache.confirmedAt;
     return Object.freeze({
-      version: this.#cache?.version ?? 0,
-      revision: (this.#cache?.revision ?? 0n).toString(),
-      confirmedAt: this.#confirmedAt,
-      stalenessMs: Date.now() - this.#confirmedAt,
-      state: this.#state,
+      version: cache?.version ?? 0,
+      revision: (cache?.revision ?? 0n).toString(),
+      confirmedAt,
+      stalenessMs: Date.now() - confirmedAt,
+      state: this.#state(),
     });
   }
 
@@ -261,65 +265,64 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * the cache is refreshed and `fn` runs again, after a jittered backoff, up to `maxRetries`
    * times; then `CONFLICT`. A result equal to the current value writes nothing.
    */
-  async update(fn: (draft: T) => T | void | Promise<T | void>, options: UpdateOptions = {}): Promise<WriteResult<T>> {
-    const r = await this.#writeLoop(async (makeDraft) => {
-      const draft = makeDraft();
-      const out = await fn(draft);
-      return { next: out === undefined ? draft : out, result: undefined };
-    }, options);
-    return r.written;
+  update(fn: (draft: T) => T | void | Promise<T | void>, options: UpdateOptions = {}): Promise<WriteResult<T>> {
+    return holding(async () => {
+      const r = await this.#writeLoop(async (makeDraft) => {
+        const draft = makeDraft();
+        const out = await fn(draft);
+        return { next: out === undefined ? draft : out, result: undefined };
+      }, options);
+      return r.written;
+    });
   }
 
   /** Replaces the value (the `update` loop with a fixed value). */
-  async set(value: T, options: UpdateOptions = {}): Promise<WriteResult<T>> {
-    if (value === undefined) throw new SharedStructError('INVALID_VALUE', 'set() needs a value; undefined is not JSON');
-    const r = await this.#writeLoop(() => Promise.resolve({ next: value, result: undefined }), options);
-    return r.written;
+  set(value: T, options: UpdateOptions = {}): Promise<WriteResult<T>> {
+    return holding(async () => {
+      if (value === undefined) throw new SharedStructError('INVALID_VALUE', 'set() needs a value; undefined is not JSON (use delete() to remove the struct)');
+      const r = await this.#writeLoop(() => Promise.resolve({ next: value, result: undefined }), options);
+      return r.written;
+    });
   }
 
   /**
    * `fn(draft)` returns `[result, next]` (it may be async); `next` is written with the same
    * compare-and-swap loop as `update`, and `result` is what this resolves.
    */
-  async modify<R>(fn: (draft: T) => readonly [R, T] | Promise<readonly [R, T]>, options: UpdateOptions = {}): Promise<R> {
-    const r = await this.#writeLoop(async (makeDraft) => {
-      const out = await fn(makeDraft());
-      if (!Array.isArray(out) || out.length !== 2) {
-        throw new SharedStructError('INVALID_ARGUMENT', 'modify(fn): fn must return [result, next]');
-      }
-      return { next: out[1], result: out[0] };
-    }, options);
-    return r.result;
+  modify<R>(fn: (draft: T) => readonly [R, T] | Promise<readonly [R, T]>, options: UpdateOptions = {}): Promise<R> {
+    return holding(async () => {
+      const r = await this.#writeLoop(async (makeDraft) => {
+        const out = await fn(makeDraft());
+        if (!Array.isArray(out) || out.length !== 2) {
+          throw new SharedStructError('INVALID_ARGUMENT', 'modify(fn): fn must return [result, next]');
+        }
+        return { next: out[1], result: out[0] };
+      }, options);
+      return r.result;
+    });
   }
 
   /**
    * One compare-and-swap attempt: writes `value` only if the store still holds
-   * `expectedVersion`; otherwise rejects `CONFLICT` and leaves cache and events untouched.
+   * `expectedVersion` of the life this instance has cached; otherwise rejects `CONFLICT` and
+   * leaves cache and events untouched.
    */
-  async compareAndSet(expectedVersion: number, value: T, options: { signal?: AbortSignal } = {}): Promise<WriteResult<T>> {
-    this.#ensureOpen();
-    throwIfAborted(options.signal);
-    if (!Number.isInteger(expectedVersion) || expectedVersion < 1) {
-      throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
-    }
-    const bytes = this.#encodeLocal(value);
-    // No diff against the cache (base -1): the commit decodes and diffs the stored entry, so the
-    // value is decoded here only if the cache has already moved past this write.
-    const codec = this.#options.codec;
-    let decoded: T | undefined;
-    const prepared: Prepared<T> = {
-      bytes,
-      base: -1,
-      get value(): T {
-        return (decoded ??= deepFreeze(decodeFramed(codec, bytes) as T));
-      },
-    };
-    const r = await this.#put(expectedVersion, prepared, options.signal);
-    if ('conflict' in r) {
-      await this.#settle(r.conflict);
-      throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion}`);
-    }
-    return r;
+  compareAndSet(expectedVersion: number, value: T, options: { signal?: AbortSignal } = {}): Promise<WriteResult<T>> {
+    return holding(async () => {
+      this.#ensureOpen();
+      throwIfAborted(options.signal);
+      if (!Number.isInteger(expectedVersion) || expectedVersion < 1) {
+        throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
+      }
+      const cache = this.#cache.current;
+      const life = cache && { createRevision: cache.createRevision, ephemeral: cache.ephemeral };
+      const r = await this.#put(expectedVersion, this.#values.prepareBlind(value, life), options.signal);
+      if ('conflict' in r) {
+        await this.#settle(r.conflict);
+        throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion} (now ${this.#cache.current?.version ?? 'deleted'}); read it again and retry, or use update()`);
+      }
+      return r;
+    });
   }
 
   /**
@@ -341,12 +344,16 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * }, { lockTimeoutMs: 30_000 });
    * ```
    */
-  async updateLocked(
-    fn: (draft: T, lock: { readonly token: string; readonly signal: AbortSignal; readonly held: boolean }) => T | void | Promise<T | void>,
-    options: { lockTimeoutMs?: number; signal?: AbortSignal } = {},
-  ): Promise<WriteResult<T>> {
+  updateLocked(fn: (draft: T, lock: WriteLockInfo) => T | void | Promise<T | void>, options: { lockTimeoutMs?: number; signal?: AbortSignal } = {}): Promise<WriteResult<T>> {
+    return holding(() => this.#updateLocked(fn, options));
+  }
+
+  async #updateLocked(fn: (draft: T, lock: WriteLockInfo) => T | void | Promise<T | void>, options: { lockTimeoutMs?: number; signal?: AbortSignal }): Promise<WriteResult<T>> {
     this.#ensureOpen();
     throwIfAborted(options.signal);
+    if (!this.#backend.features.has('txn')) {
+      throw new SharedStructError('UNSUPPORTED', `updateLocked() needs multi-key transactions, which the ${this.#backend.kind} backend does not offer`);
+    }
     const lock = await acquireLock(this.#backend, `write lock of '${this.name}'`, this.#writeLockPrefix, {
       ...(options.lockTimeoutMs !== undefined && { waitMs: options.lockTimeoutMs }),
       ...(options.signal && { signal: options.signal }),
@@ -354,7 +361,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     try {
       await this.readConsistent(options.signal ? { signal: options.signal } : {});
       const cache = this.#readable();
-      const draft = this.#draft(cache);
+      const draft = this.#values.draft(cache);
       const out = await fn(draft, {
         token: lock.token,
         signal: lock.signal,
@@ -366,35 +373,44 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       // `held`, not `signal.aborted`: after a freeze, the deadline has passed but no timer has run.
       if (!lock.held) throw abortError(lock.signal);
       throwIfAborted(options.signal);
-      const prepared = this.#prepare(cache, draft, next);
-      if (!prepared) return { value: cache.value, version: cache.version };
-      const expectedVersion = this.#writeBase(cache);
-      return await this.#writing(expectedVersion + 1, async () => {
+      const prepared = this.#values.prepare(cache, draft, next);
+      if (!prepared) return { value: cache.value as DeepReadonly<T>, version: cache.version };
+      const expectedVersion = this.#cache.writeBase(cache);
+      return await this.#writes.writing(expectedVersion + 1, async () => {
         const sentAt = Date.now();
         const r = await this.#backend.txn(
           {
-            compare: [{ key: lock.key, exists: true }],
-            ops: [{ op: 'put', key: this.#key, value: prepared.bytes, expectedVersion }],
+            compare: [
+              { key: lock.key, exists: true },
+              { key: this.#key, version: expectedVersion, createRevision: cache.createRevision },
+            ],
+            ops: [{ op: 'put', key: this.#key, value: prepared.bytes }],
           },
           { signal: options.signal },
         );
         if (r.ok) return this.#committed(r.entries[0]!, prepared, sentAt);
         const lockKept = !lock.signal.aborted && (await this.#backend.stat(lock.key)) !== undefined;
-        if (!lockKept) throw new SharedStructError('LOCK_LOST', `write lock of '${this.name}' was lost before the commit; nothing was written`);
-        await this.readConsistent();
-        throw new SharedStructError('CONFLICT', `struct '${this.name}' was changed by a writer that does not take the write lock`);
+        if (!lockKept) throw new SharedStructError('LOCK_LOST', `the write lock of '${this.name}' was lost before the commit, so nothing was written`);
+        throw new SharedStructError('CONFLICT', `struct '${this.name}' was changed by a writer that does not take the write lock, so nothing was written; use updateLocked() in every writer of this struct`);
       });
+    } catch (err) {
+      // After a lost guarded write, bring the cache up to date (outside the write's hold).
+      if (err instanceof SharedStructError && err.code === 'CONFLICT') await this.readConsistent().catch(() => {});
+      throw err;
     } finally {
       await lock.release();
     }
   }
 
   /** Deletes the struct from the store. Other instances get a `deleted` event. */
-  async delete(options: { signal?: AbortSignal } = {}): Promise<void> {
-    this.#ensureOpen();
-    throwIfAborted(options.signal);
-    const deleted = await this.#backend.delete(this.#key, { signal: options.signal });
-    if (deleted) this.#apply(undefined, 'local');
+  delete(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return holding(async () => {
+      this.#ensureOpen();
+      throwIfAborted(options.signal);
+      const sentAt = Date.now();
+      const lives = this.#cache.lives;
+      if (await this.#backend.delete(this.#key, { signal: options.signal })) await this.#ingestRead(undefined, 'local', sentAt, lives);
+    });
   }
 
   // ---- events --------------------------------------------------------------------------------
@@ -402,43 +418,50 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   /**
    * Every committed change from now on, as an async iterator with its own buffer. A subscriber
    * that leaves more than `maxBufferedEvents` unread gets them replaced by one `resync` event.
+   * While its `next()` waits, the process stays alive.
    */
   changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent<T>> {
     const max = options.maxBuffered ?? this.#options.maxBufferedEvents;
-    const cache = this.#cache;
-    const base = { version: cache?.version ?? 0, value: (cache?.value ?? this.#lastValue) as T };
+    const cache = this.#cache.current;
+    const base = { version: cache?.version ?? 0, value: this.#cache.baseValue as T };
     let initial: ChangeEvent<T> | undefined;
     if (options.includeInitial && cache) {
-      initial = changeEvent({ version: cache.version, previousVersion: 0, revision: cache.revision.toString(), origin: 'resync', coalesced: false, value: cache.value }, undefined);
+      initial = changeEvent(
+        { version: cache.version, previousVersion: 0, revision: cache.revision.toString(), origin: 'resync', coalesced: false, value: cache.value as DeepReadonly<T> },
+        undefined,
+      );
     }
-    if (this.#state === 'closed') {
-      return this.#fanout.subscribe(base, max, AbortSignal.abort(new SharedStructError('CLOSED', 'the struct is closed')));
+    if (this.#closed) {
+      return this.#fanout.subscribe(base, max, AbortSignal.abort(new SharedStructError('CLOSED', `struct '${this.name}' is closed`)));
     }
     return this.#fanout.subscribe(base, max, options.signal, initial);
   }
 
   /** The instances that have this struct open (their listener registrations). */
   listeners(options: { signal?: AbortSignal } = {}): Promise<Member[]> {
-    return this.#ctx.members(this.#listenersPrefix, options.signal);
+    return holding(() => this.#ctx.members(this.#listenersPrefix, options.signal));
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
 
   /** Stops the watch and the refresh, removes the listener registration, ends every iterator. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#state === 'closed') return;
-    this.#state = 'closed';
-    clearInterval(this.#timer);
-    this.#closer.abort(new SharedStructError('CLOSED', 'the struct is closed'));
-    this.#fanout.endAll();
-    this.#ctx.onClose(this);
-    try {
-      await this.#unregister?.();
-    } catch (err) {
-      this.#ctx.logger.debug('listener registration not removed on close', { struct: this.name, err });
-    }
-    await this.#watchLoop;
-    this.removeAllListeners();
+  close(): Promise<void> {
+    return holding(async () => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.#cache.close();
+      this.#closer.abort(new SharedStructError('CLOSED', `struct '${this.name}' is closed`));
+      const stopped = this.#pump.stop(new SharedStructError('CLOSED', `struct '${this.name}' is closed`));
+      this.#fanout.endAll();
+      this.#ctx.onClose(this);
+      try {
+        await this.#unregister?.();
+      } catch (err) {
+        this.#ctx.logger.debug('listener registration not removed on close', { struct: this.name, err });
+      }
+      await stopped;
+      this.removeAllListeners();
+    });
   }
 
   /** Same as {@link close}. */
@@ -448,166 +471,71 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
 
   /** @internal The session was replaced: the client re-created the registration; re-read and resync. */
   onNewSession(): void {
-    if (this.#state === 'closed') return;
+    if (this.#closed) return;
     void this.#refresh(true);
   }
 
   // ---- internals -----------------------------------------------------------------------------
 
+  #state(): StructStat['state'] {
+    if (this.#closed) return 'closed';
+    return this.#cache.current ? 'open' : 'deleted';
+  }
+
   #ensureOpen(): void {
-    if (this.#state === 'closed') throw new SharedStructError('CLOSED', `struct '${this.name}' is closed`);
+    if (this.#closed) throw new SharedStructError('CLOSED', `struct '${this.name}' is closed`);
   }
 
   #readable(): Cached<T> {
     this.#ensureOpen();
-    if (!this.#cache) throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted`);
-    return this.#cache;
+    const cache = this.#cache.current;
+    if (!cache) throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted; open it again with 'initial' to re-create it`);
+    return cache;
   }
 
-  /** Checks and encodes a value this process wants to write. */
-  #encodeLocal(value: unknown): Uint8Array {
-    assertPlainJson(value);
-    if (this.#validate) {
-      const errors = this.#validate(value);
-      if (errors) {
-        throw new SharedStructError('SCHEMA_VALIDATION', `value for '${this.name}' fails its schema: ${schemaErrorText(errors)}`, {
-          details: errors,
-        });
+  /**
+   * What a request read from the store, into the cache through the local-writes tracker: an
+   * entry, or nothing (the struct is gone, unless a new life was seen since `livesAtSend`).
+   * Resolves once applied (it may wait for local writes in flight).
+   */
+  #ingestRead(entry: Entry | undefined, origin: ChangeOrigin, sentAt: number, livesAtSend: number): Promise<void> | undefined {
+    if (entry) return this.#writes.submit(entry.version, () => this.#cache.put(entry, origin, sentAt));
+    return this.#writes.submit(undefined, () => this.#cache.delete({ livesAtSend }, sentAt));
+  }
+
+  #onWatchEvent(event: WatchEvent): void {
+    // Watch events keep the cache current but confirm nothing: they may be old news.
+    switch (event.type) {
+      case 'put': {
+        const { entry } = event;
+        this.#advance(entry.revision);
+        void this.#writes.submit(entry.version, () => this.#cache.put(entry, 'remote', undefined));
+        return;
       }
-    }
-    const bytes = encodeFramed(this.#options.codec, value);
-    const max = this.#backend.limits.maxValueBytes;
-    if (bytes.byteLength > max) {
-      throw new SharedStructError('VALUE_TOO_LARGE', `value for '${this.name}' is ${bytes.byteLength} bytes encoded; the ${this.#backend.kind} limit is ${max}`);
-    }
-    return bytes;
-  }
-
-  /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
-  #decodeRemote(entry: Entry): { value: T } | { error: SharedStructError } {
-    const corrupt = (why: string, cause: unknown): { error: SharedStructError } => ({
-      error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.name}' version ${entry.version} ${why}`, { cause }),
-    });
-    let value: unknown;
-    try {
-      value = decodeFramed(this.#options.codec, entry.value);
-    } catch (err) {
-      if (isSharedStructError(err, 'CORRUPT_REMOTE_VALUE')) return corrupt(err.message, err);
-      return corrupt(`cannot be decoded with codec '${this.#options.codec.name}'`, err);
-    }
-    const errors = this.#validate?.(value);
-    if (errors) return corrupt(`fails its schema: ${schemaErrorText(errors)}`, errors);
-    return { value: deepFreeze(value as T) };
-  }
-
-  #setCache(entry: Entry, value: T): void {
-    this.#cache = { value, bytes: entry.value, version: entry.version, revision: entry.revision, createRevision: entry.createRevision, ephemeral: entry.ephemeral };
-    this.#lastValue = value;
-    this.#confirm();
-  }
-
-  /**
-   * Marks the cache confirmed equal to the store as of `#asOf`: when the request that brought the
-   * news was sent, not when the answer arrived. An answer or an event tells how the store was when
-   * it left; one that arrives late (a slow link, a process frozen with messages waiting in its
-   * socket, a member replaying history after a restart) must not make the cache look fresh. Watch
-   * events apply with no `#asOf`: they keep the cache current but confirm nothing.
-   */
-  #confirm(): void {
-    const at = this.#asOf;
-    if (at !== undefined && at > this.#confirmedAt) this.#confirmedAt = at;
-  }
-
-  /** Runs `apply` (synchronous) with its confirmations dated `sentAt`. */
-  #asOfRequest(sentAt: number, apply: () => void): void {
-    const outer = this.#asOf;
-    this.#asOf = sentAt;
-    try {
-      apply();
-    } finally {
-      this.#asOf = outer;
+      case 'delete':
+        this.#advance(event.revision);
+        void this.#writes.submit(undefined, () => this.#cache.delete({ revision: event.revision }, undefined));
+        return;
+      case 'reset': {
+        this.#advance(event.revision);
+        const entry = event.entries.find((e) => e.key === this.#key);
+        if (entry) void this.#writes.submit(entry.version, () => this.#cache.put(entry, 'resync', undefined));
+        else void this.#writes.submit(undefined, () => this.#cache.delete({ revision: event.revision }, undefined));
+        return;
+      }
+      case 'progress':
+        this.#advance(event.revision);
+        this.#cache.seen(event.revision);
+        return;
     }
   }
 
-  /**
-   * The one place the cache changes. `entry` is what the store holds (undefined: deleted).
-   * Versions at or below the cache's are echoes and only confirm; newer ones are decoded and
-   * diffed once, cached, then published. `origin` 'resync' marks a change found after lost
-   * continuity. `mine` is this instance's own write: when it lands right on the cached version
-   * it was diffed against, its checked value and diff are used as they are.
-   */
-  #apply(entry: Entry | undefined, origin: ChangeOrigin, mine?: Prepared<T>): void {
-    if (this.#state === 'closed') return;
-    const cache = this.#cache;
-    if (!entry) {
-      this.#confirm();
-      if (!cache) return;
-      this.#cache = undefined;
-      this.#state = 'deleted';
-      this.emit('deleted', { revision: (this.#watchRevision > cache.revision ? this.#watchRevision : cache.revision).toString() });
-      return;
-    }
-    let newLife = false;
-    if (cache && entry.createRevision !== cache.createRevision) {
-      if (entry.createRevision < cache.createRevision) return; // an older life, already superseded
-      // Deleted and created again while we were not looking.
-      this.#apply(undefined, origin);
-      newLife = true;
-    }
-    const current = this.#cache;
-    const corrupt = current && this.#corrupt?.createRevision === current.createRevision ? this.#corrupt : undefined;
-    if (current && entry.version <= Math.max(current.version, corrupt?.version ?? 0)) {
-      this.#confirm();
-      return;
-    }
-    if (mine && current && !newLife && !corrupt && current.version === mine.base && entry.version === mine.base + 1) {
-      this.#publish(entry, current, origin, mine.value, current.value, mine.bytes);
-      return;
-    }
-    const decoded = this.#decodeRemote(entry);
-    if ('error' in decoded) {
-      // Keep the last valid version; the next valid one arrives as a resync.
-      this.#corrupt = { version: entry.version, createRevision: entry.createRevision };
-      const kept = new SharedStructError('CORRUPT_REMOTE_VALUE', `${decoded.error.message}; keeping version ${current?.version ?? 0}`, {
-        cause: decoded.error.cause,
-      });
-      this.emit('error', kept);
-      return;
-    }
-    let eventOrigin: ChangeOrigin = origin;
-    if (!current || newLife || (corrupt && origin !== 'local')) eventOrigin = 'resync';
-    const before = current ? current.value : this.#lastValue;
-    this.#publish(entry, current, eventOrigin, decoded.value, before, entry.value);
-  }
-
-  /**
-   * Caches `value` at `entry` and hands its event to every subscriber. The event's `changes`
-   * (from `before`) are diffed only if someone reads them; `bytes` (the encoded `value`) tell the
-   * diff whether it must look for empty keys.
-   */
-  #publish(entry: Entry, current: Cached<T> | undefined, origin: ChangeOrigin, value: T, before: unknown, bytes: Uint8Array): void {
-    const previousVersion = current ? current.version : 0;
-    this.#corrupt = undefined;
-    const fields = {
-      version: entry.version,
-      previousVersion,
-      revision: entry.revision.toString(),
-      origin,
-      coalesced: current ? entry.version !== current.version + 1 : previousVersion !== 0,
-      value,
-    };
-    const event = changeEvent<T>(fields, before, bytes);
-    this.#setCache(entry, value);
-    if (this.#state === 'deleted') this.#state = 'open';
-    this.#fanout.publish(event);
-    this.emit('change', event);
+  #advance(revision: bigint): void {
+    if (revision > this.#watchRevision) this.#watchRevision = revision;
   }
 
   /** The CAS loop of `update`, `set` and `modify`; `compute` asks for a draft only if it needs one. */
-  async #writeLoop<R>(
-    compute: (makeDraft: () => T) => Promise<{ next: T; result: R }>,
-    options: UpdateOptions,
-  ): Promise<{ written: WriteResult<T>; result: R }> {
+  async #writeLoop<R>(compute: (makeDraft: () => T) => Promise<{ next: T; result: R }>, options: UpdateOptions): Promise<{ written: WriteResult<T>; result: R }> {
     const maxRetries = options.maxRetries ?? 10;
     if (!Number.isInteger(maxRetries) || maxRetries < 0) {
       throw new SharedStructError('INVALID_ARGUMENT', `option 'maxRetries' must be an integer >= 0, got ${String(maxRetries)}`);
@@ -616,50 +544,21 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const cache = this.#readable();
       let draft: T | undefined;
-      const { next, result } = await compute(() => (draft = this.#draft(cache)));
+      const { next, result } = await compute(() => (draft = this.#values.draft(cache)));
       throwIfAborted(options.signal);
-      const prepared = this.#prepare(cache, draft, next);
-      if (!prepared) return { written: { value: cache.value, version: cache.version }, result };
-      const base = this.#writeBase(cache);
-      const r = await this.#put(base, prepared, options.signal);
+      const prepared = this.#values.prepare(cache, draft, next);
+      if (!prepared) return { written: { value: cache.value as DeepReadonly<T>, version: cache.version }, result };
+      const r = await this.#put(this.#cache.writeBase(cache), prepared, options.signal);
       if (!('conflict' in r)) return { written: r, result };
       if (attempt >= maxRetries) {
         await this.#settle(r.conflict);
-        throw new SharedStructError('CONFLICT', `struct '${this.name}': still conflicting after ${maxRetries} retries`);
+        throw new SharedStructError(
+          'CONFLICT',
+          `struct '${this.name}': still conflicting after ${maxRetries} retries; other writers keep changing it, so retry later or raise 'maxRetries'`,
+        );
       }
       await Promise.all([sleep(this.#backoff.delayMs(attempt + 1), options.signal), this.#settle(r.conflict)]);
     }
-  }
-
-  /** A fresh mutable copy of the cached value: decoding its bytes beats a structured clone. */
-  #draft(cache: Cached<T>): T {
-    return decodeFramed(this.#options.codec, cache.bytes) as T;
-  }
-
-  /**
-   * Checks and encodes `next` (plain JSON, schema, size: before any request). Undefined when it
-   * equals the cache: the same bytes, or (rarely: other key order) the same JSON. A draft we
-   * made is frozen in place; a value the caller built is decoded from the bytes instead, so the
-   * caller's object is never frozen.
-   */
-  #prepare(cache: Cached<T>, draft: T | undefined, next: T): Prepared<T> | undefined {
-    const bytes = this.#encodeLocal(next);
-    if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
-    const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#options.codec, bytes) as T);
-    return { bytes, value, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral } };
-  }
-
-  /** The version a write compares against: the cache's, or a newer corrupt one it overwrites. */
-  #writeBase(cache: Cached<T>): number {
-    const corrupt = this.#corrupt;
-    return corrupt && corrupt.createRevision === cache.createRevision ? Math.max(cache.version, corrupt.version) : cache.version;
-  }
-
-  /** Whether a watch event must wait for local writes in flight (see `#pending`). */
-  #mustHold(event: WatchEvent): boolean {
-    if (this.#pending.size === 0) return false;
-    if (event.type !== 'put') return true;
-    return event.entry.version >= Math.min(...this.#pending.keys());
   }
 
   /**
@@ -667,12 +566,19 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * applies with {@link #settle} (after its backoff, when it retries).
    */
   async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | { conflict: Entry | undefined }> {
-    const r = await this.#writing(expectedVersion + 1, async () => {
+    const r = await this.#writes.writing(expectedVersion + 1, async () => {
       const sentAt = Date.now();
       const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal, life: prepared.life });
       return res.ok ? { written: this.#committed(res.entry, prepared, sentAt) } : res;
     });
     return 'written' in r ? r.written : { conflict: r.current };
+  }
+
+  /** Applies our committed write (inside its `writing`, so it is the one `local` event) and returns its result. */
+  #committed(entry: Entry, prepared: Prepared<T>, sentAt: number): WriteResult<T> {
+    this.#cache.put(entry, 'local', sentAt, prepared);
+    const cache = this.#cache.current;
+    return { value: (cache && cache.version === entry.version ? cache.value : prepared.value) as DeepReadonly<T>, version: entry.version };
   }
 
   /**
@@ -682,15 +588,16 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * by one; the entry only fills what the watch has not brought.
    */
   async #settle(conflict: Entry | undefined): Promise<void> {
+    const lives = this.#cache.lives;
     if (!conflict) {
-      this.#apply(undefined, 'remote');
-      throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted`);
+      await this.#ingestRead(undefined, 'remote', Date.now(), lives);
+      throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted; open it again with 'initial' to re-create it`);
     }
-    const cache = this.#cache;
+    const cache = this.#cache.current;
     if (cache && conflict.version > cache.version && this.#backend.features.has('everyVersion')) {
       await this.#caughtUp(conflict, 100);
     }
-    this.#apply(conflict, 'remote');
+    await this.#ingestRead(conflict, 'remote', Date.now(), lives);
   }
 
   /** Resolves once the watch brought the cache to `entry`'s version, or after `ms`. */
@@ -712,79 +619,6 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     });
   }
 
-  /** Applies our committed write and returns its result. */
-  #committed(entry: Entry, prepared: Prepared<T>, sentAt: number): WriteResult<T> {
-    this.#asOfRequest(sentAt, () => this.#apply(entry, 'local', prepared));
-    const cache = this.#cache;
-    return { value: cache && cache.version === entry.version ? cache.value : prepared.value, version: entry.version };
-  }
-
-  /** Runs a write that would create `version`, holding back the watch events it may own (see `#pending`). */
-  async #writing<R>(version: number, write: () => Promise<R>): Promise<R> {
-    this.#pending.set(version, (this.#pending.get(version) ?? 0) + 1);
-    try {
-      return await write();
-    } finally {
-      const left = this.#pending.get(version)! - 1;
-      if (left === 0) this.#pending.delete(version);
-      else this.#pending.set(version, left);
-      while (this.#held.length > 0 && !this.#mustHold(this.#held[0]!)) this.#onWatchEvent(this.#held.shift()!);
-    }
-  }
-
-
-  async #runWatch(): Promise<void> {
-    const signal = this.#closer.signal;
-    for (let failures = 0; !signal.aborted; ) {
-      const watch = this.#backend.watch({ key: this.#key }, { afterRevision: this.#watchRevision, signal });
-      try {
-        for await (const event of watch) {
-          failures = 0;
-          if (this.#held.length > 0 || this.#mustHold(event)) this.#held.push(event);
-          else this.#onWatchEvent(event);
-        }
-      } catch (err) {
-        if (signal.aborted) return;
-        failures += 1;
-        this.#ctx.logger.warn(`watch of '${this.name}' broke; resuming after revision ${this.#watchRevision}`, { err });
-      } finally {
-        watch.close();
-      }
-      if (signal.aborted) return;
-      try {
-        await sleep(Math.min(1000, 10 * 2 ** failures), signal);
-      } catch {
-        return;
-      }
-    }
-  }
-
-  #onWatchEvent(event: WatchEvent): void {
-    switch (event.type) {
-      case 'put':
-        this.#apply(event.entry, 'remote');
-        this.#advance(event.entry.revision);
-        return;
-      case 'delete':
-        this.#apply(undefined, 'remote');
-        this.#advance(event.revision);
-        return;
-      case 'reset': {
-        this.#apply(event.entries.find((e) => e.key === this.#key), 'resync');
-        this.#advance(event.revision);
-        return;
-      }
-      case 'progress':
-        // Like any event, progress may be old news (a member behind the others): no confirmation.
-        this.#advance(event.revision);
-        return;
-    }
-  }
-
-  #advance(revision: bigint): void {
-    if (revision > this.#watchRevision) this.#watchRevision = revision;
-  }
-
   /**
    * Confirms the cache: a version-only check, and a read only when the store moved on. With
    * `resync` (a new session) the read is unconditional and a change arrives as `resync`.
@@ -794,29 +628,26 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     const run = async (): Promise<void> => {
       const signal = this.#closer.signal;
       try {
-        const cache = this.#cache;
+        const cache = this.#cache.current;
         if (!resync && cache) {
           const sentAt = Date.now();
           const stat = await this.#backend.stat(this.#key, { signal });
           if (stat && stat.version === cache.version && stat.createRevision === cache.createRevision) {
-            this.#asOfRequest(sentAt, () => this.#confirm());
+            this.#cache.confirm(sentAt);
             return;
           }
         }
         const sentAt = Date.now();
+        const lives = this.#cache.lives;
         const entry = await this.#backend.get(this.#key, { signal, consistent: true });
-        this.#asOfRequest(sentAt, () => this.#apply(entry, resync ? 'resync' : 'remote'));
+        await this.#ingestRead(entry, resync ? 'resync' : 'remote', sentAt, lives);
       } catch (err) {
-        if (this.#state === 'closed') return;
-        const e = isSharedStructError(err) ? err : new SharedStructError('CONNECTION', 'refresh failed', { cause: err });
-        this.emit('error', new SharedStructError(e.code, `background refresh of '${this.name}' failed: ${e.message}`, { cause: e }));
+        if (this.#closed) return;
+        const e = err instanceof SharedStructError ? err : new SharedStructError('CONNECTION', 'refresh failed', { cause: err });
+        this.emit('error', new SharedStructError(e.code, `the background check of '${this.name}' failed (${e.message}); read() throws STALE_READ once maxStalenessMs passes without an answer`, { cause: e }));
       }
     };
     this.#refreshing = run().finally(() => (this.#refreshing = undefined));
     return this.#refreshing;
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
 }

@@ -258,6 +258,7 @@ export class EtcdBackend implements Backend {
       if ('version' in c) {
         checkVersion(`etcd txn compare ${c.key}`, c.version);
         compare.push(atVersion(c.key, c.version));
+        if (c.createRevision !== undefined) compare.push(createdAt(c.key, c.createRevision));
       } else {
         compare.push(present(c.key));
       }

@@ -110,7 +110,7 @@ export class MemoryStore {
     for (const c of compare) {
       const e = this.#entries.get(c.key);
       if (!e) return undefined;
-      if ('version' in c && e.version !== c.version) return undefined;
+      if ('version' in c && (e.version !== c.version || (c.createRevision !== undefined && e.createRevision !== c.createRevision))) return undefined;
     }
     for (const op of ops) {
       const e = this.#entries.get(op.key);

@@ -40,7 +40,7 @@ export function holding<T>(fn: () => Promise<T>): Promise<T> {
   try {
     work = fn();
   } catch (err) {
-    return Promise.reject(err);
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
   return hold(work);
 }

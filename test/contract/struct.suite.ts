@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import fc from 'fast-check';
-import { applyChanges, type ChangeEvent, type Client, type SharedStruct } from '../../lib/index.js';
+import { applyChanges, type ChangeEvent, type Client, type DeepReadonly, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
 import { countsSince } from '../../lib/util/counters.js';
 import { storePerTest, type ContractTarget } from './target.js';
@@ -32,7 +32,7 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
 /** Records a struct's events and checks the ordering invariants on every one. */
 export class Recorder<T> {
   readonly events: ChangeEvent<T>[] = [];
-  readonly base: { version: number; value: T };
+  readonly base: { version: number; value: DeepReadonly<T> };
 
   constructor(readonly struct: SharedStruct<T>) {
     this.base = { version: struct.stat().version, value: struct.readDirty() };

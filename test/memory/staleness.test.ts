@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { connect, isSharedStructError, type Client, type SharedStruct } from '../../lib/index.js';
+import { SharedStructError, connect, isSharedStructError, type Client, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
 import { memoryBackendOf } from './target.js';
 import { sleep } from '../support/process.js';
@@ -67,11 +67,21 @@ describe('[memory] cached read staleness', function () {
     assert.equal(readWithin(sa, acks, bound), 'STALE_READ');
   });
 
+  /** Makes `client`'s periodic checks go unanswered (the check runs every maxStalenessMs / 2 at least); returns the undo. */
+  const silenceChecks = (client: Client): (() => void) => {
+    const backend = backendOf(client);
+    const stat = backend.stat.bind(backend);
+    backend.stat = () => Promise.reject(new SharedStructError('TIMEOUT', 'check silenced by the test'));
+    return () => (backend.stat = stat);
+  };
+
   it('a watch event delivered late does not make the cache look fresh', async () => {
     const a = await open();
     const b = await open();
     const bound = 1000;
     const sa = await a.open<Counter>('c', { initial: { n: 0 }, maxStalenessMs: bound, refreshIntervalMs: 60000 });
+    sa.on('error', () => {});
+    silenceChecks(a);
     const sb = await b.open<Counter>('c');
     memoryBackendOf(a).delayDelivery(1500);
     const acks: { version: number; at: number }[] = [];
@@ -88,6 +98,8 @@ describe('[memory] cached read staleness', function () {
   it('a write, a consistent read and a periodic check each confirm', async () => {
     const a = await open();
     const sa = await a.open<Counter>('c', { initial: { n: 0 }, maxStalenessMs: 300, refreshIntervalMs: 60000 });
+    sa.on('error', () => {});
+    const unsilence = silenceChecks(a);
     await sleep(400);
     assert.throws(() => sa.read(), { code: 'STALE_READ' });
     await sa.update((d) => void (d.n = 1));
@@ -95,6 +107,7 @@ describe('[memory] cached read staleness', function () {
     await sleep(400);
     await sa.readConsistent();
     assert.deepEqual(sa.read(), { n: 1 });
+    unsilence();
     const checked = await a.open<Counter>('c', { maxStalenessMs: 300, refreshIntervalMs: 100 });
     await sleep(600);
     assert.deepEqual(checked.read(), { n: 1 }, 'kept fresh by the periodic check');

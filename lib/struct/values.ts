@@ -1,0 +1,123 @@
+/** A struct's values on their way to and from the store: checked, encoded, decoded, frozen. */
+import type { ErrorObject } from 'ajv';
+import type { Entry } from '../backend.js';
+import { decodeFramed, encodeFramed, type Codec } from '../codec.js';
+import { SharedStructError, isSharedStructError } from '../errors.js';
+import { assertPlainJson, deepFreeze, jsonEqual } from '../json.js';
+import { schemaErrorText, validatorFor } from '../schema.js';
+
+/** A stored version as the cache holds it. */
+export interface Cached<T> {
+  /** Deep-frozen. */
+  readonly value: T;
+  /** The stored bytes of `value`: decoding them is the cheapest fresh mutable copy. */
+  readonly bytes: Uint8Array;
+  readonly version: number;
+  readonly revision: bigint;
+  readonly createRevision: bigint;
+  readonly ephemeral: boolean;
+}
+
+/** A local write, checked and encoded, that differs from the cached version `base`. */
+export interface Prepared<T> {
+  readonly bytes: Uint8Array;
+  /** The value as it will be cached (frozen). */
+  readonly value: T;
+  /** The cached version it was made from (-1: none; the commit decodes what was stored). */
+  readonly base: number;
+  /** The life of the cached version it was made from (a re-created key must not take it). */
+  readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean } | undefined;
+}
+
+/** The codec, schema and size limit of one struct. */
+export class StructValues<T> {
+  readonly #name: string;
+  readonly #codec: Codec;
+  readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
+  readonly #maxBytes: number;
+  readonly #backendKind: string;
+
+  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; kind: string }) {
+    this.#name = name;
+    this.#codec = codec;
+    this.#validate = schema ? validatorFor(schema) : undefined;
+    this.#maxBytes = limits.maxValueBytes;
+    this.#backendKind = limits.kind;
+  }
+
+  /** Checks a value this process wants to write (plain JSON, schema, size) and encodes it. */
+  encode(value: unknown): Uint8Array {
+    assertPlainJson(value);
+    const errors = this.#validate?.(value);
+    if (errors) {
+      throw new SharedStructError('SCHEMA_VALIDATION', `the value for '${this.#name}' fails its schema, so nothing was written: ${schemaErrorText(errors)}`, {
+        details: errors,
+      });
+    }
+    const bytes = encodeFramed(this.#codec, value);
+    if (bytes.byteLength > this.#maxBytes) {
+      throw new SharedStructError(
+        'VALUE_TOO_LARGE',
+        `the value for '${this.#name}' is ${bytes.byteLength} bytes encoded and the ${this.#backendKind} limit is ${this.#maxBytes}; store less, or raise the server's limit and the 'maxValueBytes' option together`,
+      );
+    }
+    return bytes;
+  }
+
+  /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
+  decodeStored(entry: Entry): { value: T } | { error: SharedStructError } {
+    const corrupt = (why: string, cause: unknown): { error: SharedStructError } => ({
+      error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.#name}' version ${entry.version} ${why}`, { cause }),
+    });
+    let value: unknown;
+    try {
+      value = decodeFramed(this.#codec, entry.value);
+    } catch (err) {
+      if (isSharedStructError(err, 'CORRUPT_REMOTE_VALUE')) return corrupt(err.message, err);
+      return corrupt(`cannot be decoded with codec '${this.#codec.name}'`, err);
+    }
+    const errors = this.#validate?.(value);
+    if (errors) return corrupt(`fails its schema: ${schemaErrorText(errors)}`, errors);
+    return { value: deepFreeze(value as T) };
+  }
+
+  /** A fresh mutable copy of a cached value: decoding its bytes beats a structured clone. */
+  draft(cache: Cached<T>): T {
+    return decodeFramed(this.#codec, cache.bytes) as T;
+  }
+
+  /**
+   * Checks and encodes `next` before any request. Undefined when it equals the cache: the same
+   * bytes, or (rarely: other key order) the same JSON. A draft we made is frozen in place; a
+   * value the caller built is decoded from the bytes instead, so the caller's object is never
+   * frozen.
+   */
+  prepare(cache: Cached<T>, draft: T | undefined, next: T): Prepared<T> | undefined {
+    const bytes = this.encode(next);
+    if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
+    const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#codec, bytes) as T);
+    return { bytes, value, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral } };
+  }
+
+  /**
+   * A checked write of `value` that is not diffed against the cache (base -1): its value is
+   * decoded only if someone needs it (the commit decodes and diffs the stored entry).
+   */
+  prepareBlind(value: T, life: Prepared<T>['life']): Prepared<T> {
+    const bytes = this.encode(value);
+    const codec = this.#codec;
+    let decoded: T | undefined;
+    return {
+      bytes,
+      base: -1,
+      life,
+      get value(): T {
+        return (decoded ??= deepFreeze(decodeFramed(codec, bytes) as T));
+      },
+    };
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
+}
