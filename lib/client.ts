@@ -13,6 +13,8 @@ import { acquireLock, type LockOptions } from './lock.js';
 import { assertPlainJson } from './json.js';
 import { randomUUID } from 'node:crypto';
 import { anySignal, sleep } from './util/abort.js';
+import { holding } from './util/keepalive.js';
+import { retry } from './retry.js';
 import { AsyncQueue } from './util/async-queue.js';
 import { TypedEmitter } from './util/emitter.js';
 
@@ -34,6 +36,8 @@ export interface ExpectOptions<T> extends OpenOptions<T> {
 interface Registration {
   readonly key: string;
   readonly bytes: Uint8Array;
+  /** The session epoch the key was last created in. */
+  epoch: number;
 }
 
 /** Registered symbol, so two loaded copies of this module still find a client's backend. */
@@ -97,10 +101,13 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   /** Session state changes as an async iterator; ends when the client closes or `signal` fires. */
   states(options: { signal?: AbortSignal } = {}): AsyncIterable<SessionStateChange> {
-    const queue = new AsyncQueue<SessionStateChange>(() => {
-      this.off('state', onState);
-      options.signal?.removeEventListener('abort', onAbort);
-    });
+    const queue = new AsyncQueue<SessionStateChange>(
+      () => {
+        this.off('state', onState);
+        options.signal?.removeEventListener('abort', onAbort);
+      },
+      { holdsProcess: true },
+    );
     const onState = (s: SessionStateChange): void => {
       queue.push(s);
       if (s.state === 'closed') queue.end();
@@ -134,7 +141,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   /** A schema given by name goes through the overload above, so it always types the struct. */
   open<T>(name: string, options?: OpenOptions<T> & { readonly schema?: object; readonly signal?: AbortSignal }): Promise<SharedStruct<T>>;
   open<T>(name: string, options: OpenOptions<T> & { readonly signal?: AbortSignal } = {}): Promise<SharedStruct<T>> {
-    return this.#open(name, options);
+    return holding(() => this.#open(name, options));
   }
 
   async #open<T>(name: string, options: OpenOptions<T> & { readonly signal?: AbortSignal }): Promise<SharedStruct<T>> {
@@ -164,7 +171,11 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    */
   expect<K extends SchemaName>(name: string, options: ExpectOptions<SchemaTypes[K]> & { readonly schema: K }): Promise<SharedStruct<SchemaTypes[K]>>;
   expect<T>(name: string, options?: ExpectOptions<T> & { readonly schema?: object }): Promise<SharedStruct<T>>;
-  async expect<T>(name: string, options: ExpectOptions<T> = {}): Promise<SharedStruct<T>> {
+  expect<T>(name: string, options: ExpectOptions<T> = {}): Promise<SharedStruct<T>> {
+    return holding(() => this.#expect(name, options));
+  }
+
+  async #expect<T>(name: string, options: ExpectOptions<T>): Promise<SharedStruct<T>> {
     this.#ensureOpen();
     validateName(name, 'struct name');
     const { signal, timeoutMs, ...openOptions } = options;
@@ -224,21 +235,25 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    * finally { await lock.release(); }
    * ```
    */
-  async lock(name: string, options: LockOptions = {}): Promise<Lock> {
-    this.#ensureOpen();
-    validateName(name, 'lock name');
-    const backend = await this.#backendFor(options.ttlMs);
-    return acquireLock(backend, name, `${this.namespace}/_locks/${name}`, options);
+  lock(name: string, options: LockOptions = {}): Promise<Lock> {
+    return holding(async () => {
+      this.#ensureOpen();
+      validateName(name, 'lock name');
+      const backend = await this.#backendFor(options.ttlMs);
+      return acquireLock(backend, name, `${this.namespace}/_locks/${name}`, options);
+    });
   }
 
   /** Runs `fn` holding the lock `name` and always releases it; resolves what `fn` resolves. */
-  async withLock<R>(name: string, fn: (lock: Lock) => R | Promise<R>, options: LockOptions = {}): Promise<R> {
-    const lock = await this.lock(name, options);
-    try {
-      return await fn(lock);
-    } finally {
-      await lock.release();
-    }
+  withLock<R>(name: string, fn: (lock: Lock) => R | Promise<R>, options: LockOptions = {}): Promise<R> {
+    return holding(async () => {
+      const lock = await this.lock(name, options);
+      try {
+        return await fn(lock);
+      } finally {
+        await lock.release();
+      }
+    });
   }
 
   /**
@@ -264,19 +279,25 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    * Joins the group `group` as member `id` (an ephemeral registration that is re-created after a
    * lost session) and resolves the {@link Group}: `members()`, `changes()`, `leave()`.
    */
-  async join(group: string, options: { id?: string; data?: unknown; signal?: AbortSignal } = {}): Promise<Group> {
-    this.#ensureOpen();
-    validateName(group, 'group name');
-    const id = options.id ?? randomUUID();
-    validateName(id, 'member id');
-    if (options.data !== undefined) assertPlainJson(options.data);
-    const prefix = `${this.namespace}/_groups/${group}`;
-    const leave = await this.#register(`${prefix}/${id}`, { id, since: Date.now(), data: options.data ?? null }, options.signal);
-    return new Group(this[BACKEND], group, prefix, id, leave, this.#logger);
+  join(group: string, options: { id?: string; data?: unknown; signal?: AbortSignal } = {}): Promise<Group> {
+    return holding(async () => {
+      this.#ensureOpen();
+      validateName(group, 'group name');
+      const id = options.id ?? randomUUID();
+      validateName(id, 'member id');
+      if (options.data !== undefined) assertPlainJson(options.data);
+      const prefix = `${this.namespace}/_groups/${group}`;
+      const leave = await this.#register(`${prefix}/${id}`, { id, since: Date.now(), data: options.data ?? null }, options.signal);
+      return new Group(this[BACKEND], group, prefix, id, leave, this.#logger);
+    });
   }
 
   /** Closes every struct, ends the session (ephemerals go at once). Idempotent. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return holding(() => this.#close());
+  }
+
+  async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#closer.abort(new SharedStructError('CLOSED', 'the client is closed'));
@@ -326,27 +347,46 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     };
   }
 
-  /** Creates an ephemeral key now and after every new session, until the returned function removes it. */
+  /**
+   * Creates an ephemeral key now and after every new session, until the returned function
+   * removes it. The record gets a random `instance` field, so the stored bytes tell this
+   * registration from anyone else's with the same key: a key held by someone else rejects
+   * `CONFLICT` (nobody is evicted), and the remover deletes only a key holding these bytes.
+   */
   async #register(key: string, value: unknown, signal?: AbortSignal): Promise<() => Promise<void>> {
-    const registration: Registration = { key, bytes: jsonCodec.encode(value) };
+    const registration: Registration = { key, bytes: jsonCodec.encode({ ...(value as object), instance: randomUUID() }), epoch: 0 };
     await this.#createRegistration(registration, signal);
     this.#registrations.set(key, registration);
     return async () => {
       if (this.#registrations.get(key) !== registration) return;
       this.#registrations.delete(key);
-      if (!this.#closed) await this[BACKEND].delete(key);
+      if (this.#closed) return;
+      const backend = this[BACKEND];
+      const session = backend.session;
+      if (registration.epoch === session.epoch && (session.state === 'connected' || session.state === 'reconnected')) {
+        // Created in this session, which still holds it: nobody else can have taken the key.
+        await backend.delete(key, { expectedVersion: 1 });
+        return;
+      }
+      const current = await backend.get(key);
+      if (current && sameBytes(current.value, registration.bytes)) await backend.delete(key, { expectedVersion: current.version });
     };
   }
 
   async #createRegistration(r: Registration, signal?: AbortSignal): Promise<void> {
     const backend = this[BACKEND];
+    const epoch = backend.session.epoch;
     const created = await backend.create(r.key, r.bytes, { ephemeral: true, signal });
     if (!created.created) {
-      // A leftover of an older session of ours that the server has not dropped yet.
-      await backend.delete(r.key, { signal });
+      if (!sameBytes(created.current.value, r.bytes)) {
+        throw new SharedStructError('CONFLICT', `'${r.key.slice(r.key.lastIndexOf('/') + 1)}' is already registered at '${r.key}' by a live member; pick another id (or label), or wait for it to leave`);
+      }
+      // Ours, from an older session that the server has not dropped yet: replace it.
+      await backend.delete(r.key, { expectedVersion: created.current.version, signal });
       const again = await backend.create(r.key, r.bytes, { ephemeral: true, signal });
-      if (!again.created) throw new SharedStructError('CONFLICT', `registration '${r.key}' exists and is not ours`);
+      if (!again.created) throw new SharedStructError('CONFLICT', `'${r.key}' was registered by someone else while ours was being replaced`);
     }
+    r.epoch = epoch;
   }
 
   async #members(prefix: string, signal?: AbortSignal): Promise<Member[]> {
@@ -370,24 +410,37 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     }
   }
 
-  /** A new session: re-create every registration, then let every struct re-read. */
+  /**
+   * A new session: re-create every registration, then let every struct re-read. A registration
+   * someone else took meanwhile (`CONFLICT`) is given up and reported; transient failures are
+   * retried until the client closes.
+   */
   async #afterNewSession(): Promise<void> {
     const signal = this.#closer.signal;
     for (const r of [...this.#registrations.values()]) {
-      for (let attempt = 1; !signal.aborted && this.#registrations.get(r.key) === r; attempt++) {
-        try {
-          await this.#createRegistration(r, signal);
-          break;
-        } catch (err) {
-          if (signal.aborted) return;
-          const e = isSharedStructError(err) ? err : new SharedStructError('CONNECTION', 'registration failed', { cause: err });
-          this.emit('error', new SharedStructError(e.code, `re-creating registration '${r.key}' failed (attempt ${attempt})`, { cause: e }));
-          await sleep(Math.min(5000, 100 * 2 ** attempt), signal).catch(() => {});
-        }
+      try {
+        await retry(() => (this.#registrations.get(r.key) === r ? this.#createRegistration(r, signal) : Promise.resolve()), {
+          what: `re-creating registration '${r.key}'`,
+          signal,
+          onRetry: (err, attempt) =>
+            this.emit('error', new SharedStructError(errorCode(err), `re-creating registration '${r.key}' failed (attempt ${attempt}); retrying`, { cause: err })),
+        });
+      } catch (err) {
+        if (signal.aborted) return;
+        if (this.#registrations.get(r.key) === r) this.#registrations.delete(r.key);
+        this.emit('error', new SharedStructError(errorCode(err), `registration '${r.key}' was not re-created after the new session and is given up`, { cause: err }));
       }
     }
     for (const s of this.#structs) s.onNewSession();
   }
+}
+
+function errorCode(err: unknown): SharedStructError['code'] {
+  return isSharedStructError(err) ? err.code : 'CONNECTION';
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
 }
 
 /** @internal The backend behind a client (for tests and adapters' own tooling). */

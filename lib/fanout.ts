@@ -74,7 +74,7 @@ class Subscriber<T> {
   constructor(base: { version: number; value: unknown }, max: number, onEnd: () => void) {
     this.base = base;
     this.max = max;
-    this.queue = new AsyncQueue(onEnd);
+    this.queue = new AsyncQueue(onEnd, { holdsProcess: true });
   }
 
   offer(event: ChangeEvent<T>): void {

@@ -4,6 +4,7 @@ import { jsonCodec } from './codec.js';
 import type { Member } from './struct.js';
 import { AsyncQueue } from './util/async-queue.js';
 import { follow } from './util/follow.js';
+import { holding } from './util/keepalive.js';
 import type { Logger } from './backend.js';
 
 /** A membership change. */
@@ -25,7 +26,8 @@ export function toMember(entry: Entry, prefix: string): Member | undefined {
     return undefined;
   }
   if (typeof record !== 'object' || record === null || Array.isArray(record)) return undefined;
-  const { id, since, ...rest } = record as { id?: unknown; since?: unknown } & Record<string, unknown>;
+  // `instance` tells one registration from another with the same id (see the client); not data.
+  const { id, since, instance: _instance, ...rest } = record as { id?: unknown; since?: unknown; instance?: unknown } & Record<string, unknown>;
   return Object.freeze({
     id: typeof id === 'string' ? id : entry.key.slice(prefix.length + 1),
     data: 'data' in rest ? rest.data : Object.freeze(rest),
@@ -63,20 +65,24 @@ export class Group implements AsyncDisposable {
     this.#logger = logger;
   }
 
-  /** The members the store has now, in joining order. */
-  async members(options: { signal?: AbortSignal } = {}): Promise<Member[]> {
-    const entries = await this.#backend.list(this.#prefix, { signal: options.signal, consistent: true });
-    return entries.map((e) => toMember(e, this.#prefix)).filter((m): m is Member => m !== undefined);
+  /** The members the store has now, in joining order (records that cannot be decoded are skipped). */
+  members(options: { signal?: AbortSignal } = {}): Promise<Member[]> {
+    return holding(async () => {
+      const entries = await this.#backend.list(this.#prefix, { signal: options.signal, consistent: true });
+      return entries.map((e) => toMember(e, this.#prefix)).filter((m): m is Member => m !== undefined);
+    });
   }
 
   /**
    * Join and leave events from now on (the current members first, as joins, with
    * `includeCurrent`). Each member joins once and leaves once per registration; a registration
    * re-created after a lost session is seen as a leave and a join only if the store saw the gap.
+   * A record that cannot be decoded is skipped (with a warning), never yielded. The stream
+   * survives disconnects and transient errors; while its `next()` waits, the process stays alive.
    */
   changes(options: { signal?: AbortSignal; includeCurrent?: boolean } = {}): AsyncIterable<MemberChange> {
     const stop = new AbortController();
-    const queue = new AsyncQueue<MemberChange>(() => stop.abort());
+    const queue = new AsyncQueue<MemberChange>(() => stop.abort(), { holdsProcess: true });
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     const known = new Map<string, { member: Member; createRevision: bigint }>();
     const emit = (type: MemberChange['type'], member: Member): void => queue.push(Object.freeze({ type, member }));
@@ -101,16 +107,23 @@ export class Group implements AsyncDisposable {
       for (const e of entries) join(e);
     };
     let after: bigint | undefined;
-    follow(queue, signal, async () => {
+    follow(queue, signal, `changes of group '${this.name}'`, async (progress) => {
       if (after === undefined) {
         const initial = await this.#backend.list(this.#prefix, { signal, consistent: true });
         after = initial.reduce((max, e) => (e.revision > max ? e.revision : max), 0n);
         if (options.includeCurrent) reconcile(initial);
-        else for (const e of initial) known.set(e.key, { member: toMember(e, this.#prefix)!, createRevision: e.createRevision });
+        else {
+          for (const e of initial) {
+            const member = toMember(e, this.#prefix);
+            if (member) known.set(e.key, { member, createRevision: e.createRevision });
+          }
+        }
       }
       const watch = this.#backend.watch({ prefix: this.#prefix }, { signal, ...(after > 0n && { afterRevision: after }) });
       try {
+        progress();
         for await (const ev of watch) {
+          progress();
           if (ev.type === 'put') join(ev.entry);
           else if (ev.type === 'delete') leave(ev.key);
           else if (ev.type === 'reset') reconcile(ev.entries);
@@ -124,11 +137,11 @@ export class Group implements AsyncDisposable {
     return queue;
   }
 
-  /** Removes this member's registration. Idempotent. */
-  async leave(): Promise<void> {
-    if (this.#left) return;
+  /** Removes this member's own registration (never another member's). Idempotent. */
+  leave(): Promise<void> {
+    if (this.#left) return Promise.resolve();
     this.#left = true;
-    await this.#leave();
+    return holding(() => this.#leave());
   }
 
   /** Same as {@link leave}. */

@@ -3,8 +3,9 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Backend } from './backend.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
-import { anySignal, sleep } from './util/abort.js';
-import { enqueue, monitorLoss, waitForHead, type QueueEntry } from './queue.js';
+import { anySignal } from './util/abort.js';
+import { QueueSlot, type LossMonitor } from './queue.js';
+import { holding } from './util/keepalive.js';
 
 /** Options of `client.lock()`. */
 export interface LockOptions {
@@ -41,22 +42,18 @@ export class Lock implements AsyncDisposable {
   readonly signal: AbortSignal;
   /** @internal The queue key this holder owns. */
   readonly key: string;
-  readonly #backend: Backend;
-  readonly #stop: () => void;
-  readonly #check: () => boolean;
-  readonly #epoch: number;
+  readonly #slot: QueueSlot;
+  readonly #monitor: LossMonitor;
   #released = false;
 
   /** @internal */
-  constructor(name: string, backend: Backend, entry: QueueEntry, monitor: { signal: AbortSignal; stop(): void; check(): boolean }) {
+  constructor(name: string, slot: QueueSlot, monitor: LossMonitor) {
     this.name = name;
-    this.token = entry.token.toString();
-    this.key = entry.key;
-    this.#epoch = entry.epoch;
+    this.token = slot.token.toString();
+    this.key = slot.key;
     this.signal = monitor.signal;
-    this.#backend = backend;
-    this.#stop = () => monitor.stop();
-    this.#check = () => monitor.check();
+    this.#slot = slot;
+    this.#monitor = monitor;
   }
 
   /**
@@ -65,7 +62,7 @@ export class Lock implements AsyncDisposable {
    * before each guarded step.
    */
   get held(): boolean {
-    return !this.#released && this.#check();
+    return !this.#released && this.#monitor.check();
   }
 
   /**
@@ -73,45 +70,17 @@ export class Lock implements AsyncDisposable {
    * the store cannot be reached it resolves anyway and keeps deleting in the background until
    * the delete goes through or the key's session ends (Curator's "guaranteed delete"): a key
    * left behind would keep the lock for as long as its session lives, and a failed release must
-   * not hide why the holder let go (`withLock`, `updateLocked` release in `finally`).
+   * not hide why the holder let go (`withLock`, `updateLocked` release in `finally`). A lost
+   * lock has already let go of its key the same way.
    */
-  async release(): Promise<void> {
-    if (this.#released) return;
+  release(): Promise<void> {
     this.#released = true;
-    this.#stop();
-    try {
-      await this.#backend.delete(this.key);
-    } catch (err) {
-      // The key is ephemeral: with its session gone, it is gone.
-      if (err instanceof SharedStructError && (err.code === 'CLOSED' || err.code === 'SESSION_LOST')) return;
-      if (!(err instanceof SharedStructError && err.retryable)) throw err;
-      void deleteUntilGone(this.#backend, this.key, this.#epoch);
-    }
+    return holding(() => this.#slot.release());
   }
 
   /** Same as {@link release}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
-  }
-}
-
-/**
- * Retries deleting the queue key `key` of session `epoch` with backoff until the delete goes
- * through or that session ends (the key goes with it). Bounded: two ttls and a minute at most,
- * by when an unreachable session has long expired on the server.
- */
-async function deleteUntilGone(backend: Backend, key: string, epoch: number): Promise<void> {
-  const giveUpAt = Date.now() + 2 * backend.session.ttlMs + 60_000;
-  for (let attempt = 1; Date.now() < giveUpAt; attempt++) {
-    await sleep(Math.min(2000, 50 * 2 ** attempt));
-    const session = backend.session;
-    if (session.epoch !== epoch || session.state === 'lost' || session.state === 'closed') return;
-    try {
-      await backend.delete(key);
-      return;
-    } catch (err) {
-      if (!(err instanceof SharedStructError && err.retryable)) return;
-    }
   }
 }
 
@@ -124,17 +93,21 @@ export async function acquireLock(backend: Backend, name: string, parent: string
   throwIfAborted(signal);
   const deadline = waitMs === undefined ? undefined : AbortSignal.timeout(Math.max(1, waitMs));
   const wait = anySignal(signal, deadline);
+  const record = { id: randomUUID(), host: hostname(), pid: process.pid, since: Date.now(), ttlMs: backend.session.ttlMs };
   for (;;) {
-    const me = await enqueue(backend, parent, { id: randomUUID(), host: hostname(), pid: process.pid, since: Date.now(), ttlMs: backend.session.ttlMs }, wait);
+    let slot: QueueSlot | undefined;
     try {
-      await waitForHead(backend, parent, me, wait);
-      const monitor = monitorLoss(backend, me, `lock '${name}'`);
+      slot = await QueueSlot.enqueue(backend, parent, record, wait);
+      await slot.waitForHead(wait);
+      const monitor = slot.hold(`lock '${name}'`);
       if (monitor.signal.aborted) throw abortError(monitor.signal);
-      return new Lock(name, backend, me, monitor);
+      return new Lock(name, slot, monitor);
     } catch (err) {
-      await backend.delete(me.key).catch(() => {});
+      await slot?.release().catch(() => {});
       if (signal?.aborted) throw abortError(signal);
-      if (deadline?.aborted) throw new SharedStructError('LOCK_TIMEOUT', `lock '${name}' not acquired within ${waitMs} ms`, { cause: err });
+      if (deadline?.aborted) {
+        throw new SharedStructError('LOCK_TIMEOUT', `lock '${name}' was not acquired within ${waitMs} ms: another holder has it; wait longer (waitMs) or find who holds it`, { cause: err });
+      }
       // Our queue key went with a lost session: queue again, at the end.
       if (err instanceof SharedStructError && (err.code === 'SESSION_LOST' || err.code === 'LOCK_LOST')) continue;
       throw err;

@@ -1,12 +1,15 @@
 /**
  * The FIFO queue under locks and elections: each contender creates an ephemeral sequential key
  * under a parent, the one with the smallest create revision holds, and every other contender
- * watches only its predecessor (no herd). Plus the loss monitor that tells a holder, in time,
- * that its key may be gone.
+ * watches only its predecessor (no herd). A {@link QueueSlot} owns its key for the key's whole
+ * life: it waits its turn, watches for the loss of what it holds, and deletes the key — once the
+ * store answers, even when that is later — whenever it lets go: released, resigned, withdrawn or
+ * lost. A slot that let go never leaves its key to block the queue.
  */
 import type { Backend, Entry, SessionStateChange } from './backend.js';
-import { SharedStructError, throwIfAborted } from './errors.js';
+import { SharedStructError, abortError, throwIfAborted } from './errors.js';
 import { jsonCodec } from './codec.js';
+import { isRetryable, retry } from './retry.js';
 
 /**
  * How long before the server can expire a suspended session a holder gives up: 20% of the
@@ -17,37 +20,195 @@ export function safetyMarginMs(ttlMs: number): number {
   return Math.max(250, Math.round(ttlMs * 0.2));
 }
 
-/** One contender's place in a queue. */
-export interface QueueEntry {
+/** What watches over a held slot: see {@link QueueSlot.hold}. */
+export interface LossMonitor {
+  /** Aborted with `LOCK_LOST` as soon as the slot's key may be gone. */
+  readonly signal: AbortSignal;
+  /**
+   * Checks the loss deadline now, without waiting for a timer (a process that was frozen runs its
+   * own code before any timer can tell it the news); true while still held.
+   */
+  check(): boolean;
+}
+
+/** One contender's place in a queue, from its creation to its delete. */
+export class QueueSlot {
+  /** The key this slot owns. */
   readonly key: string;
   /** Create revision of the key: the fencing token. */
   readonly token: bigint;
-  /** The session epoch the key belongs to. */
+  /** The session epoch the key belongs to (it vanishes with that session). */
   readonly epoch: number;
-}
+  readonly #backend: Backend;
+  readonly #parent: string;
+  #released: Promise<void> | undefined;
+  #stopMonitor: (() => void) | undefined;
 
-/** Creates this contender's key at the end of the queue under `parent`. */
-export async function enqueue(backend: Backend, parent: string, record: unknown, signal?: AbortSignal): Promise<QueueEntry> {
-  throwIfAborted(signal);
-  const epoch = backend.session.epoch;
-  const r = await backend.create(`${parent}/q-`, jsonCodec.encode(record), { ephemeral: true, sequential: true, signal });
-  if (!r.created) throw new SharedStructError('CONFLICT', `a sequential key under '${parent}' already existed`);
-  return { key: r.entry.key, token: r.entry.createRevision, epoch };
-}
+  /** @internal Use {@link QueueSlot.enqueue} (tests adopt an entry they made). */
+  constructor(backend: Backend, parent: string, entry: Entry, epoch: number) {
+    this.#backend = backend;
+    this.#parent = parent;
+    this.key = entry.key;
+    this.token = entry.createRevision;
+    this.epoch = epoch;
+  }
 
-/**
- * Waits until `me` heads the queue. Each round lists the queue; if someone is ahead, it watches
- * that predecessor until it is deleted, then lists again. Rejects `SESSION_LOST` if `me` vanished
- * (its session ended), and the signal's error when it fires.
- */
-export async function waitForHead(backend: Backend, parent: string, me: QueueEntry, signal: AbortSignal): Promise<void> {
-  for (;;) {
+  /**
+   * Creates a key at the end of the queue under `parent`. The create is not aborted once sent (a
+   * create aborted in flight may still happen and leave a key nobody owns); when `signal` fired
+   * meanwhile, the new key is deleted and this rejects. When the create's outcome is unknown (a
+   * timeout), the queue is searched for `record` (unique per contender) and any key found deleted.
+   */
+  static async enqueue(backend: Backend, parent: string, record: unknown, signal: AbortSignal | undefined): Promise<QueueSlot> {
     throwIfAborted(signal);
-    const entries = await backend.list(parent, { signal });
-    const index = entries.findIndex((e) => e.key === me.key);
-    if (index < 0) throw new SharedStructError('SESSION_LOST', `queue entry '${me.key}' is gone (its session ended)`);
-    if (index === 0) return;
-    await waitForDelete(backend, entries[index - 1]!, signal);
+    const epoch = backend.session.epoch;
+    const bytes = jsonCodec.encode(record);
+    let created;
+    try {
+      created = await backend.create(`${parent}/q-`, bytes, { ephemeral: true, sequential: true });
+    } catch (err) {
+      if (isRetryable(err)) await removeStray(backend, parent, bytes);
+      throw err;
+    }
+    if (!created.created) throw new SharedStructError('CONFLICT', `a sequential key under '${parent}' already existed`);
+    const slot = new QueueSlot(backend, parent, created.entry, epoch);
+    if (signal?.aborted) {
+      await slot.release();
+      throw abortError(signal);
+    }
+    return slot;
+  }
+
+  /**
+   * Waits until this slot heads the queue. Each round lists the queue; if someone is ahead, it
+   * watches that predecessor until it is deleted, then lists again. Rejects `SESSION_LOST` if the
+   * key vanished (its session ended), and the signal's error when it fires.
+   */
+  async waitForHead(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      throwIfAborted(signal);
+      const entries = await this.#backend.list(this.#parent, { signal });
+      const index = entries.findIndex((e) => e.key === this.key);
+      if (index < 0) throw new SharedStructError('SESSION_LOST', `queue entry '${this.key}' is gone (its session ended)`);
+      if (index === 0) return;
+      await waitForDelete(this.#backend, entries[index - 1]!, signal);
+    }
+  }
+
+  /**
+   * Starts watching over what this slot holds and returns the monitor: its signal aborts with
+   * `LOCK_LOST` as soon as the key may be gone (the session is lost or replaced, the server has
+   * not been heard from for so long that it may expire the session within the safety margin, or
+   * the key was deleted), and then the slot lets go of its key ({@link release}).
+   */
+  hold(what: string): LossMonitor {
+    const backend = this.#backend;
+    const controller = new AbortController();
+    const session = backend.session;
+    const margin = safetyMarginMs(session.ttlMs);
+    let timer: NodeJS.Timeout | undefined;
+    const watchStop = new AbortController();
+    const stop = (): void => {
+      clearTimeout(timer);
+      unsubscribe();
+      watchStop.abort();
+    };
+    const lose = (why: string, cause?: unknown): void => {
+      if (controller.signal.aborted) return;
+      controller.abort(new SharedStructError('LOCK_LOST', `${what}: ${why}`, { cause }));
+      stop();
+      void this.release();
+    };
+    /**
+     * One timer at the loss deadline, last contact + ttl - margin, whatever the session's state:
+     * an adapter may notice a dead connection late (etcd's keepalive checks run once per third
+     * of the ttl), and the server's clock runs from the last request it got either way. When it
+     * fires early because contact came since, it moves to the new deadline.
+     */
+    const armDeadline = (): void => {
+      clearTimeout(timer);
+      const deadline = session.lastContactAt + session.ttlMs - margin;
+      timer = setTimeout(() => {
+        if (check()) armDeadline();
+      }, Math.max(0, deadline - Date.now()) + 1);
+      timer.unref();
+    };
+    const check = (): boolean => {
+      if (!controller.signal.aborted && Date.now() > session.lastContactAt + session.ttlMs - margin) {
+        lose(`the server was last heard ${Date.now() - session.lastContactAt} ms ago; it may have expired the session (ttl ${session.ttlMs} ms, margin ${margin} ms)`);
+      }
+      return !controller.signal.aborted;
+    };
+    const unsubscribe = session.onStateChange((change: SessionStateChange) => {
+      if (change.epoch !== this.epoch || change.state === 'lost' || change.state === 'closed') {
+        lose(`the session was ${change.state === 'closed' ? 'closed' : 'lost'}`, change.cause);
+      }
+    });
+    this.#stopMonitor = stop;
+    // The key itself: deleted by hand, or by the server on expiry we have not heard of yet.
+    const watch = backend.watch({ key: this.key }, { signal: watchStop.signal });
+    void (async () => {
+      try {
+        for await (const ev of watch) {
+          if (ev.type === 'delete' || (ev.type === 'reset' && !ev.entries.some((e) => e.key === this.key))) {
+            lose(`its key '${this.key}' was deleted`);
+            return;
+          }
+        }
+      } catch {
+        // The watch ended with the backend; session monitoring still applies.
+      } finally {
+        watch.close();
+      }
+    })();
+    if (session.epoch !== this.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
+    else armDeadline();
+    return { signal: controller.signal, check };
+  }
+
+  /**
+   * Lets go: stops the monitor and deletes this slot's own key (never another's). Idempotent.
+   * Resolves once the store answered the first delete; when it could not be reached, it resolves
+   * anyway and keeps deleting in the background until the delete goes through or the key's
+   * session ends (Curator's "guaranteed delete"): a key left behind would hold the queue for as
+   * long as its session lives. Rejects only on an error that retrying cannot fix.
+   */
+  release(): Promise<void> {
+    this.#released ??= this.#delete();
+    return this.#released;
+  }
+
+  async #delete(): Promise<void> {
+    this.#stopMonitor?.();
+    const backend = this.#backend;
+    const sessionHolds = (): boolean => {
+      const s = backend.session;
+      return s.epoch === this.epoch && s.state !== 'lost' && s.state !== 'closed';
+    };
+    try {
+      await backend.delete(this.key);
+    } catch (err) {
+      // The key is ephemeral: with its session gone, it is gone.
+      if (err instanceof SharedStructError && (err.code === 'CLOSED' || err.code === 'SESSION_LOST')) return;
+      if (!isRetryable(err)) throw err;
+      // Bounded: two ttls and a minute, by when an unreachable session has long expired.
+      void retry(() => backend.delete(this.key), {
+        what: `delete of queue key '${this.key}'`,
+        giveUpAt: Date.now() + 2 * backend.session.ttlMs + 60_000,
+        retryIf: (e) => isRetryable(e) && sessionHolds(),
+      }).catch(() => {});
+    }
+  }
+}
+
+/** After a create whose outcome is unknown: deletes any key under `parent` holding exactly `bytes`. */
+async function removeStray(backend: Backend, parent: string, bytes: Uint8Array): Promise<void> {
+  try {
+    for (const e of await backend.list(parent)) {
+      if (e.value.byteLength === bytes.byteLength && Buffer.compare(e.value, bytes) === 0) await backend.delete(e.key);
+    }
+  } catch {
+    // Still unreachable: the key, if any, goes with our session; the caller reports the first error.
   }
 }
 
@@ -64,80 +225,4 @@ async function waitForDelete(backend: Backend, entry: Entry, signal: AbortSignal
   } finally {
     watch.close();
   }
-}
-
-/**
- * Watches over a held queue key and aborts the returned signal with `LOCK_LOST` as soon as the
- * key may be gone: the session is lost or replaced, the server has not been heard from for so
- * long that it may expire the session within the safety margin, or the key was deleted.
- */
-export function monitorLoss(
-  backend: Backend,
-  me: QueueEntry,
-  what: string,
-): { readonly signal: AbortSignal; stop(): void; check(): boolean } {
-  const controller = new AbortController();
-  const session = backend.session;
-  const margin = safetyMarginMs(session.ttlMs);
-  let timer: NodeJS.Timeout | undefined;
-  const lose = (why: string, cause?: unknown): void => {
-    if (controller.signal.aborted) return;
-    controller.abort(new SharedStructError('LOCK_LOST', `${what}: ${why}`, { cause }));
-    stop();
-  };
-  /**
-   * One timer at the loss deadline, last contact + ttl - margin, whatever the session's state:
-   * an adapter may notice a dead connection late (etcd's keepalive checks run once per third of
-   * the ttl), and the server's clock runs from the last request it got either way. When it
-   * fires early because contact came since, it moves to the new deadline.
-   */
-  const armDeadline = (): void => {
-    clearTimeout(timer);
-    const deadline = session.lastContactAt + session.ttlMs - margin;
-    timer = setTimeout(() => {
-      if (check()) armDeadline();
-    }, Math.max(0, deadline - Date.now()) + 1);
-    timer.unref();
-  };
-  const onState = (change: SessionStateChange): void => {
-    if (change.epoch !== me.epoch || change.state === 'lost' || change.state === 'closed') {
-      lose(`the session was ${change.state === 'closed' ? 'closed' : 'lost'}`, change.cause);
-    }
-  };
-  const unsubscribe = session.onStateChange(onState);
-  // The key itself: deleted by hand, or by the server on expiry we have not heard of yet.
-  const watchStop = new AbortController();
-  const watch = backend.watch({ key: me.key }, { signal: watchStop.signal });
-  void (async () => {
-    try {
-      for await (const ev of watch) {
-        if (ev.type === 'delete' || (ev.type === 'reset' && !ev.entries.some((e) => e.key === me.key))) {
-          lose(`its key '${me.key}' was deleted`);
-          return;
-        }
-      }
-    } catch {
-      // The watch ended with the backend; session monitoring still applies.
-    }
-  })();
-  // Only now: `lose` stops the watch, so the watch must exist before the first check can lose.
-  if (session.epoch !== me.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
-  else armDeadline();
-  function stop(): void {
-    clearTimeout(timer);
-    unsubscribe();
-    watchStop.abort();
-    watch.close();
-  }
-  /**
-   * Checks the deadline now, without waiting for a timer: a process that was frozen (SIGSTOP, a
-   * long GC pause) runs its own code before any timer can tell it the news.
-   */
-  function check(): boolean {
-    if (!controller.signal.aborted && Date.now() > session.lastContactAt + session.ttlMs - margin) {
-      lose(`the server was last heard ${Date.now() - session.lastContactAt} ms ago; it may have expired the session (ttl ${session.ttlMs} ms, margin ${margin} ms)`);
-    }
-    return !controller.signal.aborted;
-  }
-  return { signal: controller.signal, stop, check };
 }

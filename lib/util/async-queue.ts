@@ -1,5 +1,6 @@
 /** An unbounded push/pull queue exposed as an async iterator: the body of every watch stream. */
 import { SharedStructError } from '../errors.js';
+import { hold } from './keepalive.js';
 
 /**
  * Producers `push` items and `end()` or `fail(err)`; one consumer iterates. Bounding is the
@@ -12,10 +13,17 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   #error: unknown;
   #iterating = false;
   readonly #onReturn: (() => void) | undefined;
+  readonly #holdsProcess: boolean;
 
-  /** `onReturn` runs once when the consumer stops early (break, return) or `end()` is called. */
-  constructor(onReturn?: () => void) {
+  /**
+   * `onReturn` runs once when the consumer stops early (break, return) or `end()` is called.
+   * With `holdsProcess`, a consumer waiting in `next()` keeps the process alive (streams handed
+   * to users: a `for await` must not end silently when nothing else is pending); internal
+   * streams (the adapters' watches) never do.
+   */
+  constructor(onReturn?: () => void, options: { holdsProcess?: boolean } = {}) {
     this.#onReturn = onReturn;
+    this.#holdsProcess = options.holdsProcess ?? false;
   }
 
   get length(): number {
@@ -77,9 +85,10 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
           }
           return Promise.resolve({ value: undefined, done: true });
         }
-        return new Promise((resolve, reject) => {
+        const waiting = new Promise<IteratorResult<T>>((resolve, reject) => {
           this.#waiter = { resolve, reject };
         });
+        return this.#holdsProcess ? hold(waiting) : waiting;
       },
       return: () => {
         this.#items.length = 0;

@@ -1,11 +1,11 @@
 /**
- * The loss monitor under held locks and leaders (lib/queue.ts `monitorLoss`), driven by a real
- * SessionTracker and a watch that never reports anything: what the holder learns from the
- * session alone.
+ * The loss monitor under held locks and leaders (lib/queue.ts `QueueSlot.hold`), driven by a
+ * real SessionTracker and a watch that never reports anything: what the holder learns from the
+ * session alone, and that a slot that lost what it held lets go of its key.
  */
 import assert from 'node:assert/strict';
-import type { Backend, Watch, WatchEvent } from '../../lib/backend.js';
-import { monitorLoss, safetyMarginMs, type QueueEntry } from '../../lib/queue.js';
+import type { Backend, Entry, Watch, WatchEvent } from '../../lib/backend.js';
+import { QueueSlot, safetyMarginMs } from '../../lib/queue.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { sleep } from '../support/process.js';
 
@@ -27,18 +27,33 @@ function silentWatch(signal?: AbortSignal): Watch {
   };
 }
 
-function fakeBackend(session: SessionTracker): Backend {
-  return { session, watch: (_t: unknown, o?: { signal?: AbortSignal }) => silentWatch(o?.signal) } as unknown as Backend;
+/** A backend with a session, silent watches, and deletes that are recorded. */
+function fakeBackend(session: SessionTracker): Backend & { deleted: string[] } {
+  const deleted: string[] = [];
+  return {
+    session,
+    deleted,
+    watch: (_t: unknown, o?: { signal?: AbortSignal }) => silentWatch(o?.signal),
+    delete: (key: string) => {
+      deleted.push(key);
+      return Promise.resolve(true);
+    },
+  } as unknown as Backend & { deleted: string[] };
 }
 
-const entry = (epoch: number): QueueEntry => ({ key: '/ns/_locks/x/q-1', token: 7n, epoch });
+const KEY = '/ns/_locks/x/q-1';
+const entry: Entry = { key: KEY, value: new Uint8Array(), version: 1, revision: 7n, createRevision: 7n, ephemeral: true };
+const monitorOf = (backend: Backend, epoch: number) => {
+  const slot = new QueueSlot(backend, '/ns/_locks/x', entry, epoch);
+  return { ...slot.hold('lock x'), stop: () => void slot.release() };
+};
 
 describe('lock loss monitor', () => {
   it('a session replaced before monitoring starts: the signal is aborted, nothing throws', () => {
     const session = new SessionTracker('s1', 2000);
     session.transition('lost');
     session.transition('reconnected', { newSessionId: 's2' });
-    const monitor = monitorLoss(fakeBackend(session), entry(1), 'lock x');
+    const monitor = monitorOf(fakeBackend(session), 1);
     assert.equal(monitor.signal.aborted, true);
     assert.equal((monitor.signal.reason as { code?: string }).code, 'LOCK_LOST');
     assert.equal(monitor.check(), false);
@@ -49,7 +64,7 @@ describe('lock loss monitor', () => {
     const ttl = 1000;
     const session = new SessionTracker('s1', ttl);
     const heardAt = session.lastContactAt;
-    const monitor = monitorLoss(fakeBackend(session), entry(1), 'lock x');
+    const monitor = monitorOf(fakeBackend(session), 1);
     try {
       const abortedAt = await Promise.race([
         new Promise<number>((resolve) => monitor.signal.addEventListener('abort', () => resolve(Date.now()), { once: true })),
@@ -67,7 +82,7 @@ describe('lock loss monitor', () => {
 
   it('contact that keeps coming keeps the lock', async () => {
     const session = new SessionTracker('s1', 1000);
-    const monitor = monitorLoss(fakeBackend(session), entry(1), 'lock x');
+    const monitor = monitorOf(fakeBackend(session), 1);
     try {
       for (let i = 0; i < 15; i++) {
         await sleep(100);
@@ -78,5 +93,18 @@ describe('lock loss monitor', () => {
     } finally {
       monitor.stop();
     }
+  });
+
+  it('a slot that loses what it holds deletes its own key, once, without being asked', async () => {
+    const ttl = 1000;
+    const session = new SessionTracker('s1', ttl);
+    const backend = fakeBackend(session);
+    const slot = new QueueSlot(backend, '/ns/_locks/x', entry, 1);
+    const monitor = slot.hold('leadership of e');
+    await new Promise<void>((resolve) => monitor.signal.addEventListener('abort', () => resolve(), { once: true }));
+    await sleep(10);
+    assert.deepEqual(backend.deleted, [KEY], 'the lost slot let go of its key');
+    await slot.release();
+    assert.deepEqual(backend.deleted, [KEY], 'release after a loss deletes nothing more');
   });
 });
