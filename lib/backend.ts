@@ -214,11 +214,15 @@ export interface BackendLimits {
 }
 
 /**
- * Optional abilities; the core asks before relying on one and fails `UNSUPPORTED`.
- * `everyVersion`: a key watch delivers every version one by one (etcd, memory), never coalesced
- * (ZooKeeper's one-shot watches may skip), so the core may wait for it rather than jump ahead.
+ * Optional abilities the core asks about before relying on one (everything else in this
+ * interface every adapter must do):
+ * - `txn`: multi-key transactions ({@link Backend.txn}); `updateLocked` fails `UNSUPPORTED`
+ *   without it.
+ * - `everyVersion`: a key watch delivers every version one by one (etcd, memory), never
+ *   coalesced (ZooKeeper's notifications carry no data, so a re-read may skip), so the core may
+ *   wait for the watch rather than jump ahead.
  */
-export type BackendFeature = 'txn' | 'ephemeral' | 'sequential' | 'consistentRead' | 'progress' | 'everyVersion';
+export type BackendFeature = 'txn' | 'everyVersion';
 
 /**
  * Count of requests sent to the store, by operation, for the cost contract. Each adapter

@@ -43,7 +43,7 @@ import { splitHosts, type AddressRules } from '../../lib/options.js';
  */
 export const ETCD_MAX_VALUE_BYTES = 1_572_864 - 16 * 1024;
 
-const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'ephemeral', 'sequential', 'consistentRead', 'progress', 'everyVersion']);
+const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion']);
 
 /** `create_revision == 0`: the key does not exist. */
 function absent(key: string): ICompare {

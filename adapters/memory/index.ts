@@ -49,7 +49,7 @@ interface LiveWatch {
 export class MemoryBackend implements Backend {
   readonly kind = 'memory';
   readonly limits: { maxValueBytes: number };
-  readonly features: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'ephemeral', 'sequential', 'consistentRead', 'everyVersion']);
+  readonly features: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion']);
   readonly counters = new Counters();
   readonly session: SessionTracker;
   readonly store: MemoryStore;

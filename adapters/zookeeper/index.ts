@@ -57,7 +57,7 @@ const PACKET_HEADROOM = 4096;
 /** Default {@link BackendLimits.maxValueBytes}. */
 export const DEFAULT_MAX_VALUE_BYTES = JUTE_MAX_BUFFER - PACKET_HEADROOM;
 
-const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'ephemeral', 'sequential', 'consistentRead']);
+const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn']);
 
 /** How many times a create that races a delete (or a missing parent) is tried again. */
 const CREATE_ATTEMPTS = 5;

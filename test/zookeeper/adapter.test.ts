@@ -278,7 +278,7 @@ describe('zookeeper adapter: requests', function () {
   it('features and session basics', async () => {
     const b = await openBackend();
     assert.equal(b.kind, 'zookeeper');
-    assert.deepEqual([...b.features].sort(), ['consistentRead', 'ephemeral', 'sequential', 'txn']);
+    assert.deepEqual([...b.features].sort(), ['txn']);
     assert.match(b.session.id, /^[0-9a-f]{16}$/);
     assert.equal(b.session.state, 'connected');
     assert.equal(b.session.epoch, 1);
