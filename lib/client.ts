@@ -159,7 +159,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     }
     if (this.#closed) {
       await struct.close();
-      throw new SharedStructError('CLOSED', 'the client was closed while opening');
+      throw new SharedStructError('CLOSED', 'the client was closed while the struct was being opened');
     }
     this.#structs.add(struct);
     return struct;
@@ -199,7 +199,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
           }
           reject(abortError(wait));
         } catch (err) {
-          reject(err instanceof Error ? err : new SharedStructError('CONNECTION', 'watch failed', { cause: err }));
+          reject(err instanceof Error ? err : new SharedStructError('CONNECTION', `the watch for struct '${name}' failed`, { cause: err }));
         }
       })();
     });
@@ -212,7 +212,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       }
     } catch (err) {
       if (timeout?.aborted && !signal?.aborted) {
-        throw new SharedStructError('TIMEOUT', `struct '${name}' did not appear within ${timeoutMs} ms`, { cause: err });
+        throw new SharedStructError('TIMEOUT', `struct '${name}' did not appear within ${timeoutMs} ms; check its name and the namespace ('${this.namespace}'), or wait longer (timeoutMs)`, { cause: err });
       }
       if (signal?.aborted) throw abortError(signal);
       throw err;
@@ -300,7 +300,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#closer.abort(new SharedStructError('CLOSED', 'the client is closed'));
+    this.#closer.abort(new SharedStructError('CLOSED', 'this client is closed; connect() a new one'));
     await Promise.allSettled([...this.#structs].map((s) => s.close()));
     await this.#reregistering?.catch(() => {});
     const extra = await Promise.allSettled(this.#sessions.values());
@@ -319,7 +319,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   // ---- internals -----------------------------------------------------------------------------
 
   #ensureOpen(): void {
-    if (this.#closed) throw new SharedStructError('CLOSED', 'the client is closed');
+    if (this.#closed) throw new SharedStructError('CLOSED', 'this client is closed; connect() a new one');
   }
 
   /** The backend whose session has `ttlMs` (the client's own when it matches or is not given). */

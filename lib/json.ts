@@ -80,7 +80,7 @@ function visitJson(v: unknown, path: (string | number)[], ancestors: object[]): 
 }
 
 function fail(value: unknown, path: (string | number)[]): never {
-  throw new SharedStructError('INVALID_VALUE', `value is not plain JSON at ${pathText(path)}: ${describe(value)}`, {
+  throw new SharedStructError('INVALID_VALUE', `value is not plain JSON at ${pathText(path)}: ${describe(value)}; store only null, booleans, finite numbers, strings, arrays and plain objects (convert dates to strings, maps to objects)`, {
     details: { path: [...path] },
   });
 }

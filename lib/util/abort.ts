@@ -35,7 +35,7 @@ export async function withDeadline<T>(
   let timer: NodeJS.Timeout | undefined;
   const stop = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const err = new SharedStructError('TIMEOUT', `${what} did not answer within ${timeoutMs} ms`);
+      const err = new SharedStructError('TIMEOUT', `${what} did not answer within ${timeoutMs} ms: the store is unreachable or overloaded (raise 'requestTimeoutMs' if it is only slow)`);
       controller.abort(err);
       reject(err);
     }, timeoutMs);
