@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import fc from 'fast-check';
-import { applyChanges, type ChangeEvent, type Client, type DeepReadonly, type SharedStruct } from '../../lib/index.js';
+import { applyChanges, isSharedStructError, type ChangeEvent, type Client, type DeepReadonly, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
 import { countsSince } from '../../lib/util/counters.js';
 import { storePerTest, type ContractTarget } from './target.js';
@@ -527,6 +527,22 @@ export function structContract(target: ContractTarget): void {
         assert.deepEqual(me.data, { host: hostname(), pid: process.pid });
         await sb.close();
         assert.deepEqual((await sa.listeners()).map((m) => m.id), [sa.id]);
+      });
+
+      it('open({ label, data }) names the listener; a live label is not taken over (CONFLICT)', async () => {
+        const a = await ctx.store.connect();
+        const b = await ctx.store.connect();
+        const n = name();
+        const sa = await a.open<Counter>(n, { initial: { n: 0 }, label: 'billing-1', data: { role: 'writer' } });
+        assert.equal(sa.id, 'billing-1');
+        await assert.rejects(b.open<Counter>(n, { label: 'billing-1' }), (err: unknown) => isSharedStructError(err, 'CONFLICT'));
+        const listeners = await sa.listeners();
+        assert.deepEqual(listeners.map((m) => [m.id, m.data]), [['billing-1', { role: 'writer' }]], 'the first keeps its registration');
+        await sa.close();
+        // Free again once its holder closed.
+        const sb = await b.open<Counter>(n, { label: 'billing-1' });
+        assert.deepEqual((await sb.listeners()).map((m) => [m.id, m.data]), [['billing-1', { host: hostname(), pid: process.pid }]]);
+        await assert.rejects(b.open<Counter>(n, { label: 'not a segment' }), (err: unknown) => isSharedStructError(err, 'INVALID_ARGUMENT'));
       });
 
       it('session expiry: the listener registration returns and the cache resyncs', async () => {
