@@ -1,4 +1,5 @@
 /** Leader election on the lock queue: the head of `_elections/<name>` leads until it resigns or is lost. */
+import { randomUUID } from 'node:crypto';
 import type { Backend, Entry, Logger } from './backend.js';
 import { jsonCodec } from './codec.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
@@ -163,7 +164,8 @@ export class Election extends TypedEmitter<ElectionEvents> implements AsyncDispo
 
   async #run(signal: AbortSignal): Promise<Leadership> {
     throwIfAborted(signal);
-    const record = { id: this.id, data: this.#data };
+    // `instance` makes the record unique to this campaign, so a stray key can be recognised.
+    const record = { id: this.id, data: this.#data, instance: randomUUID() };
     for (;;) {
       let slot: QueueSlot | undefined;
       try {
