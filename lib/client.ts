@@ -8,6 +8,7 @@ import type { SchemaName, SchemaTypes } from '../schemas/index.js';
 import { SharedStruct, type Member, type StructHandle } from './struct.js';
 import { Group, toMember } from './group.js';
 import { Election, type ElectionOptions } from './election.js';
+import { DurableServer, type ServerOptions } from './server.js';
 import type { Lock} from './lock.js';
 import { acquireLock, type LockOptions } from './lock.js';
 import { assertPlainJson } from './json.js';
@@ -62,6 +63,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   readonly #options: ResolvedConnectOptions;
   readonly #logger: Logger;
   readonly #structs = new Set<StructHandle>();
+  readonly #servers = new Set<{ close(): Promise<void> }>();
   readonly #registrations = new Map<string, Registration>();
   readonly #closer = new AbortController();
   readonly #unsubscribe: () => void;
@@ -292,6 +294,50 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     });
   }
 
+  /**
+   * The durable server `name`: a struct whose changes come from a durable FIFO queue of messages
+   * (`cast`, `call`), applied exactly once by any number of consumers (`serve()`). The state is
+   * created with `initial` if it does not exist, like `open()`. See docs/SERVERS.md.
+   *
+   * @example
+   * ```ts
+   * const counter = await client.server<{ n: number }, { by: number }, number>('counter', {
+   *   initial: { n: 0 },
+   *   handle(draft, msg, ctx) { draft.n += msg.by; ctx.reply(draft.n); },
+   * });
+   * ```
+   */
+  server<State, Msg, Reply = unknown>(
+    name: string,
+    options: ServerOptions<State, Msg, Reply> & { readonly signal?: AbortSignal } = {},
+  ): Promise<DurableServer<State, Msg, Reply>> {
+    return holding(async () => {
+      this.#ensureOpen();
+      validateName(name, 'server name');
+      const { signal, initial, schema, handle, handleLocked, maxAttempts, ...rest } = options;
+      const unknown = Object.keys(rest);
+      if (unknown.length > 0) throw new SharedStructError('INVALID_ARGUMENT', `unknown option '${unknown[0]}' in server options`);
+      if (handle !== undefined && typeof handle !== 'function') throw new SharedStructError('INVALID_ARGUMENT', "option 'handle' must be a function");
+      if (handleLocked !== undefined && typeof handleLocked !== 'function') throw new SharedStructError('INVALID_ARGUMENT', "option 'handleLocked' must be a function");
+      if (maxAttempts !== undefined && (!Number.isInteger(maxAttempts) || maxAttempts < 1)) {
+        throw new SharedStructError('INVALID_ARGUMENT', `option 'maxAttempts' must be an integer >= 1, got ${String(maxAttempts)}`);
+      }
+      if (!this[BACKEND].features.has('txn')) {
+        throw new SharedStructError('UNSUPPORTED', `durable servers need multi-key transactions, which the ${this[BACKEND].kind} backend does not offer`);
+      }
+      const state = await this.#open<State>(name, { ...(initial !== undefined && { initial }), ...(schema !== undefined && { schema }), ...(signal && { signal }) });
+      const server = new DurableServer<State, Msg, Reply>(
+        { backend: this[BACKEND], logger: this.#logger, onClose: (s) => this.#servers.delete(s) },
+        name,
+        `${this.namespace}/${name}`,
+        state,
+        options,
+      );
+      this.#servers.add(server);
+      return server;
+    });
+  }
+
   /** Closes every struct, ends the session (ephemerals go at once). Idempotent. */
   close(): Promise<void> {
     return holding(() => this.#close());
@@ -301,6 +347,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     if (this.#closed) return;
     this.#closed = true;
     this.#closer.abort(new SharedStructError('CLOSED', 'this client is closed; connect() a new one'));
+    await Promise.allSettled([...this.#servers].map((s) => s.close()));
     await Promise.allSettled([...this.#structs].map((s) => s.close()));
     await this.#reregistering?.catch(() => {});
     const extra = await Promise.allSettled(this.#sessions.values());

@@ -23,6 +23,7 @@
  * | `ABORTED` | the caller's `AbortSignal` fired | no |
  * | `CLOSED` | the client or struct was closed | no |
  * | `UNSUPPORTED` | the backend cannot do what was asked | no |
+ * | `HANDLER_FAILED` | a durable server's handler threw on a message `maxAttempts` times; the message is in the dead letters | no |
  */
 export const ErrorCodes = [
   'INVALID_ARGUMENT',
@@ -43,6 +44,7 @@ export const ErrorCodes = [
   'ABORTED',
   'CLOSED',
   'UNSUPPORTED',
+  'HANDLER_FAILED',
 ] as const;
 
 /** One of {@link ErrorCodes}. */

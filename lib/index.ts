@@ -16,8 +16,20 @@ export {
 } from './struct.js';
 export type { ChangeEvent, ChangeOrigin } from './fanout.js';
 export { Lock, type LockOptions } from './lock.js';
-export { Election, type ElectionOptions, type ElectionEvents, type Leader } from './election.js';
+export { Election, type ElectionOptions, type ElectionEvents, type Leader, type Leadership } from './election.js';
 export { Group, type MemberChange } from './group.js';
+export {
+  DurableServer,
+  type ServerOptions,
+  type ServerEvents,
+  type ServeOptions,
+  type Consumer,
+  type HandleContext,
+  type LockedContext,
+  type MessageInfo,
+  type QueuedMessage,
+  type DeadLetter,
+} from './server.js';
 export { safetyMarginMs } from './queue.js';
 export { applyChanges, diffValues, type Change, type Path } from './diff.js';
 export { SharedStructError, isSharedStructError, ErrorCodes, type ErrorCode, type SharedStructErrorOptions } from './errors.js';

@@ -5,7 +5,7 @@ const SEGMENT = /^[A-Za-z0-9._-]+$/;
 /** Longest name, in characters. */
 const MAX_NAME_LENGTH = 200;
 /** Segments the store layout uses under a struct: a name must not contain them, or two structs could overlap. */
-const RESERVED_SEGMENTS = new Set(['payload', 'listeners', 'write_lock']);
+const RESERVED_SEGMENTS = new Set(['payload', 'listeners', 'write_lock', 'queue', 'claims', 'dead', 'replies', 'fields']);
 
 function badSegment(segment: string): string | undefined {
   if (segment === '') return 'an empty segment';
@@ -17,7 +17,8 @@ function badSegment(segment: string): string | undefined {
 /**
  * Validates a struct, lock, election or group name: `/`-separated segments of
  * `[A-Za-z0-9._-]`, no empty segment, no `.` or `..`, at most 200 characters. A multi-segment
- * name may not use the layout's own segments (`payload`, `listeners`, `write_lock`) after its
+ * name may not use the layout's own segments (`payload`, `listeners`, `write_lock`, and for
+ * durable servers and the per-field layout `queue`, `claims`, `dead`, `replies`, `fields`) after its
  * first segment, nor start with `_` (reserved for `_locks`, `_elections`, `_groups`).
  */
 export function validateName(name: unknown, what = 'name'): string {

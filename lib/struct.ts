@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { Backend, Entry, WatchEvent } from './backend.js';
+import type { Backend, Entry, TxnCompare, TxnOp, WatchEvent } from './backend.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
 import { FanOut, changeEvent, type ChangeEvent, type ChangeOrigin } from './fanout.js';
 import type { DeepReadonly } from './json.js';
@@ -410,6 +410,43 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       const sentAt = Date.now();
       const lives = this.#cache.lives;
       if (await this.#backend.delete(this.#key, { signal: options.signal })) await this.#ingestRead(undefined, 'local', sentAt, lives);
+    });
+  }
+
+  /**
+   * @internal One compare-and-swap of the payload together with other keys, in one transaction
+   * (etcd Txn, ZooKeeper multi): `build(makeDraft)` returns the next value and the extra compares
+   * and ops; the payload's version (and life) is compared, and it is written only if `next`
+   * differs. With `base`, nothing is sent unless the cache is still at that version (the value
+   * was computed from it). The committed write is this instance's own (`local`) event. Resolves
+   * `{ ok: false }` on a lost compare (the caller re-reads and decides), undefined when `build`
+   * returns undefined (nothing to send); durable servers commit their messages this way.
+   */
+  transact(
+    build: (makeDraft: () => T) => { readonly next: T; readonly compare: readonly TxnCompare[]; readonly ops: readonly TxnOp[] } | undefined,
+    options: { readonly signal?: AbortSignal | undefined; readonly base?: number | undefined } = {},
+  ): Promise<{ readonly ok: true; readonly value: DeepReadonly<T>; readonly version: number; readonly entries: readonly (Entry | undefined)[] } | { readonly ok: false } | undefined> {
+    return holding(async () => {
+      const cache = this.#readable();
+      if (options.base !== undefined && options.base !== cache.version) return { ok: false } as const;
+      let draft: T | undefined;
+      const built = build(() => (draft = this.#values.draft(cache)));
+      if (!built) return undefined;
+      const { next, compare, ops } = built;
+      const prepared = this.#values.prepare(cache, draft, next);
+      const base = this.#cache.writeBase(cache);
+      const payload: TxnCompare = { key: this.#key, version: base, createRevision: cache.createRevision };
+      if (!prepared) {
+        const r = await this.#backend.txn({ compare: [payload, ...compare], ops }, { signal: options.signal });
+        return r.ok ? ({ ok: true, value: cache.value as DeepReadonly<T>, version: cache.version, entries: r.entries } as const) : ({ ok: false } as const);
+      }
+      return this.#writes.writing(base + 1, async () => {
+        const sentAt = Date.now();
+        const r = await this.#backend.txn({ compare: [payload, ...compare], ops: [{ op: 'put', key: this.#key, value: prepared.bytes }, ...ops] }, { signal: options.signal });
+        if (!r.ok) return { ok: false } as const;
+        const written = this.#committed(r.entries[0]!, prepared, sentAt);
+        return { ok: true, value: written.value, version: written.version, entries: r.entries.slice(1) } as const;
+      });
     });
   }
 
