@@ -1,0 +1,4 @@
+import { serverContract } from '../contract/server.suite.js';
+import { zookeeperTarget as target } from './target.js';
+
+serverContract(target);
