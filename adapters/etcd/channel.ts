@@ -130,6 +130,14 @@ function isTlsError(err: unknown): err is Error & { code?: string } {
   return err instanceof Error && typeof code === 'string' && /^(ERR_SSL_|ERR_TLS_|UNABLE_TO_|CERT_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH)/.test(code);
 }
 
+/**
+ * A TLS error in words: OpenSSL's reason ("sslv3 alert bad certificate") rather than its whole
+ * line with the error queue, source file and a trailing newline.
+ */
+export function tlsReason(err: Error): string {
+  return /SSL routines:[^:]*:([^:]+)/.exec(err.message)?.[1]?.trim() ?? err.message.trim();
+}
+
 /** The `host:port` a gRPC target names (`dns:127.0.0.1:2379` → `127.0.0.1:2379`). */
 function targetEndpoint(target: GrpcUri): string {
   return target.path.replace(/^\/+/, '');
@@ -229,7 +237,7 @@ function secureConnect(socket: Socket, endpoint: string, tls: TlsParams, state: 
       if (isTlsError(err) && state) state.tlsError = err;
       if (connected) return; // gRPC's session handles errors from here on
       secure.destroy();
-      reject(new Error(`TLS handshake with ${endpoint} failed: ${err.message}`));
+      reject(new Error(`TLS handshake with ${endpoint} failed: ${tlsReason(err)}`));
     });
     secure.once('secureConnect', () => {
       connected = true;

@@ -18,7 +18,7 @@ import {
 } from 'etcd3';
 import type { Logger } from '../../lib/backend.js';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
-import type { EndpointState } from './channel.js';
+import { tlsReason, type EndpointState } from './channel.js';
 
 /** Whether a call changes the store: decides what a lost answer means. */
 export type CallKind = 'read' | 'write';
@@ -152,9 +152,14 @@ export function logFailure(
  * The error of a `connect()` that reached no endpoint: what each endpoint did, and what to
  * check. `err` is how the first lease grant failed (its deadline, or the last refusal).
  */
-export function unreachableError(endpoints: readonly EndpointState[], connectTimeoutMs: number, err: SharedStructError): SharedStructError {
+export function unreachableError(
+  endpoints: readonly EndpointState[],
+  options: { readonly connectTimeoutMs: number; readonly tls: boolean },
+  err: SharedStructError,
+): SharedStructError {
+  const { connectTimeoutMs } = options;
   const timedOut = err.code === 'TIMEOUT';
-  const reports = endpoints.map((s) => describeEndpoint(s, connectTimeoutMs));
+  const reports = endpoints.map((s) => describeEndpoint(s, options));
   const hints = [...new Set(reports.map((r) => r.hint).filter((h) => h !== ''))];
   const list = endpoints.map((s) => s.endpoint).join(',');
   const message =
@@ -171,7 +176,10 @@ export function unreachableError(endpoints: readonly EndpointState[], connectTim
 }
 
 /** How one endpoint failed, in words, and what to do about it. */
-function describeEndpoint(s: EndpointState, connectTimeoutMs: number): { endpoint: string; status: string; text: string; hint: string } {
+function describeEndpoint(
+  s: EndpointState,
+  { connectTimeoutMs, tls }: { readonly connectTimeoutMs: number; readonly tls: boolean },
+): { endpoint: string; status: string; text: string; hint: string } {
   const ep = s.endpoint;
   const failure = s.failure;
   const result = (status: string, text: string, hint: string) => ({ endpoint: ep, status, text, hint });
@@ -181,30 +189,32 @@ function describeEndpoint(s: EndpointState, connectTimeoutMs: number): { endpoin
     case 'dns':
       return result('unresolved', `${ep}: the host name did not resolve (${grpcText(failure.error)})`, 'Check the host names in the URL.');
     case 'tls': {
-      const reason = s.tlsError?.message ?? /TLS handshake with \S+ failed: (.*)/.exec(grpcText(failure.error))?.[1] ?? grpcText(failure.error);
+      const reason = (s.tlsError && tlsReason(s.tlsError)) ?? /TLS handshake with \S+ failed: (.*)/.exec(grpcText(failure.error))?.[1] ?? grpcText(failure.error);
       return result('tls', `the TLS handshake with ${ep} failed (${reason})`, tlsHint(reason));
     }
     case 'other':
-      if (s.connectedAt !== undefined && s.answeredAt === undefined) return silent(result, ep, connectTimeoutMs);
+      if (s.connectedAt !== undefined && s.answeredAt === undefined) return silent(result, ep, connectTimeoutMs, tls);
       return result('failed', `${ep}: ${grpcText(failure.error)}`, `Check that etcd at ${ep} is healthy (etcdctl --endpoints=${ep} endpoint health).`);
     default:
-      if (s.connectedAt !== undefined) return silent(result, ep, connectTimeoutMs);
+      if (s.connectedAt !== undefined) return silent(result, ep, connectTimeoutMs, tls);
       if (s.triedAt === undefined) return result('untried', `${ep} was not tried (the call waited on another endpoint)`, '');
       return result('unreached', `${ep} did not accept a connection within ${connectTimeoutMs} ms`, `Check that ${ep} is reachable from here, or raise connectTimeoutMs.`);
   }
 }
 
-function silent<R>(result: (status: string, text: string, hint: string) => R, ep: string, connectTimeoutMs: number): R {
+function silent<R>(result: (status: string, text: string, hint: string) => R, ep: string, connectTimeoutMs: number, tls: boolean): R {
   return result(
     'silent',
     `${ep} accepted the connection but did not answer within ${connectTimeoutMs} ms`,
-    `Is the server frozen or overloaded, or is something between us dropping packets? Check it with etcdctl --endpoints=${ep} endpoint health.`,
+    `Is the server frozen or overloaded, or is something between us dropping packets? Check it with etcdctl --endpoints=${ep} endpoint health.` +
+      // A TLS server waits for a handshake that a plain-text client never starts: silence too.
+      (tls ? '' : " If it serves TLS (https:// client URLs), pass option 'tls'."),
   );
 }
 
 /** What to check after a TLS failure, from its reason. */
 function tlsHint(reason: string): string {
-  if (/wrong version number|packet length too long|http request/i.test(reason)) {
+  if (/wrong version number|packet length too long|http request|disconnected before secure TLS/i.test(reason)) {
     return "Is this endpoint serving TLS? Use option 'tls' only with an etcd started with --cert-file (https:// client URLs).";
   }
   if (/alert (certificate required|bad certificate|unknown ca|certificate unknown|handshake failure)/i.test(reason)) {

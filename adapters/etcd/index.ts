@@ -124,7 +124,7 @@ export class EtcdBackend implements Backend {
       return new EtcdBackend(rpc, lease, options, address.hosts.length);
     } catch (err) {
       rpc.close();
-      if (isSharedStructError(err, 'TIMEOUT', 'CONNECTION')) throw unreachableError(rpc.endpoints.all, options.connectTimeoutMs, err);
+      if (isSharedStructError(err, 'TIMEOUT', 'CONNECTION')) throw unreachableError(rpc.endpoints.all, { connectTimeoutMs: options.connectTimeoutMs, tls: options.tls !== undefined }, err);
       throw err;
     }
   }
