@@ -16,7 +16,6 @@ import {
   GRPCUnauthenticatedError,
   GRPCOutOfRangeError,
 } from 'etcd3';
-import type { Logger } from '../../lib/backend.js';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
 import { tlsReason, type EndpointState } from './channel.js';
 
@@ -125,27 +124,6 @@ function prefixed(what: string, message: string): string {
 function grpcText(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return message.replace(/^\d+ [A-Z_]+: /, '').replace(/\.? Resolution note: ?$/, '');
-}
-
-/**
- * Logs a failure as one line at `level` (its message and code), and the error itself (with its
- * stack and causes) at `debug` only, so normal output stays one line per event.
- */
-export function logFailure(
-  logger: Logger,
-  level: 'debug' | 'info' | 'warn' | 'error',
-  message: string,
-  err: unknown,
-  fields: Record<string, unknown> = {},
-): void {
-  if (level === 'debug') {
-    logger.debug(message, { ...fields, err });
-    return;
-  }
-  const code = isSharedStructError(err) ? err.code : undefined;
-  const text = (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ');
-  logger[level](message, { ...fields, error: text, ...(code && { code }) });
-  logger.debug(message, { ...fields, err });
 }
 
 /**

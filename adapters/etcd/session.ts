@@ -9,7 +9,6 @@ import type { Logger } from '../../lib/backend.js';
 import { SharedStructError } from '../../lib/errors.js';
 import { exponentialBackoff, retry } from '../../lib/retry.js';
 import { SessionTracker } from '../../lib/util/session.js';
-import { logFailure } from './errors.js';
 import { leaseHex } from './convert.js';
 import type { EtcdRpc } from './rpc.js';
 
@@ -104,7 +103,7 @@ export class LeaseSession {
       await this.#rpc.leaseRevoke(this.#leaseId, { what: 'etcd leaseRevoke' });
     } catch (err) {
       // The server expires the lease after its TTL anyway; closing must not fail for it.
-      logFailure(this.#logger, 'debug', 'sharedstruct etcd: lease revoke on close failed', err, { lease: leaseHex(this.#leaseId) });
+      this.#logger.debug('sharedstruct etcd: lease revoke on close failed', { lease: leaseHex(this.#leaseId), err });
     }
     this.tracker.transition('closed');
   }
@@ -241,8 +240,8 @@ export class LeaseSession {
         // Until it works or the session closes, whatever the error: ephemerals stay gone until then.
         retryIf: () => true,
         onRetry: (err, attempt) => {
-          // Past a few attempts this is worth a warning.
-          logFailure(this.#logger, attempt >= 5 ? 'warn' : 'debug', 'sharedstruct etcd: granting a new lease failed, retrying', err, { attempt });
+          // Past a few attempts this is worth a warning (one line with the default logger).
+          this.#logger[attempt >= 5 ? 'warn' : 'debug']('sharedstruct etcd: granting a new lease failed, retrying', { attempt, err });
         },
       },
     ).then(

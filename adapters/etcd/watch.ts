@@ -169,7 +169,7 @@ export class EtcdWatch implements Watch {
             this.#ctx.logger.debug('sharedstruct etcd: watch stream ended, resuming', {
               target: this.target,
               afterRevision: String(this.#revision),
-              error: err.message,
+              err: err.cause ?? err,
             });
           },
         },
