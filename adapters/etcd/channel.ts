@@ -3,15 +3,20 @@
  * backend's own, TLS done here, and what each endpoint last did (refused, failed TLS, accepted,
  * answered) for the errors `connect()` reports.
  *
- * Why credentials: grpc-js refs an HTTP/2 session's socket while any call is active on it, and
- * this adapter always has calls active (the lease keepalive stream, the watch streams), so an
- * idle client would keep its process alive forever. grpc-js has no option to stop that. But a
- * channel's credentials object is what turns each TCP connection grpc-js opens into the socket
- * HTTP/2 runs on (`_createSecureConnector(...).connect(socket)`), so credentials of our own see
- * exactly the sockets of the channels built with them — no global hook, no guess. Those sockets
- * are unref'd and their `ref()` is made a no-op, so the HTTP/2 session on top can no longer ref
- * them. The process is then held only by a call of the library that is pending
- * (lib/util/keepalive.ts), never by our connections. See docs/ETCD.md ("Process lifetime").
+ * grpc-js holds the event loop on behalf of calls: it refs an HTTP/2 session's socket while any
+ * call is active on it, refs a timer while calls wait for a connection, and gives each call with
+ * a deadline a ref'd timer. This adapter always has calls active (the lease keepalive stream, the
+ * watch streams) and sends background requests (relists, probes, lease grants), so an idle client
+ * would keep its process alive forever. The library holds the process itself while one of its
+ * calls is pending (lib/util/keepalive.ts); grpc-js must not, for our channels only:
+ * - sockets: a channel's credentials turn each TCP connection grpc-js opens into the socket HTTP/2
+ *   runs on (`_createSecureConnector(...).connect(socket)`), so credentials of our own see exactly
+ *   the sockets of the channels built with them (no global hook, no guess). They are unref'd and
+ *   their `ref()` made a no-op, so the HTTP/2 session on top cannot ref them again.
+ * - deadlines: an interceptor takes a call's deadline and runs it on an unref'd timer of its own
+ *   (sending the same `grpc-timeout`, so the server still gives up at the deadline).
+ * - waiting for a connection: each channel we build has its "calls are queued" timer disabled.
+ * See docs/ETCD.md ("Process lifetime") for the reasoning and the limits.
  */
 import { createRequire } from 'node:module';
 import { isIP, type Socket } from 'node:net';
@@ -155,6 +160,8 @@ export interface OwnedChannels {
   readonly credentials: GrpcModule.ChannelCredentials;
   /** gRPC's `channelFactoryOverride` client option: etcd3's channels, built with our credentials. */
   readonly channelFactoryOverride: (target: string, etcd3Credentials: unknown, options: GrpcModule.ChannelOptions) => GrpcModule.Channel;
+  /** Client interceptors for unary calls (see {@link unrefDeadline}). */
+  readonly interceptors: GrpcModule.Interceptor[];
   /** Closes every channel built so far (before etcd3's own close: see `EtcdRpc.close`). */
   closeAll(): void;
 }
@@ -169,15 +176,62 @@ export function ownedChannels(endpoints: Endpoints, tls: TlsParams | undefined):
       // etcd3 replaces a host's channels after a transport error: forget the closed ones.
       for (const c of channels) if (c.getConnectivityState(false) === grpc.connectivityState.SHUTDOWN) channels.delete(c);
       const channel = new grpc.Channel(target, credentials, options);
+      neverRefWhileQueued(channel);
       channels.add(channel);
       return channel;
     },
+    interceptors: [unrefDeadline],
     closeAll: () => {
       for (const c of channels) c.close();
       channels.clear();
     },
   };
 }
+
+/**
+ * grpc-js refs a timer of the channel while calls wait for a connection (its "call ref timer"),
+ * so that a queued call keeps the process alive. Ours must not: a watch re-opened into a
+ * blackholed connection waits there for good. This reaches into grpc-js's channel (no public
+ * option exists) and only when it has the expected shape; otherwise nothing changes, and
+ * test/etcd/lifecycle.test.ts (an idle client behind a blackhole exits) says so.
+ */
+function neverRefWhileQueued(channel: GrpcModule.Channel): void {
+  const internal = (channel as unknown as { internalChannel?: { callRefTimerRef?: unknown } }).internalChannel;
+  if (internal && typeof internal.callRefTimerRef === 'function') internal.callRefTimerRef = () => undefined;
+}
+
+/**
+ * Runs a unary call's deadline on an unref'd timer instead of gRPC's (which is ref'd: a call
+ * with a deadline would hold the process until then, background calls included). The call goes
+ * down without a deadline and is cancelled with `DEADLINE_EXCEEDED` when it passes; the
+ * `grpc-timeout` header gRPC would have sent is sent, so the server gives up at the same time.
+ */
+const unrefDeadline: GrpcModule.Interceptor = (options, nextCall) => {
+  const at = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
+  if (at === undefined || !Number.isFinite(at)) return new grpc.InterceptingCall(nextCall(options));
+  let timer: NodeJS.Timeout | undefined;
+  const call: GrpcModule.InterceptingCall = new grpc.InterceptingCall(nextCall({ ...options, deadline: Infinity }), {
+    start(metadata, listener, next) {
+      const remainingMs = Math.max(0, at - Date.now());
+      // A copy: etcd3 passes the same metadata object (its auth token) to every call and stream.
+      const withTimeout = metadata.clone();
+      withTimeout.set('grpc-timeout', `${Math.max(1, Math.ceil(remainingMs))}m`);
+      timer = setTimeout(() => call.cancelWithStatus(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), remainingMs);
+      timer.unref();
+      next(withTimeout, {
+        onReceiveStatus(status, nextStatus) {
+          clearTimeout(timer);
+          nextStatus(status);
+        },
+      });
+    },
+    cancel(next) {
+      clearTimeout(timer);
+      next();
+    },
+  });
+  return call;
+};
 
 /**
  * Channel credentials whose connections belong to one backend. Equal only to themselves, so

@@ -181,6 +181,7 @@ export class EtcdRpc {
         // Every channel etcd3 builds (one per service and endpoint) gets our credentials, which
         // own its connections (see channel.ts) and do TLS; etcd3's own are not used.
         channelFactoryOverride: channels.channelFactoryOverride,
+        interceptors: channels.interceptors,
       },
       faultHandling: { global: passThrough, host: (h) => hostPolicy(h, this.endpoints, address.hosts.length > 1) },
       ...(options.auth && {
