@@ -18,6 +18,7 @@
  *   (`requestTimeoutMs`), because neither client has one by default.
  */
 import type { SharedStructError } from './errors.js';
+import type { TlsOptions } from './options.js';
 
 /** A stored key with its version and revisions. */
 export interface Entry {
@@ -274,7 +275,8 @@ export interface AdapterOptions {
   /** Deadline of every single request. */
   readonly requestTimeoutMs: number;
   readonly auth?: { readonly username: string; readonly password: string } | undefined;
-  readonly tls?: unknown;
+  /** Shape already checked; the adapter checks the content (or rejects TLS `UNSUPPORTED`). */
+  readonly tls?: TlsOptions | undefined;
   readonly logger: Logger;
   /** Largest value override (bytes); the adapter's own default otherwise. */
   readonly maxValueBytes?: number | undefined;

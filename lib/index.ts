@@ -41,6 +41,7 @@ export {
   defaultOpenOptions,
   consoleLogger,
   type ConnectOptions,
+  type TlsOptions,
   type OpenOptions,
 } from './options.js';
 export { exponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from './retry.js';

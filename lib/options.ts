@@ -22,12 +22,74 @@ export interface ConnectOptions {
   readonly requestTimeoutMs?: number;
   /** etcd user and password; ZooKeeper digest `username:password`. */
   readonly auth?: { readonly username: string; readonly password: string };
-  /** TLS options passed to the client (etcd: grpc credentials options). */
-  readonly tls?: unknown;
+  /**
+   * TLS to the store (etcd; ZooKeeper rejects it `UNSUPPORTED`). `true`: TLS, the server's
+   * certificate checked against Node's root certificates; an object: see {@link TlsOptions};
+   * `false` or absent: plain text.
+   */
+  readonly tls?: boolean | TlsOptions;
   /** Where the library logs (default: nothing below `warn`, to `console`). */
   readonly logger?: Logger;
   /** Overrides the backend's largest value, in bytes (etcd `--max-request-bytes`, ZooKeeper `jute.maxbuffer`). */
   readonly maxValueBytes?: number;
+}
+
+/**
+ * TLS material, as PEM text (a string or a Buffer of the file's content, not a path).
+ *
+ * @example
+ * ```ts
+ * import { readFileSync } from 'node:fs';
+ * const client = await connect('etcd://10.0.0.5:2379', {
+ *   tls: { ca: readFileSync('ca.pem'), cert: readFileSync('client.pem'), key: readFileSync('client-key.pem') },
+ * });
+ * ```
+ * Bad material (no PEM certificate in `ca`, a key that does not match `cert`) rejects
+ * `INVALID_ARGUMENT` naming the field before anything is sent; a server that refuses the
+ * handshake rejects `CONNECTION` saying why.
+ */
+export interface TlsOptions {
+  /** CA certificate(s) the server's certificate must chain to (a bundle may hold several). Default: Node's root certificates. */
+  readonly ca?: string | Buffer;
+  /** Client certificate (chain), for servers that require one (etcd `--client-cert-auth`). Needs `key`. */
+  readonly cert?: string | Buffer;
+  /** The private key of `cert` (unencrypted PEM). Needs `cert`. */
+  readonly key?: string | Buffer;
+  /**
+   * The name the server's certificate must carry, also sent as SNI. Default: the URL's host
+   * (an IP address is checked against the certificate's IP entries and sent as no SNI).
+   */
+  readonly servername?: string;
+  /** Check the server's certificate (default `true`). `false` accepts any: for tests only. */
+  readonly rejectUnauthorized?: boolean;
+}
+
+const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'] as const;
+
+/** Checks the shape of `tls` (the adapter checks the content: PEM, matching key). */
+function resolveTls(tls: unknown): TlsOptions | undefined {
+  if (tls === undefined || tls === false) return undefined;
+  if (tls === true) return {};
+  if (typeof tls !== 'object' || tls === null || Array.isArray(tls)) {
+    throw new SharedStructError('INVALID_ARGUMENT', `option 'tls' must be true, false or { ca?, cert?, key?, servername?, rejectUnauthorized? }, got ${tls === null ? 'null' : Array.isArray(tls) ? 'an array' : typeof tls}`);
+  }
+  const t = checkObject("option 'tls'", tls, TLS_KEYS);
+  for (const field of ['ca', 'cert', 'key'] as const) {
+    const v = t[field];
+    if (v !== undefined && typeof v !== 'string' && !Buffer.isBuffer(v)) {
+      throw new SharedStructError('INVALID_ARGUMENT', `option 'tls.${field}' must be PEM text (a string or a Buffer), got ${typeof v}`);
+    }
+  }
+  if ((t.cert === undefined) !== (t.key === undefined)) {
+    throw new SharedStructError('INVALID_ARGUMENT', `option 'tls.${t.cert === undefined ? 'key' : 'cert'}' needs 'tls.${t.cert === undefined ? 'cert' : 'key'}' too (a client certificate and its private key go together)`);
+  }
+  if (t.servername !== undefined && (typeof t.servername !== 'string' || t.servername === '')) {
+    throw new SharedStructError('INVALID_ARGUMENT', "option 'tls.servername' must be a non-empty string");
+  }
+  if (t.rejectUnauthorized !== undefined && typeof t.rejectUnauthorized !== 'boolean') {
+    throw new SharedStructError('INVALID_ARGUMENT', "option 'tls.rejectUnauthorized' must be a boolean");
+  }
+  return Object.freeze({ ...t });
 }
 
 /** {@link ConnectOptions} with every default applied. */
@@ -37,7 +99,8 @@ export interface ResolvedConnectOptions {
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly auth: { readonly username: string; readonly password: string } | undefined;
-  readonly tls: unknown;
+  /** `undefined` for plain text; `{}` for `tls: true`. */
+  readonly tls: TlsOptions | undefined;
   readonly logger: Logger;
   readonly maxValueBytes: number | undefined;
 }
@@ -125,7 +188,7 @@ export function resolveConnectOptions(options: unknown): ResolvedConnectOptions 
     connectTimeoutMs: o.connectTimeoutMs === undefined ? d.connectTimeoutMs : positiveInt('connectTimeoutMs', o.connectTimeoutMs),
     requestTimeoutMs: o.requestTimeoutMs === undefined ? d.requestTimeoutMs : positiveInt('requestTimeoutMs', o.requestTimeoutMs),
     auth: auth as ResolvedConnectOptions['auth'],
-    tls: o.tls,
+    tls: resolveTls(o.tls),
     logger: (logger as Logger | undefined) ?? d.logger,
     maxValueBytes: o.maxValueBytes === undefined ? undefined : positiveInt('maxValueBytes', o.maxValueBytes),
   };

@@ -29,9 +29,10 @@ import type {
   WatchTarget,
 } from '../../lib/backend.js';
 import type { RequestCounters } from '../../lib/backend.js';
-import { SharedStructError } from '../../lib/errors.js';
+import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
 import { AsyncQueue } from '../../lib/util/async-queue.js';
 import { byCreateRevision, childRange, isDirectChild, keyBytes, leaseHex, targetRange, toEntry, toStat, valueBytes } from './convert.js';
+import { unreachableError } from './errors.js';
 import { EtcdRpc } from './rpc.js';
 import { LeaseSession } from './session.js';
 import { EtcdWatch } from './watch.js';
@@ -101,22 +102,29 @@ export class EtcdBackend implements Backend {
     this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? ETCD_MAX_VALUE_BYTES });
   }
 
-  /** Connects: the first lease grant proves the cluster answers (within `connectTimeoutMs`). */
+  /**
+   * Connects: the first lease grant proves the cluster answers. Rejects `CONNECTION` saying what
+   * each endpoint did: at once (after 250 ms, `UNREACHABLE_AFTER_MS`) when every endpoint refuses
+   * the connection, fails TLS or does not resolve; after `connectTimeoutMs` at the latest. Bad TLS
+   * material rejects `INVALID_ARGUMENT` before anything is sent.
+   */
   static async connect(address: BackendAddress, options: AdapterOptions): Promise<EtcdBackend> {
     if (address.hosts.length === 0) {
       throw new SharedStructError('INVALID_ARGUMENT', 'an etcd URL needs at least one host:port (etcd://127.0.0.1:2379)');
     }
     const rpc = new EtcdRpc(address, options, { requestTimeoutMs: options.requestTimeoutMs });
+    const startedAt = Date.now();
     try {
-      const lease = await LeaseSession.start(rpc, options.logger, options.sessionTtlMs, options.connectTimeoutMs);
+      const lease = await LeaseSession.start(rpc, {
+        logger: options.logger,
+        sessionTtlMs: options.sessionTtlMs,
+        connectTimeoutMs: options.connectTimeoutMs,
+        giveUp: () => rpc.unreachable(startedAt),
+      });
       return new EtcdBackend(rpc, lease, options, address.hosts.length);
     } catch (err) {
       rpc.close();
-      if (err instanceof SharedStructError && (err.code === 'TIMEOUT' || err.code === 'CONNECTION')) {
-        throw new SharedStructError('CONNECTION', `could not reach etcd at ${address.hosts.join(',')} within ${options.connectTimeoutMs} ms`, {
-          cause: err,
-        });
-      }
+      if (isSharedStructError(err, 'TIMEOUT', 'CONNECTION')) throw unreachableError(rpc.endpoints.all, { connectTimeoutMs: options.connectTimeoutMs, tls: options.tls !== undefined }, err);
       throw err;
     }
   }

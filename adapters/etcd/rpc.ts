@@ -25,10 +25,12 @@ import {
 } from 'etcd3';
 import type { AdapterOptions, BackendAddress } from '../../lib/backend.js';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
-import { exponentialBackoff, type BackoffPolicy } from '../../lib/retry.js';
-import { sleep, withDeadline } from '../../lib/util/abort.js';
+import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
+import { withDeadline } from '../../lib/util/abort.js';
 import { Counters } from '../../lib/util/counters.js';
+import { Endpoints, ownedChannels, type EndpointFailureKind, type OwnedChannels } from './channel.js';
 import { HostDownError, toSharedError, wasNotSent, type CallKind } from './errors.js';
+import { tlsParams } from './tls.js';
 
 type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 /** gRPC's per-call options and interceptors, as etcd3's stream methods take them. */
@@ -67,20 +69,31 @@ const passThrough = {
 const HOST_DOWN_MS = 2000;
 
 /**
- * With several endpoints, etcd3 picks one at random per call and moves to the next only when
- * the host policy refuses without calling. This policy refuses for {@link HOST_DOWN_MS} after a
- * transport failure (refused connection, deadline), so calls stop landing on a dead or frozen
- * member. With one endpoint it is not installed: there is nowhere else to go.
+ * The fault policy etcd3 runs every call to `host` through. It records what the endpoint did
+ * (answered, or how it failed: what `connect()` reports), and with several endpoints it passes
+ * over the host for {@link HOST_DOWN_MS} after a transport failure (refused connection, deadline):
+ * etcd3 picks one at random per call and moves to the next only when the host policy refuses
+ * without calling, so calls stop landing on a dead or frozen member. With one endpoint there is
+ * nowhere else to go, and it only records.
  */
-function hostGate(host: string): Policy {
+function hostPolicy(host: string, endpoints: Endpoints, gate: boolean): Policy {
   let downUntil = 0;
   return {
     execute: async (fn: (context: { signal: AbortSignal }) => unknown) => {
-      if (Date.now() < downUntil) throw new HostDownError(host);
+      if (gate && Date.now() < downUntil) throw new HostDownError(host);
+      endpoints.tried(host);
       try {
-        return await fn({ signal: new AbortController().signal });
+        const res = await fn({ signal: new AbortController().signal });
+        // Opening a stream returns it at once: that is no answer yet.
+        if (typeof (res as { on?: unknown } | undefined)?.on !== 'function') endpoints.answered(host);
+        return res;
       } catch (err) {
-        if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError) downUntil = Date.now() + HOST_DOWN_MS;
+        if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError) {
+          downUntil = Date.now() + HOST_DOWN_MS;
+          endpoints.failed(host, err);
+        } else {
+          endpoints.answered(host); // the server answered, with an error
+        }
         throw err;
       }
     },
@@ -90,34 +103,20 @@ function hostGate(host: string): Policy {
 }
 
 /**
+ * Failures that retrying will not fix soon: every endpoint refusing the connection, failing the
+ * TLS handshake or not resolving. `connect()` gives up on them after this long (it would
+ * otherwise retry them until `connectTimeoutMs`); a server that is just starting gets that
+ * much time to listen.
+ */
+export const UNREACHABLE_AFTER_MS = 250;
+const DEFINITE_FAILURES: ReadonlySet<EndpointFailureKind> = new Set<EndpointFailureKind>(['refused', 'tls', 'dns']);
+
+/**
  * etcd refuses gRPC keepalive pings closer than `--grpc-keepalive-min-time` (5 s by default)
  * with GOAWAY, so pings go every 6 s. They are what detects a dead connection under a silent
  * partition: without them a watch stream on a blackholed socket would wait forever.
  */
 const GRPC_KEEPALIVE_TIME_MS = 6000;
-
-/** TLS material accepted in `AdapterOptions.tls` (PEM strings or buffers). */
-export interface EtcdTlsOptions {
-  readonly ca?: string | Buffer;
-  readonly cert?: string | Buffer;
-  readonly key?: string | Buffer;
-}
-
-function toBuffer(v: string | Buffer | undefined): Buffer | undefined {
-  return v === undefined ? undefined : Buffer.isBuffer(v) ? v : Buffer.from(v);
-}
-
-function tlsOptions(tls: unknown): EtcdTlsOptions | undefined {
-  if (tls === undefined || tls === null || tls === false) return undefined;
-  if (tls === true) return {};
-  if (typeof tls !== 'object') throw new SharedStructError('INVALID_ARGUMENT', 'options.tls must be true or { ca?, cert?, key? }');
-  const t = tls as EtcdTlsOptions;
-  // etcd3 takes client certificates only together with a CA; without any, the system roots.
-  if ((t.cert !== undefined || t.key !== undefined) && t.ca === undefined) {
-    throw new SharedStructError('INVALID_ARGUMENT', 'options.tls.ca is required when options.tls.cert or options.tls.key is given');
-  }
-  return t;
-}
 
 /** Options of {@link EtcdRpc}. */
 export interface EtcdRpcOptions {
@@ -141,21 +140,30 @@ interface CallSpec {
   readonly signal?: AbortSignal | undefined;
   /** Overrides `requestTimeoutMs` (the first lease grant uses `connectTimeoutMs`). */
   readonly timeoutMs?: number;
+  /** Asked after each failed attempt: true stops retrying (the first lease grant gives up on unreachable endpoints). */
+  readonly giveUp?: () => boolean;
 }
 
 /** The counted, deadline-bound, error-converting etcd client of one backend. */
 export class EtcdRpc {
   readonly counters = new Counters();
   readonly client: Etcd3;
+  /** What each endpoint last did (for `connect()`'s errors). */
+  readonly endpoints: Endpoints;
   readonly requestTimeoutMs: number;
   readonly #backoff: BackoffPolicy;
+  readonly #channels: OwnedChannels;
   #closed = false;
   #revision = 0n;
 
   constructor(address: BackendAddress, options: AdapterOptions, rpcOptions: EtcdRpcOptions) {
     this.requestTimeoutMs = rpcOptions.requestTimeoutMs;
     this.#backoff = rpcOptions.backoff ?? exponentialBackoff({ initialMs: 25, maxMs: 500 });
-    const tls = tlsOptions(options.tls);
+    this.endpoints = new Endpoints(address.hosts);
+    // Bad TLS material throws INVALID_ARGUMENT here, before anything is sent.
+    const tls = tlsParams(options.tls);
+    const channels = ownedChannels(this.endpoints, tls);
+    this.#channels = channels;
     const scheme = tls ? 'https' : 'http';
     const keepaliveTimeoutMs = Math.min(10_000, Math.max(1000, rpcOptions.requestTimeoutMs));
     const etcdOptions: IOptions = {
@@ -170,8 +178,12 @@ export class EtcdRpc {
         // values up to 1.5 MiB, gRPC's 4 MiB default would fail a resuming watch forever. etcd's
         // own client allows 2 GiB too.
         'grpc.max_receive_message_length': 2_147_483_647,
+        // Every channel etcd3 builds (one per service and endpoint) gets our credentials, which
+        // own its connections (see channel.ts) and do TLS; etcd3's own are not used.
+        channelFactoryOverride: channels.channelFactoryOverride,
+        interceptors: channels.interceptors,
       },
-      faultHandling: { global: passThrough, host: address.hosts.length > 1 ? hostGate : () => passThrough },
+      faultHandling: { global: passThrough, host: (h) => hostPolicy(h, this.endpoints, address.hosts.length > 1) },
       ...(options.auth && {
         auth: {
           username: options.auth.username,
@@ -179,15 +191,12 @@ export class EtcdRpc {
           callOptions: () => ({ deadline: Date.now() + rpcOptions.requestTimeoutMs }),
         },
       }),
-      ...(tls?.ca !== undefined && {
-        credentials: {
-          rootCertificate: toBuffer(tls.ca)!,
-          ...(tls.key !== undefined && { privateKey: toBuffer(tls.key) }),
-          ...(tls.cert !== undefined && { certChain: toBuffer(tls.cert) }),
-        },
-      }),
     };
     this.client = new Etcd3(etcdOptions);
+    // etcd3 fetches auth tokens on a channel of its own, built with etcd3's credentials (no
+    // options): give it ours too, so that connection is ours and uses our TLS.
+    const authenticator = (this.client as unknown as { pool?: { authenticator?: { credentials?: unknown } } }).pool?.authenticator;
+    if (authenticator && 'credentials' in authenticator) authenticator.credentials = channels.credentials;
   }
 
   get closed(): boolean {
@@ -258,6 +267,9 @@ export class EtcdRpc {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Our channels first: etcd3 would otherwise wait (a ref'd timer, up to 1 s) for a channel
+    // that is still connecting before closing it, holding the process that long.
+    this.#channels.closeAll();
     this.client.close();
   }
 
@@ -282,32 +294,48 @@ export class EtcdRpc {
   }
 
   /**
+   * True when every endpoint failed in a way retrying will not fix soon (refused, TLS, name), the
+   * last time since `since`, and {@link UNREACHABLE_AFTER_MS} has passed since then.
+   */
+  unreachable(since: number): boolean {
+    if (Date.now() - since < UNREACHABLE_AFTER_MS) return false;
+    return this.endpoints.all.every((s) => s.failure !== undefined && s.failure.at >= since && DEFINITE_FAILURES.has(s.failure.kind));
+  }
+
+  /**
    * One unary call under one deadline. Reads and idempotent writes are retried on connection
    * errors until the deadline; other writes only when gRPC proves the request never left (no
    * connection was up), because a write whose answer was lost may have been applied.
    */
   #call<T>(spec: CallSpec, send: (options: { deadline: number }) => Promise<T>): Promise<T> {
     const timeoutMs = spec.timeoutMs ?? this.requestTimeoutMs;
-    return withDeadline(spec.what, timeoutMs, spec.signal, async (deadlineSignal) => {
+    return withDeadline(spec.what, timeoutMs, spec.signal, (deadlineSignal) => {
       const deadline = Date.now() + timeoutMs;
-      for (let attempt = 1; ; attempt++) {
-        this.assertOpen(spec.what);
-        this.counters.count(spec.op);
-        try {
-          const res = await send({ deadline });
-          this.noteRevision((res as { header?: { revision?: string } } | undefined)?.header);
-          return res;
-        } catch (err) {
-          const converted = toSharedError(err, spec.what, spec.kind);
-          const retry =
+      let notSent = false;
+      return retry(
+        async () => {
+          this.assertOpen(spec.what);
+          this.counters.count(spec.op);
+          try {
+            const res = await send({ deadline });
+            this.noteRevision((res as { header?: { revision?: string } } | undefined)?.header);
+            return res;
+          } catch (err) {
+            notSent = wasNotSent(err);
+            throw toSharedError(err, spec.what, spec.kind);
+          }
+        },
+        {
+          what: spec.what,
+          policy: this.#backoff,
+          signal: deadlineSignal,
+          retryIf: (err) =>
             !this.#closed &&
-            converted.code === 'CONNECTION' &&
-            (spec.kind === 'read' || spec.idempotent === true || wasNotSent(err)) &&
-            !deadlineSignal.aborted;
-          if (!retry) throw converted;
-          await sleep(this.#backoff.delayMs(attempt), deadlineSignal);
-        }
-      }
+            isSharedStructError(err, 'CONNECTION') &&
+            (spec.kind === 'read' || spec.idempotent === true || notSent) &&
+            !(spec.giveUp?.() ?? false),
+        },
+      );
     }).catch((err: unknown) => {
       if (this.#closed && !isSharedStructError(err, 'ABORTED')) {
         throw new SharedStructError('CLOSED', `${spec.what}: the client is closed`, { cause: err });

@@ -7,8 +7,7 @@
 import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
 import type { Logger } from '../../lib/backend.js';
 import { SharedStructError } from '../../lib/errors.js';
-import { exponentialBackoff } from '../../lib/retry.js';
-import { sleep } from '../../lib/util/abort.js';
+import { exponentialBackoff, retry } from '../../lib/retry.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { leaseHex } from './convert.js';
 import type { EtcdRpc } from './rpc.js';
@@ -23,6 +22,19 @@ export function leaseTtlSeconds(sessionTtlMs: number): number {
 }
 
 type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>;
+
+/** Options of {@link LeaseSession.start}. */
+export interface LeaseSessionOptions {
+  readonly logger: Logger;
+  readonly sessionTtlMs: number;
+  /** Deadline of the first grant: it is what proves the cluster answers. */
+  readonly connectTimeoutMs: number;
+  /** Asked after each failed attempt of the first grant: true gives up before the deadline. */
+  readonly giveUp?: () => boolean;
+}
+
+/** Between attempts to grant a new lease after the old one was lost. */
+const REGRANT_BACKOFF = exponentialBackoff({ initialMs: 100, maxMs: 2000 });
 
 /** A lease-backed session. Start it with {@link LeaseSession.start}. */
 export class LeaseSession {
@@ -56,11 +68,11 @@ export class LeaseSession {
   }
 
   /** Grants the first lease (within `connectTimeoutMs`) and starts the keepalive loop. */
-  static async start(rpc: EtcdRpc, logger: Logger, sessionTtlMs: number, connectTimeoutMs: number): Promise<LeaseSession> {
-    const ttl = leaseTtlSeconds(sessionTtlMs);
+  static async start(rpc: EtcdRpc, options: LeaseSessionOptions): Promise<LeaseSession> {
+    const ttl = leaseTtlSeconds(options.sessionTtlMs);
     const askedAt = Date.now();
-    const granted = await rpc.leaseGrant(ttl, { what: 'etcd leaseGrant', timeoutMs: connectTimeoutMs });
-    const session = new LeaseSession(rpc, logger, ttl, granted.ID, Number(granted.TTL) * 1000, askedAt);
+    const granted = await rpc.leaseGrant(ttl, { what: 'etcd leaseGrant', timeoutMs: options.connectTimeoutMs, giveUp: options.giveUp });
+    const session = new LeaseSession(rpc, options.logger, ttl, granted.ID, Number(granted.TTL) * 1000, askedAt);
     session.#schedule();
     return session;
   }
@@ -91,7 +103,7 @@ export class LeaseSession {
       await this.#rpc.leaseRevoke(this.#leaseId, { what: 'etcd leaseRevoke' });
     } catch (err) {
       // The server expires the lease after its TTL anyway; closing must not fail for it.
-      this.#logger.debug('sharedstruct etcd: lease revoke on close failed', { lease: leaseHex(this.#leaseId), error: String(err) });
+      this.#logger.debug('sharedstruct etcd: lease revoke on close failed', { lease: leaseHex(this.#leaseId), err });
     }
     this.tracker.transition('closed');
   }
@@ -213,32 +225,39 @@ export class LeaseSession {
     this.#dropStream();
     const old = this.#leaseId;
     this.tracker.transition('lost', { cause });
-    void (async () => {
-      this.#rpc.leaseRevoke(old, { what: 'etcd leaseRevoke (lost lease)' }).catch(() => undefined);
-      const backoff = exponentialBackoff({ initialMs: 100, maxMs: 2000 });
-      for (let attempt = 1; !this.#stop.signal.aborted; attempt++) {
-        try {
-          const askedAt = Date.now();
-          const granted = await this.#rpc.leaseGrant(this.#requestedTtl, { what: 'etcd leaseGrant', signal: this.#stop.signal });
-          if (this.#stop.signal.aborted) {
-            this.#rpc.leaseRevoke(granted.ID, { what: 'etcd leaseRevoke' }).catch(() => undefined);
-            return;
-          }
-          this.#leaseId = granted.ID;
-          this.#ttlMs = Number(granted.TTL) * 1000;
-          this.#lastAck = askedAt;
-          this.#regranting = false;
-          this.tracker.transition('reconnected', { newSessionId: leaseHex(granted.ID) });
-          this.#keepAlive();
+    this.#rpc.leaseRevoke(old, { what: 'etcd leaseRevoke (lost lease)' }).catch(() => undefined);
+    const signal = this.#stop.signal;
+    retry(
+      async () => {
+        const askedAt = Date.now();
+        const granted = await this.#rpc.leaseGrant(this.#requestedTtl, { what: 'etcd leaseGrant', signal });
+        return { granted, askedAt };
+      },
+      {
+        what: 'etcd leaseGrant (new session)',
+        policy: REGRANT_BACKOFF,
+        signal,
+        // Until it works or the session closes, whatever the error: ephemerals stay gone until then.
+        retryIf: () => true,
+        onRetry: (err, attempt) => {
+          // Past a few attempts this is worth a warning (one line with the default logger).
+          this.#logger[attempt >= 5 ? 'warn' : 'debug']('sharedstruct etcd: granting a new lease failed, retrying', { attempt, err });
+        },
+      },
+    ).then(
+      ({ granted, askedAt }) => {
+        if (signal.aborted) {
+          this.#rpc.leaseRevoke(granted.ID, { what: 'etcd leaseRevoke' }).catch(() => undefined);
           return;
-        } catch (err) {
-          // Past a few attempts this is worth a warning: ephemerals stay gone until it works.
-          const fields = { attempt, error: String(err) };
-          if (attempt >= 5) this.#logger.warn('sharedstruct etcd: granting a new lease failed, retrying', fields);
-          else this.#logger.debug('sharedstruct etcd: granting a new lease failed, retrying', fields);
-          await sleep(backoff.delayMs(attempt), this.#stop.signal).catch(() => undefined);
         }
-      }
-    })();
+        this.#leaseId = granted.ID;
+        this.#ttlMs = Number(granted.TTL) * 1000;
+        this.#lastAck = askedAt;
+        this.#regranting = false;
+        this.tracker.transition('reconnected', { newSessionId: leaseHex(granted.ID) });
+        this.#keepAlive();
+      },
+      () => undefined, // closed meanwhile
+    );
   }
 }

@@ -6,14 +6,21 @@
  */
 import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
 import type { Entry, Logger, Watch, WatchEvent, WatchOptions, WatchTarget } from '../../lib/backend.js';
-import { SharedStructError } from '../../lib/errors.js';
-import { exponentialBackoff } from '../../lib/retry.js';
-import { sleep } from '../../lib/util/abort.js';
+import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
+import { exponentialBackoff, retry } from '../../lib/retry.js';
 import { AsyncQueue } from '../../lib/util/async-queue.js';
 import { matchesTarget, targetRange, toEntry } from './convert.js';
 import type { EtcdRpc } from './rpc.js';
 
 type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>;
+
+/** Between re-creations of a broken watch. Capped at 1 s: after a server restart the watch is back within about a second. */
+const RESUME_BACKOFF = exponentialBackoff({ initialMs: 50, maxMs: 1000 });
+
+/** A stream that broke or stalled (retried from the last revision, counted in `resumes`). */
+class Disconnected extends Error {
+  override readonly name = 'Disconnected';
+}
 
 /** Why one stream ended. */
 type StreamEnd =
@@ -112,65 +119,64 @@ export class EtcdWatch implements Watch {
     this.#ctx.onDone(this);
   }
 
+  /**
+   * Runs streams one after another until the watch ends. {@link retry} does the backing off: a
+   * stream that breaks is one failed attempt, and the server confirming a create is progress
+   * (the next break backs off from the start). Compaction relists and goes on at once; so does
+   * a refusal that a probe read showed to be an expired token. Errors marked non-retryable end
+   * the watch (`UNAUTHORIZED` after the probe); `CLOSED` ends it quietly.
+   */
   async #run(): Promise<void> {
-    // Capped at 1 s: after a server restart the watch is back within about a second.
-    const backoff = exponentialBackoff({ initialMs: 50, maxMs: 1000 });
-    let failures = 0;
+    // Set when a refusal was probed; cleared when a create is confirmed. A second refusal
+    // before that is for real.
     let probed = false;
-    while (!this.#stop.signal.aborted) {
-      let end: StreamEnd;
-      try {
-        end = await this.#runStream(() => {
-          failures = 0;
-          probed = false;
-        });
-      } catch (err) {
-        end = { kind: 'disconnected', error: err };
-      }
-      if (this.#stop.signal.aborted || end.kind === 'closed') return;
-      if (end.kind === 'failed') {
-        if (end.error.code === 'UNAUTHORIZED' && !probed) {
-          // Once per refusal: maybe only the token expired (see `probe`).
-          probed = true;
-          try {
-            await this.#ctx.probe(this.target, this.#stop.signal);
-            continue;
-          } catch (err) {
-            if (err instanceof SharedStructError && err.code === 'UNAUTHORIZED') {
-              this.#queue.fail(err);
-              return;
+    try {
+      await retry(
+        async (attempt) => {
+          for (;;) {
+            const end = await this.#runStream(() => {
+              attempt.progress();
+              probed = false;
+            }).catch((err: unknown): StreamEnd => ({ kind: 'disconnected', error: err }));
+            switch (end.kind) {
+              case 'closed':
+                return;
+              case 'compacted':
+                await this.#reset(end.compactRevision);
+                continue;
+              case 'failed':
+                if (end.error.code === 'UNAUTHORIZED' && !probed) {
+                  // Once per refusal: maybe only the token expired (see `probe`). Unreachable
+                  // now (not UNAUTHORIZED): retried later, and the watch will be refused or work.
+                  probed = true;
+                  await this.#ctx.probe(this.target, this.#stop.signal);
+                  continue;
+                }
+                throw end.error;
+              case 'disconnected':
+                throw new Disconnected(end.error instanceof Error ? end.error.message : 'watch stream ended', { cause: end.error });
             }
-            // Unreachable now: try the watch again later, it will be refused or work.
-            failures += 1;
-            await sleep(backoff.delayMs(failures), this.#stop.signal).catch(() => undefined);
-            continue;
           }
-        }
-        this.#queue.fail(end.error);
-        return;
-      }
-      if (end.kind === 'compacted') {
-        try {
-          await this.#reset(end.compactRevision);
-        } catch (err) {
-          if (err instanceof SharedStructError && !err.retryable && err.code !== 'CLOSED') {
-            this.#queue.fail(err);
-            return;
-          }
-          if (err instanceof SharedStructError && err.code === 'CLOSED') return;
-          failures += 1;
-          await sleep(backoff.delayMs(failures), this.#stop.signal).catch(() => undefined);
-        }
-        continue;
-      }
-      failures += 1;
-      this.#resumes += 1;
-      this.#ctx.logger.debug('sharedstruct etcd: watch stream ended, resuming', {
-        target: this.target,
-        afterRevision: String(this.#revision),
-        error: end.error instanceof Error ? end.error.message : undefined,
-      });
-      await sleep(backoff.delayMs(failures), this.#stop.signal).catch(() => undefined);
+        },
+        {
+          what: 'etcd watch',
+          policy: RESUME_BACKOFF,
+          signal: this.#stop.signal,
+          retryIf: (err) => err instanceof Disconnected || !isSharedStructError(err) || err.retryable,
+          onRetry: (err) => {
+            if (!(err instanceof Disconnected)) return;
+            this.#resumes += 1;
+            this.#ctx.logger.debug('sharedstruct etcd: watch stream ended, resuming', {
+              target: this.target,
+              afterRevision: String(this.#revision),
+              err: err.cause ?? err,
+            });
+          },
+        },
+      );
+    } catch (err) {
+      if (this.#stop.signal.aborted || isSharedStructError(err, 'CLOSED')) return;
+      this.#queue.fail(isSharedStructError(err) ? err : new SharedStructError('CONNECTION', 'etcd watch failed', { cause: err }));
     }
   }
 

@@ -1,0 +1,229 @@
+/**
+ * TLS against a real etcd serving https with client-certificate authentication, certificates
+ * made by openssl for the run: mutual TLS works (with auth too) and emits no Node warning; a
+ * missing or foreign client certificate, a foreign CA and a name the certificate does not carry
+ * are refused as CONNECTION saying why, within about a second; bad material is INVALID_ARGUMENT
+ * before anything is sent.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '../../lib/index.js';
+import { isSharedStructError, type SharedStructError } from '../../lib/errors.js';
+import type { TlsOptions } from '../../lib/options.js';
+import { onRunEnd } from '../support/cleanup.js';
+import { ETCD_INSTALL_HINT, quietLogger } from '../support/etcd.js';
+import { freePort, removeDir, scratchDir, startProcess, waitUntil, which, type ServerProcess } from '../support/process.js';
+import { runScript, type ScriptResult } from '../support/script.js';
+
+const explain = (r: ScriptResult): string =>
+  `exit ${r.code ?? r.signal}${r.timedOut ? ' (timed out)' : ''} after ${r.ms} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+
+/** A CA and leaf certificates (P-256 keys), made with the openssl CLI into `dir`. */
+function makeCertificates(dir: string): void {
+  const openssl = (...args: string[]): void => {
+    execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  };
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  for (const ca of ['ca', 'foreign-ca']) openssl('req', '-x509', ...key, '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-days', '2', '-subj', `/CN=${ca}`);
+  const leaf = (name: string, ca: string, ext: string): void => {
+    openssl('req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    writeFileSync(join(dir, `${name}.ext`), ext);
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
+  };
+  leaf('server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  leaf('client', 'ca', 'extendedKeyUsage=clientAuth\n');
+  leaf('foreign-client', 'foreign-ca', 'extendedKeyUsage=clientAuth\n');
+}
+
+/** etcd serving its clients over TLS only, requiring a client certificate signed by `ca.pem`. */
+interface TlsEtcd {
+  readonly endpoint: string;
+  readonly dir: string;
+  file(name: string): Buffer;
+  etcdctl(...args: string[]): string;
+  stop(): Promise<void>;
+}
+
+async function startTlsEtcd(): Promise<TlsEtcd> {
+  const binary = which(process.env.ETCD_BINARY ?? 'etcd');
+  if (!binary) throw new Error(ETCD_INSTALL_HINT);
+  const dir = scratchDir('etcd-tls');
+  makeCertificates(dir);
+  const [client, peer, metrics] = [await freePort(), await freePort(), await freePort()];
+  const endpoint = `127.0.0.1:${client}`;
+  const proc: ServerProcess = startProcess(binary, [
+    '--name', 'tls',
+    '--data-dir', join(dir, 'data'),
+    '--listen-client-urls', `https://${endpoint}`,
+    '--advertise-client-urls', `https://${endpoint}`,
+    '--listen-peer-urls', `http://127.0.0.1:${peer}`,
+    '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+    '--initial-cluster', `tls=http://127.0.0.1:${peer}`,
+    // Plain http, without client certificates: only for the readiness check.
+    '--listen-metrics-urls', `http://127.0.0.1:${metrics}`,
+    '--cert-file', join(dir, 'server.pem'),
+    '--key-file', join(dir, 'server.key'),
+    '--trusted-ca-file', join(dir, 'ca.pem'),
+    '--client-cert-auth',
+    '--logger', 'zap',
+    '--log-level', 'warn',
+  ], join(dir, 'etcd.log'));
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await proc.kill();
+    removeDir(dir);
+  };
+  onRunEnd(stop);
+  await waitUntil('etcd (TLS)', async () => {
+    if (proc.exited()) throw new Error(`etcd exited; see ${proc.logFile}`);
+    const res = await fetch(`http://127.0.0.1:${metrics}/health`, { signal: AbortSignal.timeout(1000) });
+    return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+  }, { timeoutMs: 20000 });
+  return {
+    endpoint,
+    dir,
+    file: (name) => readFileSync(join(dir, name)),
+    etcdctl: (...args) =>
+      execFileSync('etcdctl', [`--endpoints=https://${endpoint}`, `--cacert=${join(dir, 'ca.pem')}`, `--cert=${join(dir, 'client.pem')}`, `--key=${join(dir, 'client.key')}`, ...args], {
+        encoding: 'utf8',
+      }),
+    stop,
+  };
+}
+
+describe('etcd adapter: TLS', function () {
+  this.timeout(90000);
+  let etcd: TlsEtcd;
+  let mutual: TlsOptions;
+
+  before(async () => {
+    etcd = await startTlsEtcd();
+    mutual = { ca: etcd.file('ca.pem'), cert: etcd.file('client.pem'), key: etcd.file('client.key') };
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  /** Connects (or fails) with `tls`; resolves the error, or undefined when it connected. */
+  async function attempt(tls: TlsOptions, url = `etcd://${etcd.endpoint}`): Promise<{ err: SharedStructError | undefined; ms: number }> {
+    const started = Date.now();
+    try {
+      const client = await connect(url, { tls, connectTimeoutMs: 10000, logger: quietLogger });
+      await client.close();
+      return { err: undefined, ms: Date.now() - started };
+    } catch (err) {
+      assert.ok(isSharedStructError(err), String(err));
+      return { err, ms: Date.now() - started };
+    }
+  }
+
+  it('mutual TLS: a fresh script connects, writes, watches, emits no warning (no DEP0123 for an IP host) and exits when idle', async () => {
+    const spawnedAt = Date.now();
+    const r = await runScript(`
+      import { readFileSync } from 'node:fs';
+      import { connect } from 'sharedstruct';
+      const warnings = [];
+      process.on('warning', (w) => warnings.push(w.name + ' ' + (w.code ?? '') + ' ' + w.message));
+      const file = (n) => readFileSync(${JSON.stringify(etcd.dir)} + '/' + n);
+      const client = await connect('etcd://${etcd.endpoint}', { tls: { ca: file('ca.pem'), cert: file('client.pem'), key: file('client.key') } });
+      const s = await client.open('tls', { initial: { n: 0 } });
+      const seen = new Promise((resolve) => s.on('change', (ev) => resolve(ev.value.n)));
+      await s.update((d) => { d.n += 1; });
+      console.log('n', await seen);
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r));
+      console.log('warnings', JSON.stringify(warnings));
+      console.log('last', Date.now());
+    `, { timeoutMs: 30000, env: { NODE_OPTIONS: '--throw-deprecation' } });
+    assert.equal(r.code, 0, explain(r));
+    assert.match(r.stdout, /^n 1\nwarnings \[\]\n/, explain(r));
+    const last = Number(/^last (\d+)$/m.exec(r.stdout)?.[1]);
+    const delay = spawnedAt + r.ms - last;
+    assert.ok(delay < 3000, `exited ${delay} ms after its last line\n${explain(r)}`);
+  });
+
+  it('mutual TLS with a servername the certificate names, and with auth on top', async () => {
+    assert.equal((await attempt({ ...mutual, servername: 'localhost' })).err, undefined);
+    etcd.etcdctl('user', 'add', 'root:root-secret');
+    etcd.etcdctl('role', 'add', 'root');
+    etcd.etcdctl('user', 'grant-role', 'root', 'root');
+    etcd.etcdctl('user', 'add', 'app:app-secret');
+    etcd.etcdctl('role', 'add', 'app');
+    etcd.etcdctl('role', 'grant-permission', 'app', '--prefix=true', 'readwrite', '/tls-auth/');
+    etcd.etcdctl('user', 'grant-role', 'app', 'app');
+    etcd.etcdctl('auth', 'enable');
+    try {
+      // etcd3 fetches the token on a channel of its own: it must use our TLS too.
+      const client = await connect(`etcd://${etcd.endpoint}`, { tls: mutual, auth: { username: 'app', password: 'app-secret' }, namespace: '/tls-auth', logger: quietLogger });
+      try {
+        const s = await client.open('s', { initial: { n: 1 } });
+        assert.equal((await s.update((d) => { d.n += 1; })).value.n, 2);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      etcd.etcdctl('--user=root:root-secret', 'auth', 'disable');
+    }
+  });
+
+  const refusals: [string, () => TlsOptions, RegExp, RegExp][] = [
+    ['no client certificate', () => ({ ca: mutual.ca! }), /alert bad certificate|alert certificate required/, /The server refused our client certificate/],
+    ['a client certificate of a foreign CA', () => ({ ca: mutual.ca!, cert: etcd.file('foreign-client.pem'), key: etcd.file('foreign-client.key') }), /alert bad certificate|alert unknown ca/, /The server refused our client certificate/],
+    ['a CA that did not sign the server certificate', () => ({ ...mutual, ca: etcd.file('foreign-ca.pem') }), /unable to verify the first certificate/, /Option 'tls\.ca' must hold the CA/],
+    ['a servername the certificate does not carry', () => ({ ...mutual, servername: 'etcd.example.com' }), /does not match certificate's altnames/, /option 'tls\.servername'/],
+  ];
+  for (const [label, tls, reason, hint] of refusals) {
+    it(`${label}: CONNECTION within ~1 s, saying why (connectTimeoutMs is 10 s)`, async () => {
+      const { err, ms } = await attempt(tls());
+      assert.ok(err, 'connected?');
+      assert.equal(err.code, 'CONNECTION', err.message);
+      assert.ok(ms < 3000, `rejected after ${ms} ms: ${err.message}`);
+      assert.match(err.message, new RegExp(`^could not connect to etcd at ${etcd.endpoint}: the TLS handshake with ${etcd.endpoint} failed \\(`));
+      assert.match(err.message, reason);
+      assert.match(err.message, hint);
+      assert.doesNotMatch(err.message, /\n|SSL routines|rec_layer/, 'one line, without OpenSSL\'s error queue');
+      assert.ok(err.cause instanceof Error && !isSharedStructError(err.cause), 'the cause is the TLS error itself');
+    });
+  }
+
+  it('a plain-text client at a TLS endpoint waits for an answer that never comes: CONNECTION at connectTimeoutMs, suggesting tls', async () => {
+    const started = Date.now();
+    await assert.rejects(connect(`etcd://${etcd.endpoint}`, { connectTimeoutMs: 1500, logger: quietLogger }), (err: unknown) => {
+      assert.ok(isSharedStructError(err, 'CONNECTION'), String(err));
+      assert.match(err.message, /accepted the connection but did not answer within 1500 ms/);
+      assert.match(err.message, /If it serves TLS \(https:\/\/ client URLs\), pass option 'tls'/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 1500 + 1500);
+  });
+
+  it('bad TLS material rejects INVALID_ARGUMENT at once, naming the field, before any connection', async () => {
+    // A port nobody listens on: a connection attempt would end as CONNECTION, not INVALID_ARGUMENT.
+    const url = `etcd://127.0.0.1:${await freePort()}`;
+    const cases: [string, unknown, RegExp][] = [
+      ['garbage CA', { ca: 'garbage' }, /^option 'tls\.ca' holds no PEM certificate/],
+      ['a path instead of the content', { ca: join(etcd.dir, 'ca.pem') }, /^option 'tls\.ca' holds no PEM certificate .*not its path/],
+      ['a broken certificate', { ca: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }, /^option 'tls\.ca' certificate 1 of 1 is not a valid X\.509 certificate/],
+      ['garbage client certificate', { ...mutual, cert: 'garbage' }, /^option 'tls\.cert' holds no PEM certificate/],
+      ['garbage key', { ...mutual, key: Buffer.from('garbage') }, /^option 'tls\.key' holds no PEM private key/],
+      ['a key of another certificate', { ...mutual, key: etcd.file('foreign-client.key') }, /^option 'tls\.key' does not belong to the first certificate of 'tls\.cert'/],
+      ['a certificate without its key', { ca: mutual.ca, cert: mutual.cert }, /^option 'tls\.cert' needs 'tls\.key' too/],
+      ['a number as CA', { ca: 42 }, /^option 'tls\.ca' must be PEM text \(a string or a Buffer\), got number/],
+      ['an unknown field', { ca: mutual.ca, password: 'x' }, /^unknown option 'password' in option 'tls'/],
+      ['a string instead of an object', 'yes', /^option 'tls' must be true, false or \{ ca\?, cert\?, key\?, servername\?, rejectUnauthorized\? \}, got string/],
+    ];
+    for (const [label, tls, message] of cases) {
+      const started = Date.now();
+      await assert.rejects(connect(url, { tls: tls as TlsOptions, logger: quietLogger }), (err: unknown) => {
+        assert.ok(isSharedStructError(err, 'INVALID_ARGUMENT'), `${label}: ${String(err)}`);
+        assert.match(err.message, message, label);
+        return true;
+      });
+      assert.ok(Date.now() - started < 1500, `${label}: rejected after ${Date.now() - started} ms`);
+    }
+  });
+});
