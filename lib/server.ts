@@ -75,7 +75,7 @@ export interface ServerOptions<State, Msg, Reply> {
    */
   readonly handle?: (draft: State, msg: DeepReadonly<Msg>, ctx: HandleContext<State, Reply>) => State | void;
   /** Handles a message claimed with `ctx.lock()`, outside any transaction: it may have side effects (at least once) and returns the next state. */
-  readonly handleLocked?: (state: DeepReadonly<State>, msg: DeepReadonly<Msg>, ctx: LockedContext<State, Reply>) => State | void | Promise<State | void>;
+  readonly handleLocked?: (state: DeepReadonly<State>, msg: DeepReadonly<Msg>, ctx: LockedContext<State, Reply>) => State | DeepReadonly<State> | void | Promise<State | DeepReadonly<State> | void>;
   /** Handlings of one message that may fail before it goes to the dead letters (default 5). */
   readonly maxAttempts?: number;
   /** JSON Schema of the state (as `open`). */
@@ -776,7 +776,7 @@ class ConsumerLoop<State, Msg, Reply> {
         },
         after: (fn: (state: DeepReadonly<State>) => void | Promise<void>) => void after.push(fn),
       });
-      let out: State | void;
+      let out: State | DeepReadonly<State> | void;
       try {
         out = await options.handleLocked!(value, env.msg as DeepReadonly<Msg>, ctx);
       } catch (err) {
@@ -790,7 +790,7 @@ class ConsumerLoop<State, Msg, Reply> {
       const handled = [{ m: fresh, reply, after }];
       const r = await state.transact(
         (makeDraft) => ({
-          next: out === undefined ? makeDraft() : out,
+          next: out === undefined ? makeDraft() : (out as State),
           compare: [
             { key: claimKey, version: 1, createRevision: created.entry.createRevision },
             { key: current.key, version: current.version },
