@@ -56,6 +56,16 @@ export interface GetOptions extends RequestOptions {
   readonly consistent?: boolean;
 }
 
+/** Options of {@link Backend.list}. */
+export interface ListOptions extends GetOptions {
+  /**
+   * At most this many children, the first in create-revision order (a durable server reads the
+   * head of its queue, not all of it). For flat folders: on etcd the limit counts keys at any
+   * depth under the prefix.
+   */
+  readonly limit?: number;
+}
+
 /** Options of {@link Backend.create}. */
 export interface CreateOptions extends RequestOptions {
   /** Bind the key to the current session: it is deleted when the session ends. */
@@ -109,8 +119,12 @@ export type TxnCompare =
 export type TxnOp =
   /** Overwrite an existing key; with `expectedVersion` the op is itself conditional. */
   | { readonly op: 'put'; readonly key: string; readonly value: Uint8Array; readonly expectedVersion?: number }
-  /** Create a key that must not exist. */
-  | { readonly op: 'create'; readonly key: string; readonly value: Uint8Array; readonly ephemeral?: boolean }
+  /**
+   * Create a key that must not exist; with `sequential`, `key` is a prefix and the adapter appends
+   * a unique suffix that orders after every earlier sequential key of the parent (the created
+   * key is in the result's entry).
+   */
+  | { readonly op: 'create'; readonly key: string; readonly value: Uint8Array; readonly ephemeral?: boolean; readonly sequential?: boolean }
   /** Delete a key; with `expectedVersion` the op is itself conditional. */
   | { readonly op: 'delete'; readonly key: string; readonly expectedVersion?: number };
 
@@ -257,7 +271,7 @@ export interface Backend {
   /** Deletes a key (only at `expectedVersion` when given). True when this call deleted it. */
   delete(key: string, options?: RequestOptions & { readonly expectedVersion?: number }): Promise<boolean>;
   /** The direct children of `prefix`, ordered by create revision. */
-  list(prefix: string, options?: GetOptions): Promise<Entry[]>;
+  list(prefix: string, options?: ListOptions): Promise<Entry[]>;
   /** A multi-key transaction (feature `txn`). */
   txn(txn: Txn, options?: RequestOptions): Promise<TxnResult>;
   /** Watches a key or the children of a prefix. */

@@ -333,20 +333,19 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
       const dead = await this.#backend.get(key, { signal: options.signal, consistent: true });
       const rec = dead && (decodeJson(dead.value) as Envelope | undefined);
       if (!dead || !rec) throw new SharedStructError('NOT_FOUND', `server '${this.name}' has no dead letter '${id}'; list them with deadLetters()`);
-      const newId = `r-${randomUUID()}`;
       const envelope: Envelope = { msg: rec.msg, enqueuedAt: rec.enqueuedAt, attempts: 0 };
       const r = await this.#backend.txn(
         {
           compare: [],
           ops: [
             { op: 'delete', key, expectedVersion: dead.version },
-            { op: 'create', key: `${this.#queue}/${newId}`, value: jsonCodec.encode(envelope) },
+            { op: 'create', key: `${this.#queue}/m-`, value: jsonCodec.encode(envelope), sequential: true },
           ],
         },
         { signal: options.signal },
       );
       if (!r.ok) throw new SharedStructError('CONFLICT', `dead letter '${id}' of server '${this.name}' changed meanwhile (retried or dropped by someone else)`);
-      return Object.freeze({ id: newId });
+      return Object.freeze({ id: lastSegment(r.entries[1]!.key) });
     });
   }
 
@@ -591,7 +590,7 @@ class ConsumerLoop<State, Msg, Reply> {
   /** One round: true when it did something (look again at once), false when there is nothing to do until a watch event. */
   async #round(): Promise<boolean> {
     const { backend } = this.#s;
-    const entries = await backend.list(this.#s.queue, { signal: this.#signal });
+    const entries = await backend.list(this.#s.queue, { signal: this.#signal, limit: this.#batch });
     if (entries.length === 0) return false;
     const take: Queued[] = [];
     for (const entry of entries) {

@@ -17,6 +17,7 @@ import type {
   Entry,
   EntryStat,
   GetOptions,
+  ListOptions,
   PutResult,
   PutOptions,
   RequestOptions,
@@ -252,15 +253,19 @@ export class EtcdBackend implements Backend {
     return res.succeeded;
   }
 
-  async list(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+  async list(prefix: string, options: ListOptions = {}): Promise<Entry[]> {
+    // With a limit, etcd sorts by create revision itself and sends only the head.
+    const limited = options.limit === undefined ? {} : { limit: String(options.limit), sort_target: 'Create' as const, sort_order: 'Ascend' as const };
     const res = await this.#rpc.range(
-      { ...childRange(prefix), ...this.#readMode(options) },
+      { ...childRange(prefix), ...this.#readMode(options), ...limited },
       { what: `etcd range ${prefix}/`, signal: options.signal },
     );
     return res.kvs.map((kv) => toEntry(kv)).filter((e) => isDirectChild(prefix, e.key)).sort(byCreateRevision);
   }
 
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
+    // A sequential create gets its unique key here (ordered by create revision, as create() does).
+    const ops = txn.ops.map((op) => (op.op === 'create' && op.sequential ? { ...op, key: this.#sequentialKey(op.key) } : op));
     const compare: ICompare[] = [];
     for (const c of txn.compare) {
       if ('version' in c) {
@@ -272,7 +277,7 @@ export class EtcdBackend implements Backend {
       }
     }
     const success: IRequestOp[] = [];
-    for (const op of txn.ops) {
+    for (const op of ops) {
       if (op.op === 'create') {
         compare.push(absent(op.key));
         success.push({ request_put: { key: keyBytes(op.key), value: valueBytes(op.value), lease: op.ephemeral ? this.#lease.leaseId : '0' } });
@@ -293,15 +298,15 @@ export class EtcdBackend implements Backend {
     // A put's new version and create revision are read back keys-only after every write (a
     // range inside a Txn sees the Txn's own writes); `readBack` maps an op to its read's index.
     const readBack = new Map<number, number>();
-    txn.ops.forEach((op, i) => {
+    ops.forEach((op, i) => {
       if (op.op !== 'put') return;
       readBack.set(i, success.length);
       success.push(rangeOp(op.key, true));
     });
-    const res = await this.#rpc.txn({ compare, success, failure: [] }, { what: `etcd txn (${txn.ops.length} ops)`, signal: options.signal });
+    const res = await this.#rpc.txn({ compare, success, failure: [] }, { what: `etcd txn (${ops.length} ops)`, signal: options.signal });
     if (!res.succeeded) return { ok: false };
     const revision = BigInt(res.header.revision);
-    const entries = txn.ops.map((op, i): Entry | undefined => {
+    const entries = ops.map((op, i): Entry | undefined => {
       if (op.op === 'delete') return undefined;
       if (op.op === 'create') {
         return Object.freeze({ key: op.key, value: op.value, version: 1, revision, createRevision: revision, ephemeral: op.ephemeral === true });

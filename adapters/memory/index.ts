@@ -15,6 +15,7 @@ import type {
   Entry,
   EntryStat,
   GetOptions,
+  ListOptions,
   PutResult,
   PutOptions,
   RequestOptions,
@@ -120,13 +121,17 @@ export class MemoryBackend implements Backend {
     });
   }
 
-  list(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
-    return this.#request('list', options, () => this.store.list(prefix));
+  list(prefix: string, options: ListOptions = {}): Promise<Entry[]> {
+    return this.#request('list', options, () => {
+      const all = this.store.list(prefix);
+      return options.limit === undefined ? all : all.slice(0, options.limit);
+    });
   }
 
   txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
     return this.#request('txn', options, () => {
-      const done = this.store.commit(txn.compare, txn.ops, this.#sessionId);
+      const ops = txn.ops.map((op) => (op.op === 'create' && op.sequential ? { ...op, key: this.store.sequentialKey(op.key), sequential: false } : op));
+      const done = this.store.commit(txn.compare, ops, this.#sessionId);
       return done ? { ok: true, entries: done } : { ok: false };
     });
   }

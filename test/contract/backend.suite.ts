@@ -176,6 +176,21 @@ export function backendContract(name: string, makeBackend: () => Promise<Backend
       assert.deepEqual(listed.map((e) => dec(e.value)), ['0', '1', '2']);
     });
 
+    it('lists the head of a folder with a limit; a transaction can create a sequential key behind the others', async () => {
+      for (let i = 0; i < 5; i++) await b.create(`${root}/q/m-`, enc(String(i)), { sequential: true });
+      const head = await b.list(`${root}/q`, { limit: 2 });
+      assert.deepEqual(head.map((e) => dec(e.value)), ['0', '1']);
+      const gone = head[0]!;
+      const r = await b.txn({ compare: [], ops: [{ op: 'delete', key: gone.key }, { op: 'create', key: `${root}/q/m-`, value: enc('5'), sequential: true }] });
+      assert.ok(r.ok);
+      const created = r.entries[1]!;
+      assert.ok(created.key.startsWith(`${root}/q/m-`) && created.key !== `${root}/q/m-`, created.key);
+      assert.equal(created.version, 1);
+      assert.deepEqual((await b.list(`${root}/q`)).map((e) => dec(e.value)), ['1', '2', '3', '4', '5']);
+      assert.deepEqual((await b.list(`${root}/q`, { limit: 3 })).map((e) => dec(e.value)), ['1', '2', '3']);
+      assert.equal((await b.get(created.key))?.createRevision, created.createRevision);
+    });
+
     it('a transaction applies all of its ops or none', async () => {
       await b.create(`${root}/a`, enc('a1'));
       await b.create(`${root}/lock`, enc('held'));
