@@ -106,7 +106,7 @@ export interface DeadLetter<Msg> {
 
 /** Options of {@link DurableServer.serve}. */
 export interface ServeOptions {
-  /** Messages applied per transaction at most (default 16). */
+  /** Messages applied per transaction at most, 1 to 32 (default 16). */
   readonly batch?: number;
   readonly signal?: AbortSignal;
 }
@@ -372,8 +372,9 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
       const handle = this.#options.handle;
       if (!handle) throw new SharedStructError('INVALID_ARGUMENT', `server '${this.name}' has no 'handle': pass it to client.server() in the processes that serve`);
       const batch = options.batch ?? 16;
-      if (!Number.isInteger(batch) || batch < 1 || batch > 64) {
-        throw new SharedStructError('INVALID_ARGUMENT', `option 'batch' must be an integer from 1 to 64, got ${String(batch)}`);
+      // etcd's --max-txn-ops (128 by default) bounds one transaction: a batch of n costs up to 3n + 2 ops.
+      if (!Number.isInteger(batch) || batch < 1 || batch > 32) {
+        throw new SharedStructError('INVALID_ARGUMENT', `option 'batch' must be an integer from 1 to 32, got ${String(batch)}`);
       }
       throwIfAborted(options.signal);
       const stop = new AbortController();
