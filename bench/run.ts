@@ -11,6 +11,7 @@ import { connect, type Client, type Logger, type SharedStruct } from '../lib/ind
 import { startEtcd } from '../test/support/etcd.js';
 import { startZooKeeper } from '../test/support/zookeeper.js';
 import { rawEtcdStore, rawZkStore, type RawStore } from './raw.js';
+import { rawEtcdQueue, rawZkQueue, type RawQueue } from './queue.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const QUICK = process.argv.includes('--quick');
@@ -21,6 +22,10 @@ if (ONLY !== undefined && ONLY !== 'etcd' && ONLY !== 'zookeeper') {
   console.error(`--only takes etcd or zookeeper, not ${JSON.stringify(ONLY)}`);
   process.exit(2);
 }
+
+/** `--sections=queue,reads`: only these sections (the doc is then not rewritten). */
+const SECTIONS = process.argv.find((a) => a.startsWith('--sections='))?.slice('--sections='.length).split(',');
+const want = (section: string): boolean => SECTIONS === undefined || SECTIONS.includes(section);
 
 interface Row {
   backend: string;
@@ -290,6 +295,106 @@ async function memory(backend: string, url: string): Promise<void> {
   await client.close();
 }
 
+/**
+ * Durable servers (issue 14): 1 producer → 1 consumer draining a queue of N messages queued
+ * beforehand, with `batch: 1` and `batch: 16`, against the raw loop of bench/queue.ts (head read
+ * + one transaction per message); then cast → applied latency with a consumer running, and
+ * requests per message counted at the seam.
+ */
+async function queue(backend: string, url: string, makeRaw: () => Promise<RawQueue>): Promise<void> {
+  const ns = `/bench-${Date.now().toString(36)}`;
+  const N = Math.round(1000 * SCALE);
+  type State = { n: number; last: number };
+  const consumerClient = await connect(url, { namespace: ns, logger: quiet });
+  const producerClient = await connect(url, { namespace: ns, logger: quiet });
+  const handle = (d: State, m: { i: number }): void => {
+    d.n += 1;
+    d.last = m.i;
+  };
+  const serverPair = async (name: string) => ({
+    consumer: await consumerClient.server<State, { i: number }>(name, { initial: { n: 0, last: -1 }, handle }),
+    producer: await producerClient.server<State, { i: number }>(name, { initial: { n: 0, last: -1 } }),
+  });
+  const drain = async (batch: number): Promise<{ runs: number; elapsed: number; requests: number }> => {
+    const { consumer, producer } = await serverPair(`q${batch}-${Date.now().toString(36)}`);
+    for (let i = 0; i < N; i++) await producer.cast({ i });
+    const all = new Promise<void>((resolve) => {
+      consumer.state.on('change', (ev) => {
+        if (ev.value.n >= N) resolve();
+      });
+    });
+    const before = consumerClient.requestCounts();
+    const start = performance.now();
+    const worker = await consumer.serve({ batch });
+    await all;
+    const elapsed = performance.now() - start;
+    const after = consumerClient.requestCounts();
+    await worker.stop();
+    // The state struct's periodic check (stat) and watch set-ups are not the queue's cost.
+    const requests = Object.entries(after).reduce((sum, [op, v]) => (op === 'stat' || op === 'watch' ? sum : sum + v - (before[op] ?? 0)), 0);
+    await consumer.close();
+    await producer.close();
+    return { runs: N, elapsed, requests };
+  };
+  await drain(1); // warm-up, untimed (a short queue would not warm the JIT; a whole drain does)
+  const b1 = await drain(1);
+  const b16 = await drain(16);
+  const raw = await makeRaw();
+  const rawDrain = async (): Promise<{ runs: number; elapsed: number }> => {
+    const stateKey = `${ns}/raw-${Date.now().toString(36)}`;
+    const q = `${stateKey}-queue`;
+    await raw.setup(stateKey, q, encode({ n: 0, last: -1 }));
+    for (let i = 0; i < N; i++) await raw.push(q, encode({ i }));
+    const apply = (state: Buffer, msg: Buffer): Buffer => {
+      const s = JSON.parse(state.toString()) as State;
+      handle(s, JSON.parse(msg.toString()) as { i: number });
+      return encode(s);
+    };
+    const start = performance.now();
+    let runs = 0;
+    while (await raw.take(stateKey, q, apply)) runs++;
+    return { runs, elapsed: performance.now() - start };
+  };
+  await rawDrain(); // warm-up
+  const r = await rawDrain();
+  await raw.close();
+  const rate = perSec(r);
+  rows.push({ backend, payload: `queue of ${N}`, measure: 'durable server drain, batch 1', ours: perSec(b1), raw: rate, unit: 'msgs/s', ratio: perSec(b1) / rate, runs: `${b1.runs} / ${r.runs}`, durationMs: b1.elapsed + r.elapsed, target: '≥ 0.8 × raw Txn per message', holds: perSec(b1) >= 0.8 * rate });
+  rows.push({ backend, payload: `queue of ${N}`, measure: 'durable server drain, batch 16', ours: perSec(b16), raw: rate, unit: 'msgs/s', ratio: perSec(b16) / rate, runs: `${b16.runs} / ${r.runs}`, durationMs: b16.elapsed + r.elapsed, target: '≥ 4 × raw Txn per message', holds: perSec(b16) >= 4 * rate });
+  rows.push({ backend, payload: `queue of ${N}`, measure: 'requests per message (batch 1 / batch 16; raw 2)', ours: b1.requests / N, raw: b16.requests / N, unit: 'requests', ratio: undefined, runs: `${N} / ${N}`, durationMs: 0 });
+  // cast → applied, as a producer sees it: from before its cast to the state change it watches.
+  const { consumer, producer } = await serverPair(`lat-${Date.now().toString(36)}`);
+  const worker = await consumer.serve({ batch: 16 });
+  const M = Math.round(300 * SCALE);
+  const sentAt = new Map<number, number>();
+  const latencies: number[] = [];
+  const done = new Promise<void>((resolve) => {
+    let seen = -1;
+    producer.state.on('change', (ev) => {
+      const now = performance.now();
+      for (let i = seen + 1; i <= ev.value.last; i++) latencies.push(now - sentAt.get(i)!);
+      seen = Math.max(seen, ev.value.last);
+      if (seen >= M - 1) resolve();
+    });
+  });
+  const start = performance.now();
+  for (let i = 0; i < M; i++) {
+    sentAt.set(i, performance.now());
+    await producer.cast({ i });
+    if (i % 10 === 9) await new Promise((res) => setTimeout(res, 2));
+  }
+  await done;
+  const elapsed = performance.now() - start;
+  await worker.stop();
+  latencies.sort((a, b) => a - b);
+  const pct = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+  rows.push({ backend, payload: `${M} casts`, measure: 'cast → applied latency p50 / p99 (batch 16)', ours: pct(0.5), raw: pct(0.99), unit: 'ms (p50 / p99)', ratio: undefined, runs: `${latencies.length}`, durationMs: elapsed });
+  await consumer.close();
+  await producer.close();
+  await consumerClient.close();
+  await producerClient.close();
+}
+
 function fmt(n: number | undefined): string {
   if (n === undefined || Number.isNaN(n)) return '–';
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
@@ -316,26 +421,38 @@ async function main(): Promise<void> {
   const zk = process.env.ZK_CONNECT || ONLY === 'etcd' ? undefined : await startZooKeeper({ nodes: 1 });
   const zkConnect = process.env.ZK_CONNECT ?? zk?.connectString ?? '';
   try {
-    const targets: [string, string, () => Promise<RawStore>][] = [
-      ['etcd', `etcd://${etcdEndpoints.join(',')}`, () => Promise.resolve(rawEtcdStore(etcdEndpoints))],
-      ['zookeeper', `zk://${zkConnect}`, () => rawZkStore(zkConnect)],
+    const targets: [string, string, () => Promise<RawStore>, () => Promise<RawQueue>][] = [
+      ['etcd', `etcd://${etcdEndpoints.join(',')}`, () => Promise.resolve(rawEtcdStore(etcdEndpoints)), () => Promise.resolve(rawEtcdQueue(etcdEndpoints))],
+      ['zookeeper', `zk://${zkConnect}`, () => rawZkStore(zkConnect), () => rawZkQueue(zkConnect)],
     ];
-    for (const [backend, url, makeRaw] of targets) {
+    for (const [backend, url, makeRaw, makeRawQueue] of targets) {
       if (ONLY !== undefined && backend !== ONLY) continue;
-      console.error(`[bench] ${backend}: sequential`);
       const raw = await makeRaw();
-      for (const size of ['small', 'large'] as const) await sequential(backend, url, raw, size);
-      console.error(`[bench] ${backend}: contended`);
-      await contended(backend, url, makeRaw, 1);
-      await contended(backend, url, makeRaw, 8);
-      console.error(`[bench] ${backend}: propagation`);
-      const rawB = await makeRaw();
-      await propagation(backend, url, raw, rawB);
-      await rawB.close();
-      console.error(`[bench] ${backend}: reads, memory`);
-      await reads(backend, url, raw);
-      await memory(backend, url);
+      if (want('sequential')) {
+        console.error(`[bench] ${backend}: sequential`);
+        for (const size of ['small', 'large'] as const) await sequential(backend, url, raw, size);
+      }
+      if (want('contended')) {
+        console.error(`[bench] ${backend}: contended`);
+        await contended(backend, url, makeRaw, 1);
+        await contended(backend, url, makeRaw, 8);
+      }
+      if (want('propagation')) {
+        console.error(`[bench] ${backend}: propagation`);
+        const rawB = await makeRaw();
+        await propagation(backend, url, raw, rawB);
+        await rawB.close();
+      }
+      if (want('reads')) {
+        console.error(`[bench] ${backend}: reads, memory`);
+        await reads(backend, url, raw);
+        await memory(backend, url);
+      }
       await raw.close();
+      if (want('queue')) {
+        console.error(`[bench] ${backend}: durable server queue`);
+        await queue(backend, url, makeRawQueue);
+      }
     }
   } finally {
     await etcd?.stop();
@@ -346,7 +463,7 @@ async function main(): Promise<void> {
   console.log(out);
   const missed = rows.filter((r) => r.holds === false);
   console.log(`\n${rows.filter((r) => r.holds).length} targets hold, ${missed.length} missed; ${total.toFixed(0)} s in all`);
-  if (!QUICK && ONLY === undefined) {
+  if (!QUICK && ONLY === undefined && SECTIONS === undefined) {
     const held = rows.filter((r) => r.holds).length;
     const doc = `# Performance
 
@@ -428,8 +545,9 @@ etcd 0.76×, ZooKeeper 0.39×, large 0.31–0.34×, ZooKeeper with 8 writers 0.3
 ${out}
 
 Reproduce: \`npm run bench\` (or \`ETCD_ENDPOINTS=… ZK_CONNECT=… npm run bench\` against your own servers;
-\`npm run bench -- --quick\` for a short run, \`npm run bench -- --only=zookeeper\` (or \`etcd\`) for one backend;
-neither rewrites this file). The cost contract behind the
+\`npm run bench -- --quick\` for a short run, \`npm run bench -- --only=zookeeper\` (or \`etcd\`) for one backend,
+\`npm run bench -- --sections=queue\` (sequential, contended, propagation, reads, queue) for some sections;
+none of these rewrites this file). The cost contract behind the
 sequential figures — one write request per uncontended \`update()\`, no read — is tested by counting requests
 in the contract suites, not by timing.
 `;

@@ -158,6 +158,13 @@ export interface WatchOptions extends RequestOptions {
    * says so with a `reset` event instead of leaving a gap. Omitted: changes from now on.
    */
   readonly afterRevision?: bigint;
+  /**
+   * The caller needs only the keys (a consumer woken by "something changed"): a prefix watch may
+   * then skip reading values, and its `put` and `reset` entries may carry an empty `value`,
+   * version 0 and revisions 0 (ZooKeeper lists the children without reading them; etcd and
+   * memory send values anyway).
+   */
+  readonly keysOnly?: boolean;
 }
 
 /** An event of a {@link Watch}. */

@@ -499,8 +499,8 @@ class ConsumerLoop<State, Msg, Reply> {
     const { backend } = this.#s;
     const signal = this.#signal;
     // Watch first, then read: a message or a claim between the two is seen by one of them.
-    const queueWatch = backend.watch({ prefix: this.#s.queue }, { signal });
-    const claimsWatch = backend.watch({ prefix: this.#s.claims }, { signal });
+    const queueWatch = backend.watch({ prefix: this.#s.queue }, { signal, keysOnly: true });
+    const claimsWatch = backend.watch({ prefix: this.#s.claims }, { signal, keysOnly: true });
     const pumps = [this.#pump(queueWatch, () => undefined), this.#pump(claimsWatch, (ev) => this.#onClaimEvent(ev))];
     try {
       for (const c of await backend.list(this.#s.claims, { signal })) this.#claimed.set(lastSegment(c.key), c);
