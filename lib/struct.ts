@@ -86,6 +86,13 @@ export interface WriteLockInfo {
   readonly held: boolean;
 }
 
+/** A lost compare-and-swap: what the store held, and when and after how many lives it was asked. */
+interface Conflict {
+  readonly entry: Entry | undefined;
+  readonly sentAt: number;
+  readonly lives: number;
+}
+
 /** What the client needs of a struct, whatever its `T`. */
 export interface StructHandle {
   close(): Promise<void>;
@@ -602,13 +609,14 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * One CAS. Resolves the write, or `{ conflict }` with the store's entry, which the caller
    * applies with {@link #settle} (after its backoff, when it retries).
    */
-  async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | { conflict: Entry | undefined }> {
-    const r = await this.#writes.writing(expectedVersion + 1, async () => {
+  async #put(expectedVersion: number, prepared: Prepared<T>, signal: AbortSignal | undefined): Promise<WriteResult<T> | { conflict: Conflict }> {
+    const r = await this.#writes.writing(expectedVersion + 1, async (): Promise<{ written: WriteResult<T> } | { conflict: Conflict }> => {
       const sentAt = Date.now();
+      const lives = this.#cache.lives;
       const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal, life: prepared.life });
-      return res.ok ? { written: this.#committed(res.entry, prepared, sentAt) } : res;
+      return res.ok ? { written: this.#committed(res.entry, prepared, sentAt) } : { conflict: { entry: res.current, sentAt, lives } };
     });
-    return 'written' in r ? r.written : { conflict: r.current };
+    return 'written' in r ? r.written : r;
   }
 
   /** Applies our committed write (inside its `writing`, so it is the one `local` event) and returns its result. */
@@ -624,17 +632,18 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * watch had up to 100 ms to bring the winners' versions — so subscribers see each version one
    * by one; the entry only fills what the watch has not brought.
    */
-  async #settle(conflict: Entry | undefined): Promise<void> {
-    const lives = this.#cache.lives;
-    if (!conflict) {
-      await this.#ingestRead(undefined, 'remote', Date.now(), lives);
+  async #settle({ entry, sentAt, lives }: Conflict): Promise<void> {
+    // Dated and counted as of when the lost write was sent: a new life seen since then (by the
+    // watch or a consistent read) is newer than the "gone" that write found.
+    if (!entry) {
+      await this.#ingestRead(undefined, 'remote', sentAt, lives);
       throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted; open it again with 'initial' to re-create it`);
     }
     const cache = this.#cache.current;
-    if (cache && conflict.version > cache.version && this.#backend.features.has('everyVersion')) {
-      await this.#caughtUp(conflict, 100);
+    if (cache && entry.version > cache.version && this.#backend.features.has('everyVersion')) {
+      await this.#caughtUp(entry, 100);
     }
-    await this.#ingestRead(conflict, 'remote', Date.now(), lives);
+    await this.#ingestRead(entry, 'remote', sentAt, lives);
   }
 
   /** Resolves once the watch brought the cache to `entry`'s version, or after `ms`. */
