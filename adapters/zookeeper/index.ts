@@ -180,7 +180,7 @@ export class ZooKeeperBackend implements Backend {
         if (holder.backend) holder.backend.#onSignal(conn, signal);
       },
     });
-    await conn.start(options.connectTimeoutMs);
+    await conn.start(options.connectTimeoutMs, { failFast: true });
     holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options);
     return holder.backend;
   }
@@ -775,7 +775,7 @@ export class ZooKeeperBackend implements Backend {
         onSignal: (signal) => this.#onSignal(conn, signal),
       });
       try {
-        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), closed);
+        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), { signal: closed });
         if (closed.aborted) {
           conn.abandon();
           throw abortError(closed);
