@@ -292,6 +292,8 @@ export class ZkConnection {
   #generation = 0;
   /** The error the current socket failed with, if any (the cause of a `suspended`). */
   #socketError: Error | undefined;
+  /** The deadline of the pending start(), if any. */
+  #startTimeoutMs: number | undefined;
   /** The socket the handshake timeout dropped (its close is ours, not the server's). */
   #dropped: Socket | undefined;
   /** Set while a fail-fast `start()` waits: told when every server has refused. */
@@ -355,6 +357,7 @@ export class ZkConnection {
    */
   start(timeoutMs: number, options: StartOptions = {}): Promise<void> {
     const { signal, failFast = false } = options;
+    this.#startTimeoutMs = timeoutMs;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (err?: SharedStructError): void => {
@@ -457,7 +460,9 @@ export class ZkConnection {
         signal?.removeEventListener('abort', onAbort);
         // Synchronously, before any other frame is read: the notification of the watch this
         // reply armed may be the very next frame, and it finds only watchers registered by then.
-        if (watch) this.#registerWatch(watch, error ? error.code : 0);
+        // Not for a caller that gave up (an aborted read, a closed watch): the library would keep
+        // the watcher and re-send it in every SetWatches; the server's watch fires once, unheard.
+        if (watch && !signal?.aborted) this.#registerWatch(watch, error ? error.code : 0);
         if (onReply && error?.code !== CODE_NOT_SENT) onReply(error ? error.code : 0, error ? undefined : (response as unknown as { payload: unknown }).payload);
         if (error?.code === CODE_NOT_SENT) {
           reject(notSentError(op));
@@ -777,7 +782,14 @@ export class ZkConnection {
    * answers: a hung server or a blackholed proxy would leave it waiting forever.
    */
   #unstickConnect(): void {
-    const limit = Math.max(250, Math.floor(this.sessionTimeoutMs / 3));
+    let limit = Math.floor(this.sessionTimeoutMs / 3);
+    // Before the first session, every server gets its turn within start()'s deadline: a silent
+    // one must not keep the rotation from reaching one that answers (or from learning that it
+    // refuses, which the deadline's error then says).
+    if (!this.#everConnected && this.#startTimeoutMs !== undefined) {
+      limit = Math.min(limit, Math.floor(this.#startTimeoutMs / Math.max(1, this.#cm.servers.length)));
+    }
+    limit = Math.max(250, limit);
     if (Date.now() - this.#connectingSince >= limit) {
       this.#connectingSince = Date.now();
       this.#dropped = this.#cm.socket;

@@ -113,6 +113,8 @@ export class ZooKeeperBackend implements Backend {
   readonly #acls: readonly AclObject[];
   readonly #logger: Logger;
   readonly #watches = new Set<ZkWatch>();
+  /** Per watch given a caller's signal: removes the listener on it. */
+  readonly #watchDetach = new Map<ZkWatch, () => void>();
   /** Key watches by key, told of this backend's own writes (see {@link KeyWatch.ownWrite}). */
   readonly #keyWatches = new Map<string, Set<KeyWatch>>();
   /** Own writes in flight per key: a key watch waits for their replies before it reads. */
@@ -402,6 +404,7 @@ export class ZooKeeperBackend implements Backend {
       logger: this.#logger,
       remove: (w) => {
         this.#watches.delete(w);
+        this.#detachWatch(w);
         if (w instanceof KeyWatch) {
           const set = this.#keyWatches.get(w.key);
           set?.delete(w);
@@ -420,9 +423,17 @@ export class ZooKeeperBackend implements Backend {
       watch = new PrefixWatch(host, target.prefix, options.afterRevision);
     }
     this.#watches.add(watch);
-    if (options.signal) {
-      if (options.signal.aborted) watch.close();
-      else options.signal.addEventListener('abort', () => watch.close(), { once: true });
+    const callerSignal = options.signal;
+    if (callerSignal) {
+      if (callerSignal.aborted) {
+        watch.close();
+      } else {
+        // Removed when the watch ends by itself: callers pass long-lived signals (a lock wait's,
+        // a struct's) to one watch after another.
+        const onAbort = (): void => watch.close();
+        callerSignal.addEventListener('abort', onAbort, { once: true });
+        this.#watchDetach.set(watch, () => callerSignal.removeEventListener('abort', onAbort));
+      }
     }
     watch.start();
     return watch;
@@ -438,6 +449,11 @@ export class ZooKeeperBackend implements Backend {
   }
 
   // ---- what the watches use ----
+
+  #detachWatch(watch: ZkWatch): void {
+    this.#watchDetach.get(watch)?.();
+    this.#watchDetach.delete(watch);
+  }
 
   /** Number of own writes of `key` in flight. @internal */
   writesInFlight(key: string): number {
@@ -673,10 +689,20 @@ export class ZooKeeperBackend implements Backend {
       if (!this.#conn.dead) return this.#conn;
       const next = this.#nextConn;
       if (!next) throw new SharedStructError('SESSION_LOST', 'the ZooKeeper session is lost');
-      await Promise.race([
-        next,
-        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(abortError(signal)), { once: true })),
-      ]);
+      // The listener goes when the wait ends: a watch passes its own signal, which lives as long
+      // as the watch, and waits here once per session replacement.
+      let onAbort: (() => void) | undefined;
+      try {
+        await Promise.race([
+          next,
+          new Promise<never>((_, reject) => {
+            onAbort = () => reject(abortError(signal));
+            signal.addEventListener('abort', onAbort, { once: true });
+          }),
+        ]);
+      } finally {
+        signal.removeEventListener('abort', onAbort!);
+      }
     }
   }
 
@@ -791,7 +817,10 @@ export class ZooKeeperBackend implements Backend {
 
   async #close(): Promise<void> {
     this.#closed.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
-    for (const watch of [...this.#watches]) watch.backendClosed();
+    for (const watch of [...this.#watches]) {
+      watch.backendClosed();
+      this.#detachWatch(watch);
+    }
     this.#watches.clear();
     this.#notifyLive();
     await this.#conn.close(Math.min(this.#options.requestTimeoutMs, 2000));

@@ -40,6 +40,8 @@ export interface ZkWatch extends Watch {
   sessionRenewed(): void;
   /** The backend closed: the stream ends with `CLOSED`. */
   backendClosed(): void;
+  /** @internal The watch's own signal, aborted when it ends (tests count its listeners). */
+  readonly signal: AbortSignal;
 }
 
 /** The identity of one life of a key: its create revision and the last version emitted. */
@@ -97,6 +99,8 @@ abstract class BaseWatch implements ZkWatch {
   protected needReset = false;
   /** The session the watches are armed on (watchers left on older ones are inert). */
   protected armedOn: ZkConnection | undefined;
+  /** The session of the run in progress: its replies may have registered watchers already. */
+  #syncingOn: ZkConnection | undefined;
   readonly #armed: Promise<void>;
   #resolveArmed!: () => void;
 
@@ -124,6 +128,7 @@ abstract class BaseWatch implements ZkWatch {
     this.#closed = true;
     this.#stop.abort(new SharedStructError('CLOSED', 'the watch was closed'));
     if (this.armedOn) this.unregister(this.armedOn);
+    if (this.#syncingOn && this.#syncingOn !== this.armedOn) this.unregister(this.#syncingOn);
     this.host.remove(this);
     this.#queue.end();
   }
@@ -142,6 +147,11 @@ abstract class BaseWatch implements ZkWatch {
   sessionRenewed(): void {
     this.needReset = true;
     this.wake();
+  }
+
+  /** @internal The watch's own signal (aborted when it ends); tests count its listeners. */
+  get signal(): AbortSignal {
+    return this.#stop.signal;
   }
 
   protected get closed(): boolean {
@@ -187,6 +197,7 @@ abstract class BaseWatch implements ZkWatch {
             // A session we did not see end (renewal raced this loop): its watches are gone.
             this.needReset = true;
           }
+          this.#syncingOn = conn;
           await this.sync(conn, signal);
           this.armedOn = conn;
           this.#resolveArmed();
