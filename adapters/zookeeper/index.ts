@@ -128,6 +128,8 @@ export class ZooKeeperBackend implements Backend {
   /** Listeners of "a session is usable again" (watch workers waiting out a disconnect). */
   readonly #liveWaiters = new Set<() => void>();
   readonly #heartbeats: { count: number };
+  /** The server creates container nodes (cleared when it refuses one). */
+  #containers = true;
 
   /** Use {@link createBackend}. */
   private constructor(
@@ -245,6 +247,8 @@ export class ZooKeeperBackend implements Backend {
     const path = this.#path(key);
     const mode =
       (options.ephemeral ? MODE.ephemeral : MODE.persistent) | (options.sequential ? MODE.persistentSequential : 0);
+    // Queues, registrations and locks come and go: their parent goes with the last of them.
+    const containerParent = options.ephemeral === true || options.sequential === true;
     return this.#request(`create ${key}`, options.signal, async (conn, signal) => {
       for (let attempt = 1; ; attempt += 1) {
         const reply = await conn.send('create', OP.create2, createRequest(path, value, this.#acls, mode), parseCreate2, { signal });
@@ -254,7 +258,9 @@ export class ZooKeeperBackend implements Backend {
         }
         if (attempt >= CREATE_ATTEMPTS) throw convertCode(reply.err, `create ${key}`);
         if (reply.err === ZkCodes.NO_NODE) {
-          await this.#createParents(conn, path, signal);
+          // A missing parent, or a container parent the server deleted (empty) since: make it
+          // (again) and retry.
+          await this.#createParents(conn, path, signal, containerParent);
           continue;
         }
         if (reply.err === ZkCodes.NODE_EXISTS) {
@@ -382,7 +388,7 @@ export class ZooKeeperBackend implements Backend {
         const failedOp = failed >= 0 ? ops[failed] : undefined;
         if (err === ZkCodes.NO_NODE && failedOp?.type === 'create' && attempt < CREATE_ATTEMPTS) {
           // A create whose parent is missing: make the parents, then the whole multi again.
-          await this.#createParents(conn, failedOp.path, signal);
+          await this.#createParents(conn, failedOp.path, signal, failedOp.mode === MODE.ephemeral);
           continue;
         }
         if (err === ZkCodes.BAD_VERSION || err === ZkCodes.NO_NODE || err === ZkCodes.NODE_EXISTS) return { ok: false };
@@ -643,17 +649,38 @@ export class ZooKeeperBackend implements Backend {
     return reply.err === 0 ? toEntry(key, reply.body!.data, reply.body!.stat) : undefined;
   }
 
-  /** Creates every missing ancestor of `path` (persistent, empty), pipelined: one round trip. */
-  async #createParents(conn: ZkConnection, path: string, signal: AbortSignal): Promise<void> {
+  /**
+   * Creates every missing ancestor of `path` (empty), pipelined: one round trip. With
+   * `containerParent` the direct parent is a container node (ZooKeeper >= 3.5.1): the server
+   * deletes it once its last child is gone, so lock, election, group, listener and queue parents
+   * do not pile up. Other ancestors (the namespace, `_locks`, a struct's own node) are persistent,
+   * and so is anything at or above the chroot. A server that cannot make containers gets
+   * persistent parents from then on.
+   */
+  async #createParents(conn: ZkConnection, path: string, signal: AbortSignal, containerParent = false): Promise<void> {
     const parts = path.split('/').slice(1, -1);
     const creates: Promise<Reply<unknown>>[] = [];
     let current = '';
-    for (const part of parts) {
+    let container: string | undefined;
+    for (const [i, part] of parts.entries()) {
       current += `/${part}`;
-      creates.push(conn.send('create', OP.create, createRequest(current, new Uint8Array(0), this.#acls, MODE.persistent), undefined, { signal }));
+      const asContainer = containerParent && this.#containers && i === parts.length - 1 && current.length > this.#chroot.length;
+      if (asContainer) container = current;
+      creates.push(
+        asContainer
+          ? conn.send('createContainer', OP.createContainer, createRequest(current, new Uint8Array(0), this.#acls, MODE.container), undefined, { signal })
+          : conn.send('create', OP.create, createRequest(current, new Uint8Array(0), this.#acls, MODE.persistent), undefined, { signal }),
+      );
     }
-    for (const reply of await Promise.all(creates)) {
-      if (reply.err !== 0 && reply.err !== ZkCodes.NODE_EXISTS) throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
+    const replies = await Promise.all(creates);
+    for (const [i, reply] of replies.entries()) {
+      if (reply.err === 0 || reply.err === ZkCodes.NODE_EXISTS) continue;
+      if (container !== undefined && i === replies.length - 1 && (reply.err === ZkCodes.UNIMPLEMENTED || reply.err === ZkCodes.BAD_ARGUMENTS)) {
+        this.#containers = false;
+        this.#logger.info('zookeeper: the server cannot create container nodes (< 3.5.1); parents are persistent', { path: this.#key(container) });
+        return this.#createParents(conn, path, signal, false);
+      }
+      throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
     }
   }
 

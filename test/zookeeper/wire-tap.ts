@@ -35,6 +35,13 @@ export interface WireTap {
    * no reply to it can have reached the client yet.
    */
   holdWhen(predicate: (request: TappedRequest) => boolean): void;
+  /**
+   * Stops forwarding client→server at the first request that matches (that request included)
+   * until {@link resume}: the server has not seen it when the predicate returns.
+   */
+  pauseWhen(predicate: (request: TappedRequest) => boolean): Promise<TappedRequest>;
+  /** Forwards the requests that {@link pauseWhen} stopped, and forwards again. */
+  resume(): void;
   /** Delivers what was held, in order, and forwards again. */
   release(): void;
   /** Destroys every open connection (the client sees a reset and reconnects). */
@@ -84,6 +91,9 @@ export async function startWireTap(targetPort: number): Promise<WireTap> {
   const held: { to: Socket; chunk: Buffer }[] = [];
   let holding = false;
   let holdPredicate: ((request: TappedRequest) => boolean) | undefined;
+  let pause: { predicate: (request: TappedRequest) => boolean; found: (request: TappedRequest) => void } | undefined;
+  let pausing = false;
+  const paused: { to: Socket; frame: Buffer }[] = [];
   let connections = 0;
   const server: Server = createServer((client) => {
     connections += 1;
@@ -93,24 +103,34 @@ export async function startWireTap(targetPort: number): Promise<WireTap> {
     sockets.add(upstream);
     let inbound = Buffer.alloc(0);
     let first = true;
+    // Whole frames are forwarded one by one, so one can be stopped before the server sees it.
     client.on('data', (chunk: Buffer) => {
-      upstream.write(chunk);
       inbound = Buffer.concat([inbound, chunk]);
       while (inbound.length >= 4) {
         const size = inbound.readInt32BE(0);
         if (inbound.length < size + 4) break;
-        const frame = inbound.subarray(4, size + 4);
+        const raw = Buffer.from(inbound.subarray(0, size + 4));
         inbound = inbound.subarray(size + 4);
+        const frame = raw.subarray(4);
         // The first frame of a connection is the ConnectRequest, which has no request header.
-        if (first) first = false;
-        else if (frame.length >= 8) {
+        if (first) {
+          first = false;
+        } else if (frame.length >= 8) {
           const request = parseRequest(connection, frame);
           requests.push(request);
           if (holdPredicate?.(request)) {
             holdPredicate = undefined;
             holding = true;
           }
+          if (pause?.predicate(request)) {
+            const found = pause.found;
+            pause = undefined;
+            pausing = true;
+            found(request);
+          }
         }
+        if (pausing) paused.push({ to: upstream, frame: raw });
+        else upstream.write(raw);
       }
     });
     upstream.on('data', (chunk: Buffer) => {
@@ -130,6 +150,8 @@ export async function startWireTap(targetPort: number): Promise<WireTap> {
   });
   const resetAll = (): void => {
     held.length = 0;
+    paused.length = 0;
+    pausing = false;
     for (const s of [...sockets]) s.destroy();
   };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -146,6 +168,13 @@ export async function startWireTap(targetPort: number): Promise<WireTap> {
     },
     holdWhen(predicate) {
       holdPredicate = predicate;
+    },
+    pauseWhen(predicate) {
+      return new Promise<TappedRequest>((found) => (pause = { predicate, found }));
+    },
+    resume() {
+      pausing = false;
+      for (const { to, frame } of paused.splice(0)) if (!to.destroyed) to.write(frame);
     },
     release() {
       holding = false;
