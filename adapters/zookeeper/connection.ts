@@ -121,6 +121,18 @@ export function convertCode(code: number, what: string, cause?: unknown): Shared
   }
 }
 
+/**
+ * One line for a log message: the error's message, its code, and its cause's code. Warnings print
+ * this (a stack trace per reconnect buries the log); the whole error goes to `debug`.
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const causeCode = err.cause instanceof Error ? (err.cause as { code?: unknown }).code : undefined;
+  const cause = err.cause instanceof Error ? (typeof causeCode === 'string' ? causeCode : err.cause.message) : undefined;
+  return `${err.message}${typeof code === 'string' ? ` [${code}]` : ''}${cause === undefined ? '' : ` (cause: ${cause})`}`;
+}
+
 /** Marks a `SESSION_LOST` whose request never left this client: it can go on the next session. */
 export const NOT_SENT = Symbol('zookeeper.notSent');
 
@@ -826,7 +838,8 @@ export class ZkConnection {
       } catch (err) {
         // The library throws from its socket handler on input it does not know; a throw there
         // would crash the process. A reconnect is the safe answer to a stream we cannot read.
-        this.#options.logger.warn('zookeeper: unreadable reply, reconnecting', { error: String(err) });
+        this.#options.logger.warn(`zookeeper: unreadable reply, reconnecting: ${describeError(err)}`);
+        this.#options.logger.debug('zookeeper: unreadable reply', { err });
         this.#inbound = Buffer.alloc(0);
         this.#cm.socket?.destroy();
         return;

@@ -27,10 +27,11 @@ import type {
   WatchTarget,
 } from '../../lib/backend.js';
 import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
-import { sleep, withDeadline } from '../../lib/util/abort.js';
+import { withDeadline } from '../../lib/util/abort.js';
+import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
 import { Counters } from '../../lib/util/counters.js';
 import { SessionTracker } from '../../lib/util/session.js';
-import { ZkConnection, convertCode, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
+import { ZkConnection, convertCode, describeError, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
 import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
 import {
   createRequest,
@@ -58,6 +59,11 @@ const PACKET_HEADROOM = 4096;
 export const DEFAULT_MAX_VALUE_BYTES = JUTE_MAX_BUFFER - PACKET_HEADROOM;
 
 const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn']);
+
+/** Between attempts at a new session after one was lost: 100 ms, doubling, at most 1 s. */
+const NEW_SESSION_BACKOFF: BackoffPolicy = exponentialBackoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
+/** A request whose session was lost before it was sent waits for the next session, then goes at once. */
+const AT_ONCE: BackoffPolicy = { delayMs: () => 0 };
 
 /** How many times a create that races a delete (or a missing parent) is tried again. */
 const CREATE_ATTEMPTS = 5;
@@ -606,17 +612,17 @@ export class ZooKeeperBackend implements Backend {
   async #request<T>(what: string, signal: AbortSignal | undefined, fn: (conn: ZkConnection, signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`);
     try {
-      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, async (s) => {
-        for (;;) {
-          try {
-            return await fn(await this.#currentConnection(s), s);
-          } catch (err) {
-            // The session was lost before the request left: nothing of it was applied (earlier
-            // steps of `fn` are reads or answered writes), so it runs again on the next session.
-            if (!wasNotSent(err) || this.#closed.signal.aborted) throw err;
-          }
-        }
-      });
+      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, (s) =>
+        // The session was lost before the request left: nothing of it was applied (earlier
+        // steps of `fn` are reads or answered writes), so it runs again on the next session
+        // (waiting for it is #currentConnection's), within the same deadline.
+        retry(async () => fn(await this.#currentConnection(s), s), {
+          what: `zookeeper ${what}`,
+          policy: AT_ONCE,
+          signal: s,
+          retryIf: (err) => wasNotSent(err) && !this.#closed.signal.aborted,
+        }),
+      );
     } catch (err) {
       // Requests cut short by close() report CLOSED, whatever the session said.
       if (this.#closed.signal.aborted && !isSharedStructError(err, 'CLOSED')) {
@@ -776,7 +782,7 @@ export class ZooKeeperBackend implements Backend {
         if (state === 'connected' || state === 'reconnected') this.#session.transition('suspended', { cause: signal.cause });
         break;
       case 'authFailed':
-        this.#logger.error('zookeeper: the server refused the credentials', { error: signal.cause.message });
+        this.#logger.error(`zookeeper: the server refused the credentials of the new connection; check the auth option: ${describeError(signal.cause)}`);
         this.#loseSession(signal.cause);
         break;
       case 'expired':
@@ -813,33 +819,39 @@ export class ZooKeeperBackend implements Backend {
   }
 
   /** Tries new sessions until one connects or the backend closes. Bounded per attempt. */
-  async #newSession(): Promise<ZkConnection> {
+  #newSession(): Promise<ZkConnection> {
     const closed = this.#closed.signal;
-    for (let attempt = 1; ; attempt += 1) {
-      if (closed.aborted) throw abortError(closed);
-      const conn: ZkConnection = new ZkConnection({
-        connectString: this.#connectString,
-        sessionTimeoutMs: this.#options.sessionTtlMs,
-        auth: this.#options.auth,
-        logger: this.#logger,
-        counters: this.counters,
-        onHeartbeat: () => (this.#heartbeats.count += 1),
-        onContact: (sentAt) => this.#touch(conn, sentAt),
-        onSignal: (signal) => this.#onSignal(conn, signal),
-      });
-      try {
+    return retry(
+      async () => {
+        const conn: ZkConnection = new ZkConnection({
+          connectString: this.#connectString,
+          sessionTimeoutMs: this.#options.sessionTtlMs,
+          auth: this.#options.auth,
+          logger: this.#logger,
+          counters: this.counters,
+          onHeartbeat: () => (this.#heartbeats.count += 1),
+          onContact: (sentAt) => this.#touch(conn, sentAt),
+          onSignal: (signal) => this.#onSignal(conn, signal),
+        });
         await conn.start(Math.max(1000, this.#options.connectTimeoutMs), { signal: closed });
         if (closed.aborted) {
           conn.abandon();
           throw abortError(closed);
         }
         return conn;
-      } catch (err) {
-        if (closed.aborted) throw err;
-        this.#logger.warn('zookeeper: new session failed, retrying', { attempt, error: String(err) });
-        await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)), closed);
-      }
-    }
+      },
+      {
+        what: 'a new ZooKeeper session',
+        policy: NEW_SESSION_BACKOFF,
+        // Every failure is worth another attempt: only close() ends the loop (the signal).
+        signal: closed,
+        retryIf: () => true,
+        onRetry: (err, attempt, delayMs) => {
+          this.#logger.warn(`zookeeper: no new session yet (attempt ${attempt}), retrying in ${delayMs} ms: ${describeError(err)}`);
+          this.#logger.debug('zookeeper: new session failed', { err });
+        },
+      },
+    );
   }
 
   async #close(): Promise<void> {

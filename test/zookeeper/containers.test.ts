@@ -150,8 +150,9 @@ describe('zookeeper adapter: container parents', function () {
     const tokens: bigint[] = [];
     const work = async (c: Client): Promise<void> => {
       for (let i = 0; i < 20; i++) {
-        await c.withLock('hot', async (lock) => {
+        await c.withLock('hot', (lock) => {
           tokens.push(BigInt(lock.token));
+          return Promise.resolve();
         }, { waitMs: 10000 });
         // Let the parent empty now and then, so the server's check can delete it mid-run.
         if (i % 3 === 0) await sleep(120);
