@@ -63,7 +63,7 @@ export function codeName(code: number): string {
 /** What a caller can do about a code, where there is something to do. */
 const ADVICE: Readonly<Record<number, string>> = {
   [ZkCodes.NO_AUTH]: "the node's ACL does not admit this identity: connect with the `auth` that created it",
-  [ZkCodes.AUTH_FAILED]: 'the server refused the digest credentials: check the `auth` option',
+  [ZkCodes.AUTH_FAILED]: 'check the `auth` option (the user and password of a digest identity)',
   [ZkCodes.INVALID_ACL]: 'the server refused the ACL: check the `auth` option',
   [ZkCodes.NOT_EMPTY]: 'the key has children: delete them first',
   [ZkCodes.NO_CHILDREN_FOR_EPHEMERALS]: 'an ephemeral key cannot have children',
@@ -82,8 +82,10 @@ function describeCode(code: number): string {
       return 'the ZooKeeper session moved to another connection';
     case ZkCodes.OPERATION_TIMEOUT:
       return 'ZooKeeper timed the operation out';
+    case ZkCodes.AUTH_FAILED:
+      return 'ZooKeeper refused the credentials (AUTH_FAILED)';
     default:
-      return `ZooKeeper refused it with ${codeName(code)}`;
+      return `ZooKeeper answered ${codeName(code)}`;
   }
 }
 
@@ -139,7 +141,7 @@ export const NOT_SENT = Symbol('zookeeper.notSent');
 /** The `SESSION_LOST` of a request that was never written to the socket. */
 function notSentError(op: string): SharedStructError {
   return new SharedStructError('SESSION_LOST', `${op}: the ZooKeeper session was lost before the request was sent`, {
-    cause: new ZooKeeperError(ZkCodes.SESSION_EXPIRED, `SESSION_EXPIRED before ${op} was sent`),
+    cause: new ZooKeeperError(ZkCodes.SESSION_EXPIRED, `${codeName(ZkCodes.SESSION_EXPIRED)} (${ZkCodes.SESSION_EXPIRED})`),
     details: { [NOT_SENT]: true },
   });
 }
@@ -712,7 +714,7 @@ export class ZkConnection {
       }
       case CM_STATES.DISCONNECTED:
         this.#connectingSince = Date.now();
-        if (this.#everConnected) this.#suspend('the connection to ZooKeeper closed', this.#socketError);
+        if (this.#everConnected) this.#suspend(`the connection to ZooKeeper (${this.#options.connectString}) closed`, this.#socketError);
         break;
       case CM_STATES.CONNECTING:
         this.#connectingSince = Date.now();

@@ -160,10 +160,10 @@ export class ZooKeeperBackend implements Backend {
 
   /** Connects (first session within `connectTimeoutMs`) and returns the backend. */
   static async connect(address: BackendAddress, options: AdapterOptions): Promise<ZooKeeperBackend> {
-    if (address.hosts.length === 0) throw new SharedStructError('INVALID_ARGUMENT', 'url: a zk:// URL needs at least one host');
+    if (address.hosts.length === 0) throw new SharedStructError('INVALID_ARGUMENT', 'url: a zk:// URL needs at least one host, e.g. zk://127.0.0.1:2181');
     if (options.tls !== undefined) {
       // node-zookeeper-client speaks plain TCP only; silently ignoring tls would send in clear.
-      throw new SharedStructError('UNSUPPORTED', 'tls: the ZooKeeper adapter cannot use TLS (node-zookeeper-client has no TLS support)');
+      throw new SharedStructError('UNSUPPORTED', 'tls: the ZooKeeper adapter cannot use TLS (node-zookeeper-client speaks plain TCP only); leave tls out and reach ZooKeeper through a TLS tunnel (stunnel, a service mesh), or use etcd');
     }
     if (options.auth && options.auth.username.includes(':')) {
       throw new SharedStructError('INVALID_ARGUMENT', 'auth.username: a ZooKeeper digest user name cannot contain ":"');
@@ -629,7 +629,7 @@ export class ZooKeeperBackend implements Backend {
         throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`, { cause: err });
       }
       if (isSharedStructError(err)) throw err;
-      throw new SharedStructError('CONNECTION', `${what} failed`, { cause: err, retryable: false });
+      throw new SharedStructError('CONNECTION', `${what} failed unexpectedly: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: false });
     }
   }
 
@@ -698,7 +698,7 @@ export class ZooKeeperBackend implements Backend {
     if (value.byteLength > this.limits.maxValueBytes) {
       throw new SharedStructError(
         'VALUE_TOO_LARGE',
-        `the value of ${key} is ${value.byteLength} bytes; the limit is ${this.limits.maxValueBytes}`,
+        `the value of ${key} is ${value.byteLength} bytes; the limit is ${this.limits.maxValueBytes} (the servers' jute.maxbuffer less room for the request): store less, or raise jute.maxbuffer on every server and pass maxValueBytes`,
       );
     }
   }
