@@ -172,13 +172,10 @@ describe('zookeeper adapter: lifecycle in a user process', function () {
       const result = await run(
         `
 import { connect } from 'sharedstruct';
-// The setup holds the process itself: this test is about the idle client afterwards.
-const setup = setInterval(() => {}, 1000);
 const client = await connect('zk://${server.connectString}', { namespace: '/lifecycle-idle-${process.pid}' });
 const flags = await client.open('flags', { initial: { n: 0 } });
 await flags.update((d) => { d.n += 1; });
 await client.join('workers', { id: 'w1' });
-clearInterval(setup);
 console.log(JSON.stringify({ n: flags.read().n, at: Date.now() }));
 `,
         20000,
@@ -251,11 +248,8 @@ console.log(JSON.stringify({ epoch: state.epoch, n: flags.read().n, at: Date.now
           `
 import { existsSync, writeFileSync } from 'node:fs';
 import { connect } from 'sharedstruct';
-// The setup holds the process itself; the update() below is held by nothing but the library.
-const setup = setInterval(() => {}, 1000);
 const client = await connect('zk://${own!.connectString}', { namespace: '/lifecycle-update', sessionTtlMs: 10000, requestTimeoutMs: 8000 });
 const flags = await client.open('flags', { initial: { n: 0 } });
-clearInterval(setup);
 writeFileSync(${JSON.stringify(join(dir, 'ready'))}, '');
 // Waits (holding the process with its own timer) until the test has frozen the server.
 for (let i = 0; i < 400 && !existsSync(${JSON.stringify(go)}); i++) await new Promise((r) => setTimeout(r, 25));
