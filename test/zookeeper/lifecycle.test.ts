@@ -82,6 +82,7 @@ describe('zookeeper adapter: lifecycle in a user process', function () {
       assert.equal(result.code, 0, describeRun(result));
       const out = lastJson(result);
       assert.equal(out.code, 'CONNECTION', describeRun(result));
+      console.log(`      (refused: connect() rejected after ${String(out.ms)} ms; connectTimeoutMs 10000)`);
       assert.ok((out.ms as number) < 1500, `rejected after ${String(out.ms)} ms (connectTimeoutMs 10000)`);
       assert.equal(out.causeCode, 'ECONNREFUSED');
       assert.equal(out.causeIsSelf, false);
@@ -112,6 +113,7 @@ describe('zookeeper adapter: lifecycle in a user process', function () {
       const out = lastJson(result);
       assert.equal(out.code, 'CONNECTION', describeRun(result));
       const ms = out.ms as number;
+      console.log(`      (blackholed: connect() rejected after ${ms} ms; connectTimeoutMs 2000)`);
       assert.ok(ms >= 1900 && ms < 2600, `rejected after ${ms} ms (connectTimeoutMs 2000)`);
       assert.match(out.message as string, /accepted the connection but never answered the session handshake/);
       assert.match(out.message as string, /connectTimeoutMs/);
@@ -128,6 +130,7 @@ describe('zookeeper adapter: lifecycle in a user process', function () {
       const out = lastJson(result);
       assert.equal(out.code, 'CONNECTION', describeRun(result));
       const ms = out.ms as number;
+      console.log(`      (one refused, one blackholed: connect() rejected after ${ms} ms; connectTimeoutMs 2000)`);
       assert.ok(ms >= 1900 && ms < 2600, `rejected after ${ms} ms (connectTimeoutMs 2000)`);
       assert.match(out.message as string, new RegExp(`127\\.0\\.0\\.1:${refused} failed: ECONNREFUSED`));
       assert.match(out.message as string, new RegExp(`127\\.0\\.0\\.1:${proxy.port} accepted the connection but never answered`));
