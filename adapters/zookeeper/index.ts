@@ -49,7 +49,6 @@ import {
 } from './wire.js';
 import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
 import { splitHosts, type AddressRules } from '../../lib/options.js';
-import { validateNamespace } from '../../lib/names.js';
 
 /** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
 export const JUTE_MAX_BUFFER = 1048575;
@@ -168,7 +167,8 @@ export class ZooKeeperBackend implements Backend {
     if (options.auth && options.auth.username.includes(':')) {
       throw new SharedStructError('INVALID_ARGUMENT', 'auth.username: a ZooKeeper digest user name cannot contain ":"');
     }
-    const chroot = address.path === '/' ? '' : address.path.replace(/\/+$/, '');
+    // addressRules has checked the chroot; a factory called directly gets the same normalisation.
+    const chroot = address.path.replace(/\/+$/, '');
     if (chroot) validateKey(chroot);
     const connectString = address.hosts.join(',');
     // Signals of the first connection that arrive before the backend exists are moot: the
@@ -877,11 +877,45 @@ export class ZooKeeperBackend implements Backend {
  */
 export const createBackend: BackendFactory = (address, options) => ZooKeeperBackend.connect(address, options);
 
-/** `zk://h1[:2181],h2[:2181][/chroot]`: the path is a chroot, validated as a namespace. */
+/** A chroot segment: what a namespace segment may be (lib/names.ts), so chroot and namespace read alike. */
+const CHROOT_SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * `zk://h1[:2181],h2[:2181][/chroot]`: hosts with ZooKeeper's default port, the path a chroot
+ * (trailing `/` dropped; segments of `[A-Za-z0-9._-]`, no `.` or `..`). No query parameters and
+ * no IPv6 literals: node-zookeeper-client splits each host at its first `:`.
+ */
 export const addressRules: AddressRules = (parts) => {
   const hosts = splitHosts(parts, 2181);
-  const chroot = parts.path === '/' ? '' : parts.path;
-  if (chroot !== '') validateNamespace(chroot);
-  return { scheme: 'zk', hosts, path: chroot, params: parts.params };
+  const url = parts.url;
+  const ipv6 = hosts.find((h) => h.startsWith('['));
+  if (ipv6 !== undefined) {
+    throw new SharedStructError(
+      'INVALID_ARGUMENT',
+      `url '${url}': '${ipv6}' is an IPv6 literal, which node-zookeeper-client cannot connect to; use a host name that resolves to it`,
+    );
+  }
+  const params = Object.keys(parts.params);
+  if (params.length > 0) {
+    throw new SharedStructError(
+      'INVALID_ARGUMENT',
+      `url '${url}': zk:// URLs take no query parameters (got ${params.map((p) => `'${p}'`).join(', ')}); pass options to connect()`,
+    );
+  }
+  const chroot = parts.path.replace(/\/+$/, '');
+  if (chroot !== '') {
+    if (chroot.length > 200) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot is longer than 200 characters`);
+    for (const segment of chroot.slice(1).split('/')) {
+      const bad =
+        segment === ''
+          ? 'an empty segment'
+          : segment === '.' || segment === '..'
+            ? `the segment '${segment}'`
+            : CHROOT_SEGMENT.test(segment)
+              ? undefined
+              : `the segment '${segment}' (allowed: A-Z a-z 0-9 . _ -)`;
+      if (bad) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot '${chroot}' has ${bad}`);
+    }
+  }
+  return { scheme: 'zk', hosts, path: chroot, params: {} };
 };
-
