@@ -1,8 +1,10 @@
 /**
- * One ZooKeeper session on top of `node-zookeeper-client`, with the three things the library
- * lacks: requests it cannot send or parse (sync, create2, a multi with exact versions), a
- * deadline-friendly send (an unsent packet is withdrawn when its caller gives up), and a
- * liveness monitor (the library never notices a server that stopped answering).
+ * One ZooKeeper session on top of `node-zookeeper-client`, with what the library lacks:
+ * requests it cannot send or parse (sync, create2, a multi with exact versions), a
+ * deadline-friendly send (an unsent packet is withdrawn when its caller gives up), a liveness
+ * monitor (the library never notices a server that stopped answering), a first connect that
+ * tells a refused connection from a silent server (the library retries both silently), and
+ * sockets and timers that never hold the event loop by themselves.
  *
  * How: every request is a jute record queued on the library's ConnectionManager, so ordering,
  * xids, auth and SetWatches stay the library's; the socket's data handler is wrapped so that
@@ -24,7 +26,9 @@ import {
   type Packet,
   type ZkClient,
   type ZkEvent,
+  type ZkServer,
 } from './zk-client.js';
+import type { Socket } from 'node:net';
 import { addWatchRequest, parseWatcherEvent, removeWatchesRequest } from './wire.js';
 
 /** Offset of a reply's body in a frame: length(4) + xid(4) + zxid(8) + err(4). */
@@ -56,14 +60,45 @@ export function codeName(code: number): string {
   return `ERROR_${code}`;
 }
 
+/** What a caller can do about a code, where there is something to do. */
+const ADVICE: Readonly<Record<number, string>> = {
+  [ZkCodes.NO_AUTH]: "the node's ACL does not admit this identity: connect with the `auth` that created it",
+  [ZkCodes.AUTH_FAILED]: 'check the `auth` option (the user and password of a digest identity)',
+  [ZkCodes.INVALID_ACL]: 'the server refused the ACL: check the `auth` option',
+  [ZkCodes.NOT_EMPTY]: 'the key has children: delete them first',
+  [ZkCodes.NO_CHILDREN_FOR_EPHEMERALS]: 'an ephemeral key cannot have children',
+  [ZkCodes.THROTTLED]: 'the server is overloaded: retry later',
+  [ZkCodes.NOT_READ_ONLY]: 'the server is read-only (no quorum): retry once the ensemble has a leader',
+};
+
+/** The sentence of a message that says what happened, per code. */
+function describeCode(code: number): string {
+  switch (code) {
+    case ZkCodes.CONNECTION_LOSS:
+      return 'the connection to ZooKeeper closed before the answer (the request may have been applied)';
+    case ZkCodes.SESSION_EXPIRED:
+      return 'the ZooKeeper session expired';
+    case ZkCodes.SESSION_MOVED:
+      return 'the ZooKeeper session moved to another connection';
+    case ZkCodes.OPERATION_TIMEOUT:
+      return 'ZooKeeper timed the operation out';
+    case ZkCodes.AUTH_FAILED:
+      return 'ZooKeeper refused the credentials (AUTH_FAILED)';
+    default:
+      return `ZooKeeper answered ${codeName(code)}`;
+  }
+}
+
 /**
  * Converts a ZooKeeper error code into the library's error: the one place the adapter does it.
  * Expected outcomes (NONODE, NODEEXISTS, BADVERSION) never reach here; callers turn them into
- * results.
+ * results. The `cause` is the code itself (a {@link ZooKeeperError}), unless the caller has the
+ * error that produced it.
  */
 export function convertCode(code: number, what: string, cause?: unknown): SharedStructError {
-  const zkCause = cause ?? new ZooKeeperError(code, `${codeName(code)} (${code}) during ${what}`);
-  const message = `${what}: ZooKeeper ${codeName(code)}`;
+  const zkCause = cause ?? new ZooKeeperError(code, `${codeName(code)} (${code})`);
+  const advice = ADVICE[code];
+  const message = `${what}: ${describeCode(code)}${advice ? `; ${advice}` : ''}`;
   switch (code) {
     case ZkCodes.CONNECTION_LOSS:
       return new SharedStructError('CONNECTION', message, { cause: zkCause });
@@ -88,13 +123,25 @@ export function convertCode(code: number, what: string, cause?: unknown): Shared
   }
 }
 
+/**
+ * One line for a log message: the error's message, its code, and its cause's code. Warnings print
+ * this (a stack trace per reconnect buries the log); the whole error goes to `debug`.
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const causeCode = err.cause instanceof Error ? (err.cause as { code?: unknown }).code : undefined;
+  const cause = err.cause instanceof Error ? (typeof causeCode === 'string' ? causeCode : err.cause.message) : undefined;
+  return `${err.message}${typeof code === 'string' ? ` [${code}]` : ''}${cause === undefined ? '' : ` (cause: ${cause})`}`;
+}
+
 /** Marks a `SESSION_LOST` whose request never left this client: it can go on the next session. */
 export const NOT_SENT = Symbol('zookeeper.notSent');
 
 /** The `SESSION_LOST` of a request that was never written to the socket. */
 function notSentError(op: string): SharedStructError {
   return new SharedStructError('SESSION_LOST', `${op}: the ZooKeeper session was lost before the request was sent`, {
-    cause: new ZooKeeperError(ZkCodes.SESSION_EXPIRED, `SESSION_EXPIRED before ${op} was sent`),
+    cause: new ZooKeeperError(ZkCodes.SESSION_EXPIRED, `${codeName(ZkCodes.SESSION_EXPIRED)} (${ZkCodes.SESSION_EXPIRED})`),
     details: { [NOT_SENT]: true },
   });
 }
@@ -106,6 +153,43 @@ export function wasNotSent(err: unknown): boolean {
 
 /** A private code for packets failed by `abandon()` before they were written. */
 const CODE_NOT_SENT = -1_000_000;
+
+/**
+ * How many times every server must refuse the connection before the first connect gives up
+ * (well before its deadline): twice, so one refusal of a server that is just binding its port
+ * is not the end, and about 0.1 s (one spin delay) at most between the two rounds.
+ */
+export const FAIL_FAST_ROUNDS = 2;
+
+/**
+ * Socket errors that mean "nothing listens there" (or the name does not exist): no amount of
+ * waiting within one connect deadline helps. A server that accepts and then stays silent is
+ * another matter (a hung or frozen server, a partition): that one is given the whole deadline.
+ */
+const REFUSALS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+function isRefusal(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== undefined && REFUSALS.has(code)) return true;
+  // Node tries each address of a name in turn and reports them together.
+  return err instanceof AggregateError && err.errors.length > 0 && err.errors.every((e) => e instanceof Error && isRefusal(e));
+}
+
+function errorCode(err: Error): string {
+  return (err as NodeJS.ErrnoException).code ?? err.message;
+}
+
+/** What the sockets to one server did since the last session handshake. */
+interface ServerAttempts {
+  /** Sockets refused before TCP connected (see {@link REFUSALS}). */
+  refused: number;
+  /** A socket connected at the TCP level (the server accepted). */
+  accepted: boolean;
+  /** An accepted socket closed before a session was granted. */
+  hungUp: boolean;
+  /** The latest socket error. */
+  error: Error | undefined;
+}
 
 /** What a connection reports to its backend. */
 export type ConnectionSignal =
@@ -138,6 +222,16 @@ export interface ZkConnectionOptions {
    */
   readonly onContact?: (sentAt: number) => void;
   readonly onSignal: (signal: ConnectionSignal) => void;
+}
+
+/** Options of {@link ZkConnection.start}. */
+export interface StartOptions {
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * Reject `CONNECTION` as soon as every server refused the connection {@link FAIL_FAST_ROUNDS}
+   * times, instead of waiting out the deadline (a first connect: the URL is probably wrong).
+   */
+  readonly failFast?: boolean | undefined;
 }
 
 /**
@@ -206,6 +300,18 @@ export class ZkConnection {
    * {@link #rearmPersistent} adds them again.
    */
   readonly #persistent = new Map<string, Set<PersistentHandler>>();
+  /** Per server (`host:port`), what its sockets did since the last session was granted. */
+  readonly #attempts = new Map<string, ServerAttempts>();
+  /** Bumped when a session is granted: sockets of earlier generations no longer report. */
+  #generation = 0;
+  /** The error the current socket failed with, if any (the cause of a `suspended`). */
+  #socketError: Error | undefined;
+  /** The deadline of the pending start(), if any. */
+  #startTimeoutMs: number | undefined;
+  /** The socket the handshake timeout dropped (its close is ours, not the server's). */
+  #dropped: Socket | undefined;
+  /** Set while a fail-fast `start()` waits: told when every server has refused. */
+  #onAllRefused: ((cause: Error) => void) | undefined;
 
   constructor(options: ZkConnectionOptions) {
     this.#options = options;
@@ -227,12 +333,8 @@ export class ZkConnection {
     // replacing it here wraps every connection this client makes.
     this.#originalOnSocketData = cm.onSocketData.bind(cm);
     cm.onSocketData = (buffer: Buffer) => this.#onSocketData(buffer);
-    // An abandoned client must not open another socket from a reconnect already scheduled.
-    const findNextServer = cm.findNextServer.bind(cm);
-    cm.findNextServer = (callback) =>
-      findNextServer((server) => {
-        if (!this.#dead) callback(server);
-      });
+    // Every connect and reconnect of the library picks its server here.
+    cm.findNextServer = (callback) => this.#findNextServer(callback);
     this.#onCmState = (state) => this.#onStateChange(state);
     cm.on('state', this.#onCmState);
   }
@@ -264,15 +366,19 @@ export class ZkConnection {
 
   /**
    * Connects and resolves once the server granted a session; rejects `CONNECTION` (or
-   * `UNAUTHORIZED`) when that does not happen within `timeoutMs`, and then the connection is dead.
+   * `UNAUTHORIZED`) when that does not happen within `timeoutMs` — with `failFast`, as soon as
+   * every server refused the connection — and then the connection is dead.
    */
-  start(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  start(timeoutMs: number, options: StartOptions = {}): Promise<void> {
+    const { signal, failFast = false } = options;
+    this.#startTimeoutMs = timeoutMs;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (err?: SharedStructError): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        this.#onAllRefused = undefined;
         this.#cm.removeListener('state', onState);
         signal?.removeEventListener('abort', onAbort);
         if (err) {
@@ -289,25 +395,47 @@ export class ZkConnection {
         else if (state === CM_STATES.SESSION_EXPIRED)
           finish(convertCode(ZkCodes.SESSION_EXPIRED, `connecting to ${this.#options.connectString}`));
       };
-      const onAbort = (): void =>
-        finish(new SharedStructError('ABORTED', 'connect was aborted', { cause: signal?.reason }));
-      const timer = setTimeout(() => {
-        finish(
-          new SharedStructError(
-            'CONNECTION',
-            `no ZooKeeper session from ${this.#options.connectString} within ${timeoutMs} ms`,
-            { cause: new SharedStructError('TIMEOUT', `connect did not complete within ${timeoutMs} ms`) },
-          ),
-        );
-      }, timeoutMs);
+      const onAbort = (): void => finish(new SharedStructError('ABORTED', 'connect was aborted', { cause: signal?.reason }));
+      const timer = setTimeout(() => finish(this.#timeoutError(timeoutMs)), timeoutMs);
       timer.unref();
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
+      if (failFast) this.#onAllRefused = (cause) => finish(this.#refusedError(cause));
       this.#cm.on('state', onState);
       this.#connectingSince = Date.now();
       this.#client.connect();
       this.#startTicker();
     });
+  }
+
+  /** Every server refused the connection: most likely nothing listens there (a wrong URL, a server down). */
+  #refusedError(cause: Error): SharedStructError {
+    const servers = this.#cm.servers.map((server) => `${serverKey(server)} (${this.#attemptsOf(server).error ? errorCode(this.#attemptsOf(server).error!) : 'refused'})`);
+    const hosts = this.#options.connectString;
+    const what =
+      servers.length === 1
+        ? `ZooKeeper refused the connection at ${servers[0]!}, ${FAIL_FAST_ROUNDS} attempts`
+        : `every ZooKeeper server refused the connection: ${servers.join(', ')}, ${FAIL_FAST_ROUNDS} attempts each`;
+    return new SharedStructError('CONNECTION', `${what}. Is ZooKeeper running at ${hosts}? Check the URL's hosts and ports.`, { cause });
+  }
+
+  /** No session within the deadline: says what each server did, so a hung server is told from a refusing one. */
+  #timeoutError(timeoutMs: number): SharedStructError {
+    const parts = this.#cm.servers.map((server) => {
+      const a = this.#attemptsOf(server);
+      const key = serverKey(server);
+      if (a.hungUp) return `${key} accepted the connection and closed it without a session (a member without quorum, or too many connections?)`;
+      if (a.accepted) return `${key} accepted the connection but never answered the session handshake (a hung or frozen server, or a network that drops packets?)`;
+      if (a.error) return `${key} failed: ${errorCode(a.error)}`;
+      return `${key} was not reached`;
+    });
+    let cause: Error | undefined;
+    for (const server of this.#cm.servers) cause = this.#attemptsOf(server).error ?? cause;
+    return new SharedStructError(
+      'CONNECTION',
+      `no ZooKeeper session within ${timeoutMs} ms: ${parts.join('; ')}. Check that ZooKeeper at ${this.#options.connectString} is up and answers (\`echo srvr | nc HOST PORT\`), or raise connectTimeoutMs.`,
+      cause === undefined ? {} : { cause },
+    );
   }
 
   /**
@@ -346,7 +474,9 @@ export class ZkConnection {
         signal?.removeEventListener('abort', onAbort);
         // Synchronously, before any other frame is read: the notification of the watch this
         // reply armed may be the very next frame, and it finds only watchers registered by then.
-        if (watch) this.#registerWatch(watch, error ? error.code : 0);
+        // Not for a caller that gave up (an aborted read, a closed watch): the library would keep
+        // the watcher and re-send it in every SetWatches; the server's watch fires once, unheard.
+        if (watch && !signal?.aborted) this.#registerWatch(watch, error ? error.code : 0);
         if (onReply && error?.code !== CODE_NOT_SENT) onReply(error ? error.code : 0, error ? undefined : (response as unknown as { payload: unknown }).payload);
         if (error?.code === CODE_NOT_SENT) {
           reject(notSentError(op));
@@ -386,7 +516,13 @@ export class ZkConnection {
         cm.queue(request, () => resolve());
       });
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([answered, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      await Promise.race([
+        answered,
+        new Promise<void>((r) => {
+          timer = setTimeout(r, timeoutMs);
+          timer.unref();
+        }),
+      ]);
       clearTimeout(timer);
     }
     this.abandon();
@@ -494,12 +630,81 @@ export class ZkConnection {
 
   // ---- internals ----
 
+  /**
+   * The library's server rotation — each server once, in the shuffled order of the connect
+   * string, then a random pause of up to `spinDelay` before the next round — with what it
+   * lacks: an abandoned client opens no more sockets; neither the socket nor the library's TCP
+   * connect timer holds the event loop (an idle client lets the process exit; a call that is
+   * pending holds it, lib/util/keepalive.ts); and every socket is watched for the error that
+   * tells a refused connection from a silent server.
+   */
+  #findNextServer(callback: (server: ZkServer) => void): void {
+    const cm = this.#cm;
+    const open = (): void => {
+      if (this.#dead) return;
+      cm.nextServerIndex %= cm.servers.length;
+      const server = cm.servers[cm.nextServerIndex]!;
+      cm.nextServerIndex += 1;
+      // The library's callback creates the socket and its connect timer, synchronously.
+      callback(server);
+      const socket = cm.socket;
+      socket?.unref();
+      cm.connectTimeoutHandler?.unref();
+      if (socket) this.#watchSocket(socket, server);
+    };
+    if (cm.serverAttempts >= cm.servers.length) {
+      cm.serverAttempts = 1;
+      setTimeout(open, Math.random() * cm.spinDelay).unref();
+    } else {
+      cm.serverAttempts += 1;
+      process.nextTick(open);
+    }
+  }
+
+  #attemptsOf(server: ZkServer): ServerAttempts {
+    const key = serverKey(server);
+    let a = this.#attempts.get(key);
+    if (!a) {
+      a = { refused: 0, accepted: false, hungUp: false, error: undefined };
+      this.#attempts.set(key, a);
+    }
+    return a;
+  }
+
+  /** Records what one socket to `server` does until a session is granted. */
+  #watchSocket(socket: Socket, server: ZkServer): void {
+    const generation = this.#generation;
+    let connected = false;
+    this.#socketError = undefined;
+    socket.once('connect', () => {
+      connected = true;
+      if (generation === this.#generation) this.#attemptsOf(server).accepted = true;
+    });
+    socket.on('error', (err: Error) => {
+      if (socket === this.#cm.socket) this.#socketError = err;
+      if (generation !== this.#generation) return;
+      const a = this.#attemptsOf(server);
+      a.error = err;
+      if (!connected && isRefusal(err)) a.refused += 1;
+      const allRefused = this.#cm.servers.every((s) => {
+        const x = this.#attempts.get(serverKey(s));
+        return x !== undefined && !x.accepted && x.refused >= FAIL_FAST_ROUNDS;
+      });
+      if (allRefused) this.#onAllRefused?.(err);
+    });
+    socket.once('close', () => {
+      if (connected && generation === this.#generation && socket !== this.#dropped && !this.#dead) this.#attemptsOf(server).hungUp = true;
+    });
+  }
+
   #onStateChange(state: number): void {
     if (this.#dead) return;
     switch (state) {
       case CM_STATES.CONNECTED: {
         const reconnect = this.#everConnected;
         this.#everConnected = true;
+        this.#generation += 1;
+        this.#attempts.clear();
         this.#lastReceivedAt = Date.now();
         this.#answeredAt = this.#lastReceivedAt;
         this.#suspended = false;
@@ -509,7 +714,7 @@ export class ZkConnection {
       }
       case CM_STATES.DISCONNECTED:
         this.#connectingSince = Date.now();
-        if (this.#everConnected) this.#suspend('the connection to ZooKeeper closed');
+        if (this.#everConnected) this.#suspend(`the connection to ZooKeeper (${this.#options.connectString}) closed`, this.#socketError);
         break;
       case CM_STATES.CONNECTING:
         this.#connectingSince = Date.now();
@@ -525,10 +730,10 @@ export class ZkConnection {
     }
   }
 
-  #suspend(message: string): void {
+  #suspend(message: string, cause?: Error): void {
     if (this.#suspended || this.#dead) return;
     this.#suspended = true;
-    this.#options.onSignal({ kind: 'suspended', cause: new SharedStructError('CONNECTION', message) });
+    this.#options.onSignal({ kind: 'suspended', cause: new SharedStructError('CONNECTION', message, cause ? { cause } : {}) });
   }
 
   #expire(cause: SharedStructError): void {
@@ -591,9 +796,17 @@ export class ZkConnection {
    * answers: a hung server or a blackholed proxy would leave it waiting forever.
    */
   #unstickConnect(): void {
-    const limit = Math.max(250, Math.floor(this.sessionTimeoutMs / 3));
+    let limit = Math.floor(this.sessionTimeoutMs / 3);
+    // Before the first session, every server gets its turn within start()'s deadline: a silent
+    // one must not keep the rotation from reaching one that answers (or from learning that it
+    // refuses, which the deadline's error then says).
+    if (!this.#everConnected && this.#startTimeoutMs !== undefined) {
+      limit = Math.min(limit, Math.floor(this.#startTimeoutMs / Math.max(1, this.#cm.servers.length)));
+    }
+    limit = Math.max(250, limit);
     if (Date.now() - this.#connectingSince >= limit) {
       this.#connectingSince = Date.now();
+      this.#dropped = this.#cm.socket;
       this.#cm.socket?.destroy();
     }
   }
@@ -627,7 +840,8 @@ export class ZkConnection {
       } catch (err) {
         // The library throws from its socket handler on input it does not know; a throw there
         // would crash the process. A reconnect is the safe answer to a stream we cannot read.
-        this.#options.logger.warn('zookeeper: unreadable reply, reconnecting', { error: String(err) });
+        this.#options.logger.warn(`zookeeper: unreadable reply, reconnecting: ${describeError(err)}`);
+        this.#options.logger.debug('zookeeper: unreadable reply', { err });
         this.#inbound = Buffer.alloc(0);
         this.#cm.socket?.destroy();
         return;
@@ -682,6 +896,10 @@ export class ZkConnection {
     const body = own.parse ? own.parse(frame, BODY_OFFSET) : undefined;
     packet.callback(null, { header, payload: body } as never);
   }
+}
+
+function serverKey(server: ZkServer): string {
+  return `${server.host}:${server.port}`;
 }
 
 function zxidOf(buffer: Buffer | undefined): bigint {

@@ -27,10 +27,11 @@ import type {
   WatchTarget,
 } from '../../lib/backend.js';
 import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
-import { sleep, withDeadline } from '../../lib/util/abort.js';
+import { withDeadline } from '../../lib/util/abort.js';
+import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
 import { Counters } from '../../lib/util/counters.js';
 import { SessionTracker } from '../../lib/util/session.js';
-import { ZkConnection, convertCode, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
+import { ZkConnection, convertCode, describeError, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
 import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
 import {
   createRequest,
@@ -48,7 +49,6 @@ import {
 } from './wire.js';
 import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
 import { splitHosts, type AddressRules } from '../../lib/options.js';
-import { validateNamespace } from '../../lib/names.js';
 
 /** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
 export const JUTE_MAX_BUFFER = 1048575;
@@ -58,6 +58,11 @@ const PACKET_HEADROOM = 4096;
 export const DEFAULT_MAX_VALUE_BYTES = JUTE_MAX_BUFFER - PACKET_HEADROOM;
 
 const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn']);
+
+/** Between attempts at a new session after one was lost: 100 ms, doubling, at most 1 s. */
+const NEW_SESSION_BACKOFF: BackoffPolicy = exponentialBackoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
+/** A request whose session was lost before it was sent waits for the next session, then goes at once. */
+const AT_ONCE: BackoffPolicy = { delayMs: () => 0 };
 
 /** How many times a create that races a delete (or a missing parent) is tried again. */
 const CREATE_ATTEMPTS = 5;
@@ -113,6 +118,8 @@ export class ZooKeeperBackend implements Backend {
   readonly #acls: readonly AclObject[];
   readonly #logger: Logger;
   readonly #watches = new Set<ZkWatch>();
+  /** Per watch given a caller's signal: removes the listener on it. */
+  readonly #watchDetach = new Map<ZkWatch, () => void>();
   /** Key watches by key, told of this backend's own writes (see {@link KeyWatch.ownWrite}). */
   readonly #keyWatches = new Map<string, Set<KeyWatch>>();
   /** Own writes in flight per key: a key watch waits for their replies before it reads. */
@@ -126,6 +133,8 @@ export class ZooKeeperBackend implements Backend {
   /** Listeners of "a session is usable again" (watch workers waiting out a disconnect). */
   readonly #liveWaiters = new Set<() => void>();
   readonly #heartbeats: { count: number };
+  /** The server creates container nodes (cleared when it refuses one). */
+  #containers = true;
 
   /** Use {@link createBackend}. */
   private constructor(
@@ -150,15 +159,16 @@ export class ZooKeeperBackend implements Backend {
 
   /** Connects (first session within `connectTimeoutMs`) and returns the backend. */
   static async connect(address: BackendAddress, options: AdapterOptions): Promise<ZooKeeperBackend> {
-    if (address.hosts.length === 0) throw new SharedStructError('INVALID_ARGUMENT', 'url: a zk:// URL needs at least one host');
+    if (address.hosts.length === 0) throw new SharedStructError('INVALID_ARGUMENT', 'url: a zk:// URL needs at least one host, e.g. zk://127.0.0.1:2181');
     if (options.tls !== undefined) {
       // node-zookeeper-client speaks plain TCP only; silently ignoring tls would send in clear.
-      throw new SharedStructError('UNSUPPORTED', 'tls: the ZooKeeper adapter cannot use TLS (node-zookeeper-client has no TLS support)');
+      throw new SharedStructError('UNSUPPORTED', 'tls: the ZooKeeper adapter cannot use TLS (node-zookeeper-client speaks plain TCP only); leave tls out and reach ZooKeeper through a TLS tunnel (stunnel, a service mesh), or use etcd');
     }
     if (options.auth && options.auth.username.includes(':')) {
       throw new SharedStructError('INVALID_ARGUMENT', 'auth.username: a ZooKeeper digest user name cannot contain ":"');
     }
-    const chroot = address.path === '/' ? '' : address.path.replace(/\/+$/, '');
+    // addressRules has checked the chroot; a factory called directly gets the same normalisation.
+    const chroot = address.path.replace(/\/+$/, '');
     if (chroot) validateKey(chroot);
     const connectString = address.hosts.join(',');
     // Signals of the first connection that arrive before the backend exists are moot: the
@@ -180,7 +190,7 @@ export class ZooKeeperBackend implements Backend {
         if (holder.backend) holder.backend.#onSignal(conn, signal);
       },
     });
-    await conn.start(options.connectTimeoutMs);
+    await conn.start(options.connectTimeoutMs, { failFast: true });
     holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options);
     return holder.backend;
   }
@@ -243,6 +253,8 @@ export class ZooKeeperBackend implements Backend {
     const path = this.#path(key);
     const mode =
       (options.ephemeral ? MODE.ephemeral : MODE.persistent) | (options.sequential ? MODE.persistentSequential : 0);
+    // Queues, registrations and locks come and go: their parent goes with the last of them.
+    const containerParent = options.ephemeral === true || options.sequential === true;
     return this.#request(`create ${key}`, options.signal, async (conn, signal) => {
       for (let attempt = 1; ; attempt += 1) {
         const reply = await conn.send('create', OP.create2, createRequest(path, value, this.#acls, mode), parseCreate2, { signal });
@@ -252,7 +264,9 @@ export class ZooKeeperBackend implements Backend {
         }
         if (attempt >= CREATE_ATTEMPTS) throw convertCode(reply.err, `create ${key}`);
         if (reply.err === ZkCodes.NO_NODE) {
-          await this.#createParents(conn, path, signal);
+          // A missing parent, or a container parent the server deleted (empty) since: make it
+          // (again) and retry.
+          await this.#createParents(conn, path, signal, containerParent);
           continue;
         }
         if (reply.err === ZkCodes.NODE_EXISTS) {
@@ -380,7 +394,7 @@ export class ZooKeeperBackend implements Backend {
         const failedOp = failed >= 0 ? ops[failed] : undefined;
         if (err === ZkCodes.NO_NODE && failedOp?.type === 'create' && attempt < CREATE_ATTEMPTS) {
           // A create whose parent is missing: make the parents, then the whole multi again.
-          await this.#createParents(conn, failedOp.path, signal);
+          await this.#createParents(conn, failedOp.path, signal, failedOp.mode === MODE.ephemeral);
           continue;
         }
         if (err === ZkCodes.BAD_VERSION || err === ZkCodes.NO_NODE || err === ZkCodes.NODE_EXISTS) return { ok: false };
@@ -402,6 +416,7 @@ export class ZooKeeperBackend implements Backend {
       logger: this.#logger,
       remove: (w) => {
         this.#watches.delete(w);
+        this.#detachWatch(w);
         if (w instanceof KeyWatch) {
           const set = this.#keyWatches.get(w.key);
           set?.delete(w);
@@ -420,9 +435,17 @@ export class ZooKeeperBackend implements Backend {
       watch = new PrefixWatch(host, target.prefix, options.afterRevision);
     }
     this.#watches.add(watch);
-    if (options.signal) {
-      if (options.signal.aborted) watch.close();
-      else options.signal.addEventListener('abort', () => watch.close(), { once: true });
+    const callerSignal = options.signal;
+    if (callerSignal) {
+      if (callerSignal.aborted) {
+        watch.close();
+      } else {
+        // Removed when the watch ends by itself: callers pass long-lived signals (a lock wait's,
+        // a struct's) to one watch after another.
+        const onAbort = (): void => watch.close();
+        callerSignal.addEventListener('abort', onAbort, { once: true });
+        this.#watchDetach.set(watch, () => callerSignal.removeEventListener('abort', onAbort));
+      }
     }
     watch.start();
     return watch;
@@ -438,6 +461,11 @@ export class ZooKeeperBackend implements Backend {
   }
 
   // ---- what the watches use ----
+
+  #detachWatch(watch: ZkWatch): void {
+    this.#watchDetach.get(watch)?.();
+    this.#watchDetach.delete(watch);
+  }
 
   /** Number of own writes of `key` in flight. @internal */
   writesInFlight(key: string): number {
@@ -584,24 +612,24 @@ export class ZooKeeperBackend implements Backend {
   async #request<T>(what: string, signal: AbortSignal | undefined, fn: (conn: ZkConnection, signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`);
     try {
-      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, async (s) => {
-        for (;;) {
-          try {
-            return await fn(await this.#currentConnection(s), s);
-          } catch (err) {
-            // The session was lost before the request left: nothing of it was applied (earlier
-            // steps of `fn` are reads or answered writes), so it runs again on the next session.
-            if (!wasNotSent(err) || this.#closed.signal.aborted) throw err;
-          }
-        }
-      });
+      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, (s) =>
+        // The session was lost before the request left: nothing of it was applied (earlier
+        // steps of `fn` are reads or answered writes), so it runs again on the next session
+        // (waiting for it is #currentConnection's), within the same deadline.
+        retry(async () => fn(await this.#currentConnection(s), s), {
+          what: `zookeeper ${what}`,
+          policy: AT_ONCE,
+          signal: s,
+          retryIf: (err) => wasNotSent(err) && !this.#closed.signal.aborted,
+        }),
+      );
     } catch (err) {
       // Requests cut short by close() report CLOSED, whatever the session said.
       if (this.#closed.signal.aborted && !isSharedStructError(err, 'CLOSED')) {
         throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`, { cause: err });
       }
       if (isSharedStructError(err)) throw err;
-      throw new SharedStructError('CONNECTION', `${what} failed`, { cause: err, retryable: false });
+      throw new SharedStructError('CONNECTION', `${what} failed unexpectedly: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: false });
     }
   }
 
@@ -627,17 +655,38 @@ export class ZooKeeperBackend implements Backend {
     return reply.err === 0 ? toEntry(key, reply.body!.data, reply.body!.stat) : undefined;
   }
 
-  /** Creates every missing ancestor of `path` (persistent, empty), pipelined: one round trip. */
-  async #createParents(conn: ZkConnection, path: string, signal: AbortSignal): Promise<void> {
+  /**
+   * Creates every missing ancestor of `path` (empty), pipelined: one round trip. With
+   * `containerParent` the direct parent is a container node (ZooKeeper >= 3.5.1): the server
+   * deletes it once its last child is gone, so lock, election, group, listener and queue parents
+   * do not pile up. Other ancestors (the namespace, `_locks`, a struct's own node) are persistent,
+   * and so is anything at or above the chroot. A server that cannot make containers gets
+   * persistent parents from then on.
+   */
+  async #createParents(conn: ZkConnection, path: string, signal: AbortSignal, containerParent = false): Promise<void> {
     const parts = path.split('/').slice(1, -1);
     const creates: Promise<Reply<unknown>>[] = [];
     let current = '';
-    for (const part of parts) {
+    let container: string | undefined;
+    for (const [i, part] of parts.entries()) {
       current += `/${part}`;
-      creates.push(conn.send('create', OP.create, createRequest(current, new Uint8Array(0), this.#acls, MODE.persistent), undefined, { signal }));
+      const asContainer = containerParent && this.#containers && i === parts.length - 1 && current.length > this.#chroot.length;
+      if (asContainer) container = current;
+      creates.push(
+        asContainer
+          ? conn.send('createContainer', OP.createContainer, createRequest(current, new Uint8Array(0), this.#acls, MODE.container), undefined, { signal })
+          : conn.send('create', OP.create, createRequest(current, new Uint8Array(0), this.#acls, MODE.persistent), undefined, { signal }),
+      );
     }
-    for (const reply of await Promise.all(creates)) {
-      if (reply.err !== 0 && reply.err !== ZkCodes.NODE_EXISTS) throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
+    const replies = await Promise.all(creates);
+    for (const [i, reply] of replies.entries()) {
+      if (reply.err === 0 || reply.err === ZkCodes.NODE_EXISTS) continue;
+      if (container !== undefined && i === replies.length - 1 && (reply.err === ZkCodes.UNIMPLEMENTED || reply.err === ZkCodes.BAD_ARGUMENTS)) {
+        this.#containers = false;
+        this.#logger.info('zookeeper: the server cannot create container nodes (< 3.5.1); parents are persistent', { path: this.#key(container) });
+        return this.#createParents(conn, path, signal, false);
+      }
+      throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
     }
   }
 
@@ -649,7 +698,7 @@ export class ZooKeeperBackend implements Backend {
     if (value.byteLength > this.limits.maxValueBytes) {
       throw new SharedStructError(
         'VALUE_TOO_LARGE',
-        `the value of ${key} is ${value.byteLength} bytes; the limit is ${this.limits.maxValueBytes}`,
+        `the value of ${key} is ${value.byteLength} bytes; the limit is ${this.limits.maxValueBytes} (the servers' jute.maxbuffer less room for the request): store less, or raise jute.maxbuffer on every server and pass maxValueBytes`,
       );
     }
   }
@@ -673,10 +722,20 @@ export class ZooKeeperBackend implements Backend {
       if (!this.#conn.dead) return this.#conn;
       const next = this.#nextConn;
       if (!next) throw new SharedStructError('SESSION_LOST', 'the ZooKeeper session is lost');
-      await Promise.race([
-        next,
-        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(abortError(signal)), { once: true })),
-      ]);
+      // The listener goes when the wait ends: a watch passes its own signal, which lives as long
+      // as the watch, and waits here once per session replacement.
+      let onAbort: (() => void) | undefined;
+      try {
+        await Promise.race([
+          next,
+          new Promise<never>((_, reject) => {
+            onAbort = () => reject(abortError(signal));
+            signal.addEventListener('abort', onAbort, { once: true });
+          }),
+        ]);
+      } finally {
+        signal.removeEventListener('abort', onAbort!);
+      }
     }
   }
 
@@ -723,7 +782,7 @@ export class ZooKeeperBackend implements Backend {
         if (state === 'connected' || state === 'reconnected') this.#session.transition('suspended', { cause: signal.cause });
         break;
       case 'authFailed':
-        this.#logger.error('zookeeper: the server refused the credentials', { error: signal.cause.message });
+        this.#logger.error(`zookeeper: the server refused the credentials of the new connection; check the auth option: ${describeError(signal.cause)}`);
         this.#loseSession(signal.cause);
         break;
       case 'expired':
@@ -760,38 +819,47 @@ export class ZooKeeperBackend implements Backend {
   }
 
   /** Tries new sessions until one connects or the backend closes. Bounded per attempt. */
-  async #newSession(): Promise<ZkConnection> {
+  #newSession(): Promise<ZkConnection> {
     const closed = this.#closed.signal;
-    for (let attempt = 1; ; attempt += 1) {
-      if (closed.aborted) throw abortError(closed);
-      const conn: ZkConnection = new ZkConnection({
-        connectString: this.#connectString,
-        sessionTimeoutMs: this.#options.sessionTtlMs,
-        auth: this.#options.auth,
-        logger: this.#logger,
-        counters: this.counters,
-        onHeartbeat: () => (this.#heartbeats.count += 1),
-        onContact: (sentAt) => this.#touch(conn, sentAt),
-        onSignal: (signal) => this.#onSignal(conn, signal),
-      });
-      try {
-        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), closed);
+    return retry(
+      async () => {
+        const conn: ZkConnection = new ZkConnection({
+          connectString: this.#connectString,
+          sessionTimeoutMs: this.#options.sessionTtlMs,
+          auth: this.#options.auth,
+          logger: this.#logger,
+          counters: this.counters,
+          onHeartbeat: () => (this.#heartbeats.count += 1),
+          onContact: (sentAt) => this.#touch(conn, sentAt),
+          onSignal: (signal) => this.#onSignal(conn, signal),
+        });
+        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), { signal: closed });
         if (closed.aborted) {
           conn.abandon();
           throw abortError(closed);
         }
         return conn;
-      } catch (err) {
-        if (closed.aborted) throw err;
-        this.#logger.warn('zookeeper: new session failed, retrying', { attempt, error: String(err) });
-        await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)), closed);
-      }
-    }
+      },
+      {
+        what: 'a new ZooKeeper session',
+        policy: NEW_SESSION_BACKOFF,
+        // Every failure is worth another attempt: only close() ends the loop (the signal).
+        signal: closed,
+        retryIf: () => true,
+        onRetry: (err, attempt, delayMs) => {
+          this.#logger.warn(`zookeeper: no new session yet (attempt ${attempt}), retrying in ${delayMs} ms: ${describeError(err)}`);
+          this.#logger.debug('zookeeper: new session failed', { err });
+        },
+      },
+    );
   }
 
   async #close(): Promise<void> {
     this.#closed.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
-    for (const watch of [...this.#watches]) watch.backendClosed();
+    for (const watch of [...this.#watches]) {
+      watch.backendClosed();
+      this.#detachWatch(watch);
+    }
     this.#watches.clear();
     this.#notifyLive();
     await this.#conn.close(Math.min(this.#options.requestTimeoutMs, 2000));
@@ -809,11 +877,45 @@ export class ZooKeeperBackend implements Backend {
  */
 export const createBackend: BackendFactory = (address, options) => ZooKeeperBackend.connect(address, options);
 
-/** `zk://h1[:2181],h2[:2181][/chroot]`: the path is a chroot, validated as a namespace. */
+/** A chroot segment: what a namespace segment may be (lib/names.ts), so chroot and namespace read alike. */
+const CHROOT_SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * `zk://h1[:2181],h2[:2181][/chroot]`: hosts with ZooKeeper's default port, the path a chroot
+ * (trailing `/` dropped; segments of `[A-Za-z0-9._-]`, no `.` or `..`). No query parameters and
+ * no IPv6 literals: node-zookeeper-client splits each host at its first `:`.
+ */
 export const addressRules: AddressRules = (parts) => {
   const hosts = splitHosts(parts, 2181);
-  const chroot = parts.path === '/' ? '' : parts.path;
-  if (chroot !== '') validateNamespace(chroot);
-  return { scheme: 'zk', hosts, path: chroot, params: parts.params };
+  const url = parts.url;
+  const ipv6 = hosts.find((h) => h.startsWith('['));
+  if (ipv6 !== undefined) {
+    throw new SharedStructError(
+      'INVALID_ARGUMENT',
+      `url '${url}': '${ipv6}' is an IPv6 literal, which node-zookeeper-client cannot connect to; use a host name that resolves to it`,
+    );
+  }
+  const params = Object.keys(parts.params);
+  if (params.length > 0) {
+    throw new SharedStructError(
+      'INVALID_ARGUMENT',
+      `url '${url}': zk:// URLs take no query parameters (got ${params.map((p) => `'${p}'`).join(', ')}); pass options to connect()`,
+    );
+  }
+  const chroot = parts.path.replace(/\/+$/, '');
+  if (chroot !== '') {
+    if (chroot.length > 200) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot is longer than 200 characters`);
+    for (const segment of chroot.slice(1).split('/')) {
+      const bad =
+        segment === ''
+          ? 'an empty segment'
+          : segment === '.' || segment === '..'
+            ? `the segment '${segment}'`
+            : CHROOT_SEGMENT.test(segment)
+              ? undefined
+              : `the segment '${segment}' (allowed: A-Z a-z 0-9 . _ -)`;
+      if (bad) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot '${chroot}' has ${bad}`);
+    }
+  }
+  return { scheme: 'zk', hosts, path: chroot, params: {} };
 };
-

@@ -10,11 +10,15 @@
  */
 import type { Entry, Logger, Watch, WatchEvent } from '../../lib/backend.js';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
-import { sleep, withDeadline } from '../../lib/util/abort.js';
+import { withDeadline } from '../../lib/util/abort.js';
+import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
 import { AsyncQueue } from '../../lib/util/async-queue.js';
-import type { ZkConnection } from './connection.js';
+import { describeError, type ZkConnection } from './connection.js';
 import type { ZooKeeperBackend } from './index.js';
 import type { ZkEvent } from './zk-client.js';
+
+/** Between attempts at a watch's re-read: 50 ms, doubling, at most 1 s. */
+const REARM_BACKOFF: BackoffPolicy = exponentialBackoff({ initialMs: 50, maxMs: 1000, jitter: 0 });
 
 /** What a watch needs from its backend. */
 export interface WatchHost {
@@ -40,6 +44,8 @@ export interface ZkWatch extends Watch {
   sessionRenewed(): void;
   /** The backend closed: the stream ends with `CLOSED`. */
   backendClosed(): void;
+  /** @internal The watch's own signal, aborted when it ends (tests count its listeners). */
+  readonly signal: AbortSignal;
 }
 
 /** The identity of one life of a key: its create revision and the last version emitted. */
@@ -97,6 +103,8 @@ abstract class BaseWatch implements ZkWatch {
   protected needReset = false;
   /** The session the watches are armed on (watchers left on older ones are inert). */
   protected armedOn: ZkConnection | undefined;
+  /** The session of the run in progress: its replies may have registered watchers already. */
+  #syncingOn: ZkConnection | undefined;
   readonly #armed: Promise<void>;
   #resolveArmed!: () => void;
 
@@ -124,6 +132,7 @@ abstract class BaseWatch implements ZkWatch {
     this.#closed = true;
     this.#stop.abort(new SharedStructError('CLOSED', 'the watch was closed'));
     if (this.armedOn) this.unregister(this.armedOn);
+    if (this.#syncingOn && this.#syncingOn !== this.armedOn) this.unregister(this.#syncingOn);
     this.host.remove(this);
     this.#queue.end();
   }
@@ -142,6 +151,11 @@ abstract class BaseWatch implements ZkWatch {
   sessionRenewed(): void {
     this.needReset = true;
     this.wake();
+  }
+
+  /** @internal The watch's own signal (aborted when it ends); tests count its listeners. */
+  get signal(): AbortSignal {
+    return this.#stop.signal;
   }
 
   protected get closed(): boolean {
@@ -177,20 +191,39 @@ abstract class BaseWatch implements ZkWatch {
   async #run(): Promise<void> {
     this.#running = true;
     const signal = this.#stop.signal;
-    let failures = 0;
     try {
       while (this.#dirty && !this.#closed) {
-        this.#dirty = false;
         try {
-          const conn = await this.host.current(signal);
-          if (this.armedOn && this.armedOn !== conn) {
-            // A session we did not see end (renewal raced this loop): its watches are gone.
-            this.needReset = true;
-          }
-          await this.sync(conn, signal);
-          this.armedOn = conn;
-          this.#resolveArmed();
-          failures = 0;
+          await retry(
+            async (attempt) => {
+              // After a failure: once a session is live again (the backoff is the retry's).
+              if (attempt.number > 1) await this.host.untilLive(signal);
+              // This attempt reads everything notified so far.
+              this.#dirty = false;
+              const conn = await this.host.current(signal);
+              if (this.armedOn && this.armedOn !== conn) {
+                // A session we did not see end (renewal raced this loop): its watches are gone.
+                this.needReset = true;
+              }
+              this.#syncingOn = conn;
+              await this.sync(conn, signal);
+              this.armedOn = conn;
+              this.#resolveArmed();
+            },
+            {
+              what: `zookeeper watch of ${this.describe()}`,
+              policy: REARM_BACKOFF,
+              signal,
+              // Unauthorized, invalid, closed: it will not get better by retrying.
+              retryIf: (err) => !this.#closed && !(isSharedStructError(err) && !err.retryable),
+              onRetry: (err, attempt, delayMs) => {
+                // A disconnect costs a retry or two; more than that is worth a warning.
+                const line = `zookeeper: watch of ${this.describe()} failed (attempt ${attempt}), retrying in ${delayMs} ms: ${describeError(err)}`;
+                if (attempt >= 5) this.host.logger.warn(line);
+                else this.host.logger.debug(line, { err });
+              },
+            },
+          );
         } catch (err) {
           if (this.#closed) return;
           if (isSharedStructError(err, 'CLOSED')) {
@@ -198,30 +231,20 @@ abstract class BaseWatch implements ZkWatch {
             return;
           }
           if (isSharedStructError(err) && !err.retryable) {
-            // Unauthorized, invalid: it will not get better by retrying.
             this.#queue.fail(err);
             this.#closed = true;
             this.host.remove(this);
-            return;
           }
-          failures += 1;
-          this.#dirty = true;
-          // A disconnect costs a retry or two; more than that is worth a warning.
-          const fields = { failures, error: String(err) };
-          if (failures >= 5) this.host.logger.warn('zookeeper: watch re-arm keeps failing, retrying', fields);
-          else this.host.logger.debug('zookeeper: watch re-arm failed, retrying', fields);
-          try {
-            await sleep(Math.min(1000, 25 * 2 ** Math.min(failures, 6)), signal);
-            await this.host.untilLive(signal);
-          } catch {
-            return;
-          }
+          return;
         }
       }
     } finally {
       this.#running = false;
     }
   }
+
+  /** What the watch covers, for logs. */
+  protected abstract describe(): string;
 }
 
 /**
@@ -391,6 +414,10 @@ export class KeyWatch extends BaseWatch {
     for (const event of events) this.emit(event);
   }
 
+  protected describe(): string {
+    return `key ${this.key}`;
+  }
+
   protected unregister(conn: ZkConnection): void {
     const path = this.host.backend.pathOf(this.key);
     conn.unregister(path, this.#watcher);
@@ -532,6 +559,10 @@ export class PrefixWatch extends BaseWatch {
     const rev = (e: WatchEvent): bigint => (e.type === 'put' ? e.entry.revision : e.type === 'delete' ? e.revision : 0n);
     events.sort((a, b) => (rev(a) < rev(b) ? -1 : rev(a) > rev(b) ? 1 : 0));
     for (const event of events) this.emit(event);
+  }
+
+  protected describe(): string {
+    return `prefix ${this.#prefix}`;
   }
 
   protected unregister(conn: ZkConnection): void {

@@ -83,10 +83,23 @@ export interface AclObject {
   toRecord(): JuteRecord;
 }
 
+/** A server of the connect string, as the library's ConnectionStringParser gives it. */
+export interface ZkServer {
+  host: string;
+  port: string | number;
+}
+
 /** The library's per-client connection/session manager (internal API, pinned to 1.1.3). */
 export interface ConnectionManager {
   state: number;
   socket: Socket | undefined;
+  /** The servers of the connect string (shuffled), the next one to try, and attempts this round. */
+  servers: ZkServer[];
+  nextServerIndex: number;
+  serverAttempts: number;
+  spinDelay: number;
+  /** The library's TCP connect timer of the current socket (cleared when TCP connects). */
+  connectTimeoutHandler: NodeJS.Timeout | null;
   zxid: Buffer;
   sessionTimeout: number;
   chrootPath: string | undefined;
@@ -96,7 +109,7 @@ export interface ConnectionManager {
   queue(request: JuteRequest, callback?: Packet['callback']): void;
   setState(state: number): void;
   onSocketData(buffer: Buffer): void;
-  findNextServer(callback: (server: unknown) => void): void;
+  findNextServer(callback: (server: ZkServer) => void): void;
   registerDataWatcher(path: string, watcher: (event: ZkEvent) => void): void;
   registerChildWatcher(path: string, watcher: (event: ZkEvent) => void): void;
   registerExistenceWatcher(path: string, watcher: (event: ZkEvent) => void): void;
@@ -196,6 +209,7 @@ export const OP = {
   sync: 9,
   ping: 11,
   removeWatches: 18,
+  createContainer: 19,
   addWatch: 106,
   getChildren2: 12,
   check: 13,
@@ -236,8 +250,11 @@ export const ZkCodes = {
 /** Watcher event types. */
 export const EVENT = { created: 1, deleted: 2, dataChanged: 3, childrenChanged: 4 } as const;
 
-/** Create modes. */
-export const MODE = { persistent: 0, ephemeral: 1, persistentSequential: 2, ephemeralSequential: 3 } as const;
+/**
+ * Create modes. A container (ZooKeeper >= 3.5.1) is sent with opcode `createContainer`: the server
+ * ignores mode 4 on a plain `create` and makes a persistent node (measured on 3.8.0).
+ */
+export const MODE = { persistent: 0, ephemeral: 1, persistentSequential: 2, ephemeralSequential: 3, container: 4 } as const;
 
 /** The library's generic jute Record constructor, to build records it has no class for. */
 const RecordBase = (Object.getPrototypeOf(jute.protocol.ExistsRequest.prototype as object) as { constructor: unknown }).constructor as (

@@ -23,6 +23,12 @@ const ZK_JAR = '/usr/share/java/zookeeper.jar';
 const CLASSPATH = ['/etc/zookeeper/conf', ZK_JAR, '/usr/share/java/slf4j-simple.jar'].join(':');
 /** 500 ms ticks: sessions negotiate into [1 s, 10 s], so expiry tests stay short. */
 const TICK_MS = 500;
+/**
+ * How often the server deletes empty container nodes (lock, election and group parents; default
+ * 60 s). A JVM system property, not a zoo.cfg key (the server reads it with Integer.getInteger).
+ * Short, so tests see a parent go and the adapter's create races a container's deletion often.
+ */
+const CONTAINER_CHECK_MS = 100;
 
 /** Options of {@link startZooKeeper}. */
 export interface ZooKeeperOptions {
@@ -150,7 +156,7 @@ async function startEnsemble(count: number, startTimeoutMs: number): Promise<Zoo
     const launch = (): ServerProcess =>
       startProcess(
         'java',
-        ['-Xmx256m', '-XX:+UseSerialGC', '-Dzookeeper.extendedTypesEnabled=true', '-cp', CLASSPATH, 'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfg],
+        ['-Xmx256m', '-XX:+UseSerialGC', '-Dzookeeper.extendedTypesEnabled=true', `-Dznode.container.checkIntervalMs=${CONTAINER_CHECK_MS}`, '-cp', CLASSPATH, 'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfg],
         logFile,
         nodeDir,
       );
@@ -245,7 +251,11 @@ async function startWithTestcontainers(): Promise<ZooKeeperCluster | undefined> 
   }
   const container = await new tc.GenericContainer('zookeeper:3.8.0')
     .withExposedPorts(2181)
-    .withEnvironment({ ZOO_TICK_TIME: String(TICK_MS), ZOO_4LW_COMMANDS_WHITELIST: 'srvr,ruok,mntr' })
+    .withEnvironment({
+      ZOO_TICK_TIME: String(TICK_MS),
+      ZOO_4LW_COMMANDS_WHITELIST: 'srvr,ruok,mntr',
+      SERVER_JVMFLAGS: `-Dznode.container.checkIntervalMs=${CONTAINER_CHECK_MS}`,
+    })
     .withWaitStrategy(tc.Wait.forLogMessage(/binding to port/))
     .start();
   const host = container.getHost();
