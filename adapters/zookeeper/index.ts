@@ -15,6 +15,7 @@ import type {
   Entry,
   EntryStat,
   GetOptions,
+  ListOptions,
   Logger,
   PutResult,
   PutOptions,
@@ -26,6 +27,7 @@ import type {
   WatchOptions,
   WatchTarget,
 } from '../../lib/backend.js';
+import { setMaxListeners } from 'node:events';
 import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
 import { withDeadline } from '../../lib/util/abort.js';
 import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
@@ -49,6 +51,27 @@ import {
 } from './wire.js';
 import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
 import { splitHosts, type AddressRules } from '../../lib/options.js';
+
+/** The suffix ZooKeeper appends to a sequential znode's name: the parent's counter, 10 digits. */
+const SEQUENTIAL_SUFFIX = /\d{10}$/;
+
+/**
+ * Runs `fn` with a signal of our own that follows `signal` through one listener, when `fn` is
+ * about to hand it to `count` requests at once (each adds a listener of its own).
+ */
+async function withChildSignal<T>(signal: AbortSignal, count: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  if (count <= 1) return fn(signal);
+  const child = new AbortController();
+  setMaxListeners(0, child.signal);
+  const onAbort = (): void => child.abort(signal.reason);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await fn(child.signal);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
 
 /** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
 export const JUTE_MAX_BUFFER = 1048575;
@@ -317,14 +340,15 @@ export class ZooKeeperBackend implements Backend {
     });
   }
 
-  async list(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+  async list(prefix: string, options: ListOptions = {}): Promise<Entry[]> {
     validateKey(prefix);
+    const { limit } = options;
     return this.#request(`list ${prefix}`, options.signal, async (conn, signal) => {
       if (options.consistent) {
         void conn.send('sync', OP.sync, syncRequest(this.#path(prefix)), undefined, { signal }).catch(() => {});
       }
-      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal);
-      return entries;
+      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal, undefined, limit);
+      return limit === undefined ? entries : entries.slice(0, limit);
     });
   }
 
@@ -353,9 +377,11 @@ export class ZooKeeperBackend implements Backend {
           ops.push({ type: 'setData', path, data: op.value, version });
           break;
         }
-        case 'create':
-          ops.push({ type: 'create', path, data: op.value, acls: this.#acls, mode: op.ephemeral ? MODE.ephemeral : MODE.persistent });
+        case 'create': {
+          const mode = op.sequential ? (op.ephemeral ? MODE.ephemeralSequential : MODE.persistentSequential) : op.ephemeral ? MODE.ephemeral : MODE.persistent;
+          ops.push({ type: 'create', path, data: op.value, acls: this.#acls, mode });
           break;
+        }
         case 'delete': {
           const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
           if (version === undefined) return { ok: false };
@@ -375,12 +401,14 @@ export class ZooKeeperBackend implements Backend {
           const entries = txn.ops.map((op, i): Entry | undefined => {
             const result = results[compares + i];
             if (op.op === 'delete' || !result || result.type !== 'ok') return undefined;
-            if (result.stat) return toEntry(op.key, op.value, result.stat);
+            // A sequential create's key is the path the server made.
+            const key = op.op === 'create' && op.sequential && result.path !== undefined ? this.#key(result.path) : op.key;
+            if (result.stat) return toEntry(key, op.value, result.stat);
             if (op.op !== 'create') return undefined;
             // Inside a multi the server answers create2 like create (path only). A multi is one
             // transaction with one zxid, the one in the reply header: that is the new node's
             // czxid and mzxid, and a new node has zk version 0.
-            return { key: op.key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
+            return { key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
           });
           txn.ops.forEach((op, i) => {
             if (op.op === 'put' && entries[i]) this.#ownWrite(conn, entries[i]);
@@ -394,7 +422,7 @@ export class ZooKeeperBackend implements Backend {
         const failedOp = failed >= 0 ? ops[failed] : undefined;
         if (err === ZkCodes.NO_NODE && failedOp?.type === 'create' && attempt < CREATE_ATTEMPTS) {
           // A create whose parent is missing: make the parents, then the whole multi again.
-          await this.#createParents(conn, failedOp.path, signal, failedOp.mode === MODE.ephemeral);
+          await this.#createParents(conn, failedOp.path, signal, failedOp.mode === MODE.ephemeral || failedOp.mode === MODE.ephemeralSequential);
           continue;
         }
         if (err === ZkCodes.BAD_VERSION || err === ZkCodes.NO_NODE || err === ZkCodes.NODE_EXISTS) return { ok: false };
@@ -564,6 +592,7 @@ export class ZooKeeperBackend implements Backend {
     dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
     signal: AbortSignal,
     needsRead: (name: string) => boolean = () => true,
+    limit?: number,
   ): Promise<{ exists: boolean; names: string[]; entries: Entry[]; zxid: bigint; pzxid: bigint }> {
     const path = this.#path(prefix);
     const watch = childWatcher !== undefined;
@@ -590,16 +619,25 @@ export class ZooKeeperBackend implements Backend {
     if (reply.err !== 0) throw convertCode(reply.err, `getChildren ${prefix}`);
     const base = prefix === '/' ? '' : prefix;
     const names = reply.body!.children;
-    const toRead = names.filter(needsRead);
-    // Pipelined on the one socket: one round trip for all children.
-    const reads = await Promise.all(
-      toRead.map(async (name) => {
-        const childKey = `${base}/${name}`;
-        const r = await this.#getData(conn, this.#path(childKey), dataWatcher(name), signal);
-        if (r.err === ZkCodes.NO_NODE) return undefined;
-        if (r.err !== 0) throw convertCode(r.err, `getData ${childKey}`);
-        return toEntry(childKey, r.body!.data, r.body!.stat);
-      }),
+    let toRead = names.filter(needsRead);
+    // The head of a folder of sequential znodes: their 10-digit suffix is the parent's counter,
+    // so it orders them by creation and only the first `limit` need reading. Any other name
+    // (not made by a sequential create) means reading them all and ordering by czxid.
+    if (limit !== undefined && toRead.length > limit && toRead.every((n) => SEQUENTIAL_SUFFIX.test(n))) {
+      toRead = toRead.sort((a, b) => (a.slice(-10) < b.slice(-10) ? -1 : a.slice(-10) > b.slice(-10) ? 1 : 0)).slice(0, limit);
+    }
+    // Pipelined on the one socket: one round trip for all children, under one listener on the
+    // caller's signal (one each would be hundreds on a long folder).
+    const reads = await withChildSignal(signal, toRead.length, (s) =>
+      Promise.all(
+        toRead.map(async (name) => {
+          const childKey = `${base}/${name}`;
+          const r = await this.#getData(conn, this.#path(childKey), dataWatcher(name), s);
+          if (r.err === ZkCodes.NO_NODE) return undefined;
+          if (r.err !== 0) throw convertCode(r.err, `getData ${childKey}`);
+          return toEntry(childKey, r.body!.data, r.body!.stat);
+        }),
+      ),
     );
     const entries = reads.filter((e): e is Entry => e !== undefined);
     entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
