@@ -1,12 +1,15 @@
 /**
  * Three agents share a feature-flags struct. The "operator" flips flags; the two "workers" print
- * every change as Added / Modified / Removed diffs. Runs in one process on the in-memory store:
+ * every change as Added / Modified / Removed diffs. Each agent is its own client (its own
+ * session), in one process; the struct is deleted at the end:
  *
  *   npm run demo                                   # memory://
  *   npm run demo -- etcd://127.0.0.1:2379          # a real etcd
  *   npm run demo -- zk://127.0.0.1:2181            # a real ZooKeeper
+ *
+ * Exit status 0 on success; otherwise 1 and one line: `sharedstruct demo: CODE: message`.
  */
-import { connect, type Change } from '../lib/index.js';
+import { connect, isSharedStructError, type Change } from '../lib/index.js';
 
 interface Flags {
   beta: boolean;
@@ -69,6 +72,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
+  // One readable line for what a user can act on; the whole stack for anything else (a bug).
+  console.error(isSharedStructError(err) ? `sharedstruct demo: ${err.code}: ${err.message}` : err);
   process.exitCode = 1;
 });
