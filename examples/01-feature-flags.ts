@@ -42,8 +42,9 @@ async function main(): Promise<void> {
   await using worker1 = await connect(url, { namespace });
   await using worker2 = await connect(url, { namespace });
 
-  const flags = await operator.open<Flags>('flags', { initial });
-  const watchers = await Promise.all([worker1, worker2].map((c) => c.open<Flags>('flags', { initial })));
+  // `label` names each instance among the struct's listeners (default: a random id).
+  const flags = await operator.open<Flags>('flags', { initial, label: 'operator' });
+  const watchers = await Promise.all([worker1, worker2].map((c, i) => c.open<Flags>('flags', { initial, label: `worker${i + 1}` })));
 
   // Subscribe with async iterators; each worker stops once it has seen the last version.
   const finalVersion = flags.stat().version + 4;
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
     }
   });
 
-  console.log(`listeners: ${(await flags.listeners()).length}`);
+  console.log(`listeners: ${(await flags.listeners()).map((m) => m.id).sort().join(', ')}`);
   await flags.update((d) => void (d.beta = true));
   await flags.update((d) => void (d.rollout = 25));
   await flags.update((d) => {

@@ -32,12 +32,12 @@ async function worker(id: string, namespace: string): Promise<void> {
   process.on('disconnect', () => stop.abort());
   await using client = await connect(url, { namespace, sessionTtlMs: SESSION_TTL_MS });
 
-  const pool = await client.open('pool', { schema: 'worker-state' }); // the supervisor created it
+  const pool = await client.open('pool', { schema: 'worker-state', label: id }); // the supervisor created it
   const election = client.election('pool-leader', { id, data: { pid: process.pid } });
   await pool.update((d) => void (d.workers[id] = { status: 'standby', lastSeen: Date.now() }));
 
   const leader = await election.campaign({ signal: stop.signal }).catch((err: unknown) => {
-    if (stop.signal.aborted) return undefined; // stopped while on standby
+    if (stop.signal.aborted) return undefined; // stopped while on standby: the candidacy is withdrawn
     throw err;
   });
   if (leader) {
@@ -49,16 +49,17 @@ async function worker(id: string, namespace: string): Promise<void> {
       d.workers[id] = { status: 'active', lastSeen: Date.now() };
     });
     console.log(`[${id}] elected (term ${value.term}, token ${leader.token})`);
-    while (election.isLeader && !stop.signal.aborted) {
-      // The work. A side effect outside the store would carry leader.token, so that the
-      // resource can refuse a deposed leader that has not noticed yet.
+    // The work, while this term lasts: leader.signal aborts (LOCK_LOST) as soon as it may be
+    // over. A side effect outside the store would carry leader.token, so that the resource can
+    // refuse a deposed leader that has not noticed yet.
+    while (!leader.signal.aborted && !stop.signal.aborted) {
       await pool.update((d) => {
         d.processed += 1;
         d.workers[id]!.lastSeen = Date.now();
       });
       await sleep(100);
     }
-    await election.resign();
+    await leader.resign();
   }
   await pool.update((d) => {
     d.workers[id] = { status: 'stopped', lastSeen: Date.now() };
@@ -106,7 +107,7 @@ async function supervise(): Promise<void> {
   const namespace = `/sharedstruct-example-02-${process.pid}`;
   console.log(`store: ${url}  namespace: ${namespace}  sessionTtlMs: ${SESSION_TTL_MS}`);
   await using client = await connect(url, { namespace });
-  const pool = await client.open('pool', { schema: 'worker-state', initial: { leader: null, term: 0, processed: 0, workers: {} } });
+  const pool = await client.open('pool', { schema: 'worker-state', label: 'supervisor', initial: { leader: null, term: 0, processed: 0, workers: {} } });
   const children = new Map<string, ChildProcess>();
   try {
     const file = fileURLToPath(import.meta.url);

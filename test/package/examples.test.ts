@@ -66,6 +66,7 @@ describe('package: the examples', function () {
     assert.equal(r.code, 0, describeResult(r));
     assert.equal(r.stderr, '', describeResult(r));
     const out = lines(r.stdout);
+    assert.ok(out.includes('listeners: operator, worker1, worker2'), `the listeners are named by their labels\n${describeResult(r)}`);
     for (const worker of ['worker1', 'worker2']) {
       for (const version of [2, 3, 4, 5]) assert.ok(out.includes(`${worker} v${version} (remote):`), `${worker} saw v${version}\n${describeResult(r)}`);
     }

@@ -150,6 +150,10 @@ await connect('memory://', { sessionTtl: 1 });
 const bad: ErrorCode = 'NOPE';
 // @ts-expect-error the schema types the struct
 typed.read().rollout satisfies string;
+// @ts-expect-error reads are frozen and typed so (DeepReadonly)
+flags.read().rollout = 1;
+// @ts-expect-error deeply
+typed.read().regions.push('us');
 console.log(regions, token, bad);
 `;
 
