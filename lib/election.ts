@@ -21,7 +21,7 @@ export interface Leader {
 /**
  * This candidate's own term as leader, as `campaign()` resolves it. Like a {@link Lock}: do the
  * leader's work while `signal` is not aborted, pass `token` to what you write, and dispose it
- * (`await using`) or `resign()` to step down. @inline
+ * (`await using`) or `resign()` to step down.
  */
 export interface Leadership extends Leader, AsyncDisposable {
   /** Aborted with `LOCK_LOST` as soon as this term may be over (deposed); never by `resign()`. */
@@ -107,7 +107,7 @@ class Term implements Leadership {
 
 /**
  * One candidate in an election. `campaign()` waits in FIFO order and resolves this candidate's
- * `Leadership` once elected; the term lasts until `resign()` or until its session may be
+ * {@link Leadership} once elected; the term lasts until `resign()` or until its session may be
  * lost, when it is deposed locally first (see docs/LOCKS.md for the margin) and its queue key is
  * deleted as soon as the store can be reached, so the next candidate is elected.
  *
@@ -145,7 +145,7 @@ export class Election extends TypedEmitter<ElectionEvents> implements AsyncDispo
 
   /**
    * Joins the election and resolves once this candidate is the leader, with its
-   * `Leadership`. Rejects `ABORTED` when `signal` fires or `resign()` is called first (the
+   * {@link Leadership}. Rejects `ABORTED` when `signal` fires or `resign()` is called first (the
    * candidacy is withdrawn: its key is deleted and it is never elected afterwards). Calling it
    * while campaigning returns the same campaign; while leading, the same leadership.
    */
