@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'schemas/types/**', '**/*.cjs', '.scratch/**'] },
+  { ignores: ['dist/**', 'docs/api/**', 'node_modules/**', 'schemas/types/**', '**/*.cjs', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

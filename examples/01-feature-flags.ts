@@ -1,12 +1,15 @@
 /**
  * Three agents share a feature-flags struct. The "operator" flips flags; the two "workers" print
- * every change as Added / Modified / Removed diffs. Runs in one process on the in-memory store:
+ * every change as Added / Modified / Removed diffs. Each agent is its own client (its own
+ * session), in one process; the struct is deleted at the end:
  *
  *   npm run demo                                   # memory://
  *   npm run demo -- etcd://127.0.0.1:2379          # a real etcd
  *   npm run demo -- zk://127.0.0.1:2181            # a real ZooKeeper
+ *
+ * Exit status 0 on success; otherwise 1 and one line: `sharedstruct demo: CODE: message`.
  */
-import { connect, type Change } from '../lib/index.js';
+import { connect, isSharedStructError, type Change } from '../lib/index.js';
 
 interface Flags {
   beta: boolean;
@@ -39,8 +42,9 @@ async function main(): Promise<void> {
   await using worker1 = await connect(url, { namespace });
   await using worker2 = await connect(url, { namespace });
 
-  const flags = await operator.open<Flags>('flags', { initial });
-  const watchers = await Promise.all([worker1, worker2].map((c) => c.open<Flags>('flags', { initial })));
+  // `label` names each instance among the struct's listeners (default: a random id).
+  const flags = await operator.open<Flags>('flags', { initial, label: 'operator' });
+  const watchers = await Promise.all([worker1, worker2].map((c, i) => c.open<Flags>('flags', { initial, label: `worker${i + 1}` })));
 
   // Subscribe with async iterators; each worker stops once it has seen the last version.
   const finalVersion = flags.stat().version + 4;
@@ -52,7 +56,7 @@ async function main(): Promise<void> {
     }
   });
 
-  console.log(`listeners: ${(await flags.listeners()).length}`);
+  console.log(`listeners: ${(await flags.listeners()).map((m) => m.id).sort().join(', ')}`);
   await flags.update((d) => void (d.beta = true));
   await flags.update((d) => void (d.rollout = 25));
   await flags.update((d) => {
@@ -69,6 +73,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
+  // One readable line for what a user can act on; the whole stack for anything else (a bug).
+  console.error(isSharedStructError(err) ? `sharedstruct demo: ${err.code}: ${err.message}` : err);
   process.exitCode = 1;
 });

@@ -3,11 +3,14 @@
  * at about the same time; each calls `updateLocked` on a `jobs` struct: under the struct's write
  * lock, the first one finds no run for today, runs the report (a side effect), and records it in
  * the same guarded write; the others find today's run already recorded and skip. If a node loses
- * the lock mid-run, its record is not written (LOCK_LOST) and the next node runs the job.
+ * the lock mid-run, its record is not written (LOCK_LOST) and the next node runs the job. The
+ * struct is deleted at the end.
  *
  *   npx tsx examples/03-run-once.ts [etcd://127.0.0.1:2379 | zk://127.0.0.1:2181]
+ *
+ * Exit status 0 on success; otherwise 1 and one line: `example 03: CODE: message`.
  */
-import { connect } from '../lib/index.js';
+import { connect, isSharedStructError } from '../lib/index.js';
 
 interface Jobs {
   dailyReport: { day: string; node: string; token: string } | null;
@@ -35,11 +38,21 @@ async function node(name: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  console.log(`store: ${url}`);
-  await Promise.all(['node-a', 'node-b', 'node-c'].map((n) => node(n)));
+  console.log(`store: ${url}  namespace: ${namespace}`);
+  await using admin = await connect(url, { namespace });
+  const jobs = await admin.open<Jobs>('jobs', { initial: { dailyReport: null } });
+  try {
+    const nodes = await Promise.allSettled(['node-a', 'node-b', 'node-c'].map((n) => node(n)));
+    for (const n of nodes) if (n.status === 'rejected') throw n.reason;
+    await jobs.readConsistent();
+    console.log(`the report ran once, on ${jobs.read().dailyReport?.node}`);
+  } finally {
+    await jobs.delete(); // leave the store as we found it
+  }
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
+  // One readable line for what a user can act on; the whole stack for anything else (a bug).
+  console.error(isSharedStructError(err) ? `example 03: ${err.code}: ${err.message}` : err);
   process.exitCode = 1;
 });

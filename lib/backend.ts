@@ -320,8 +320,12 @@ export type BackendFactory = (address: BackendAddress, options: AdapterOptions) 
 
 /** A minimal structured logger; `console` fits. */
 export interface Logger {
+  /** Detail for diagnosing the library itself (retries, fallbacks, clean-up on close). */
   debug(message: string, fields?: Record<string, unknown>): void;
+  /** A normal change of the connection's life (session states, a new session, a relist after compaction). */
   info(message: string, fields?: Record<string, unknown>): void;
+  /** A failure the library recovered from or skipped (a watch resumed, a record ignored); worth a look if it repeats. */
   warn(message: string, fields?: Record<string, unknown>): void;
+  /** A failure no call could report and no `'error'` handler took. */
   error(message: string, fields?: Record<string, unknown>): void;
 }

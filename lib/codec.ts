@@ -14,6 +14,7 @@ import { SharedStructError } from './errors.js';
 export interface Codec {
   /** `[A-Za-z0-9._-]{1,64}`; `json` is the built-in bare-JSON codec. */
   readonly name: string;
+  /** Encodes a plain JSON value (already checked) into the bytes stored in the payload. */
   encode(value: unknown): Uint8Array;
   /** Throws on bytes it cannot decode; the core reports `CORRUPT_REMOTE_VALUE`. */
   decode(bytes: Uint8Array): unknown;

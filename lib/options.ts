@@ -92,7 +92,7 @@ function resolveTls(tls: unknown): TlsOptions | undefined {
   return Object.freeze({ ...t });
 }
 
-/** {@link ConnectOptions} with every default applied. */
+/** {@link ConnectOptions} with every default applied. @inline */
 export interface ResolvedConnectOptions {
   readonly namespace: string;
   readonly sessionTtlMs: number;
@@ -224,7 +224,7 @@ export interface OpenOptions<T> {
   readonly data?: unknown;
 }
 
-/** {@link OpenOptions} with defaults applied (`initial` and `schema` stay optional). */
+/** {@link OpenOptions} with defaults applied (`initial` and `schema` stay optional). @inline */
 export interface ResolvedOpenOptions<T> {
   readonly initial: T | undefined;
   readonly hasInitial: boolean;

@@ -59,7 +59,12 @@ export interface LockedContext<State, Reply> {
   readonly signal: AbortSignal;
   /** Checks the claim's loss deadline on the spot. */
   readonly held: boolean;
+  /** The reply a `call()` gets, once this handling's result commits with the message's removal (plain JSON). */
   reply(value: Reply): void;
+  /**
+   * Runs `fn(state)` after this handling's result committed (with the state as committed), on
+   * this consumer, at most once; never when the claim was lost before the commit.
+   */
   after(fn: (state: DeepReadonly<State>) => void | Promise<void>): void;
 }
 

@@ -1,5 +1,7 @@
 // The spec reporter plus one plain closing line ("mocha: N passed, N failed, N skipped") that
-// CI reads, and a per-backend count so a run shows how many tests talked to real servers.
+// CI reads, and a count per group so a run shows how many tests talked to real servers: the
+// backend a suite's title names ("[memory] ...", "etcd adapter ..."), else the test file's folder
+// under test/ ("unit", "package", ...).
 'use strict';
 const Mocha = require('mocha');
 const { EVENT_RUN_END, EVENT_TEST_PASS, EVENT_TEST_FAIL, EVENT_TEST_PENDING } = Mocha.Runner.constants;
@@ -11,7 +13,8 @@ class SpecWithSummary extends Mocha.reporters.Spec {
     const tally = (test, field) => {
       const root = test.titlePath()[0] ?? '';
       const m = /^\[?(memory|etcd|zookeeper)\b/i.exec(root);
-      const key = m ? m[1].toLowerCase() : 'unit';
+      const folder = /(?:^|[\\/])test[\\/]([^\\/]+)[\\/][^\\/]+$/.exec(test.file ?? '');
+      const key = m ? m[1].toLowerCase() : folder ? folder[1] : 'unit';
       const row = perBackend.get(key) ?? { passed: 0, failed: 0, skipped: 0 };
       row[field] += 1;
       perBackend.set(key, row);

@@ -1,30 +1,66 @@
 /**
- * The package as users get it: `import 'sharedstruct'` through the `exports` map resolves the
- * built `dist/` (npm test builds first), its types exist, and named schemas load from dist.
+ * The package's metadata, read from the repository: publishable (not private, a license file
+ * that is the declared license, a changelog entry for the version), an `exports` map that serves
+ * `import` and `require` alike, and an install-script policy that covers every dependency with
+ * an install script. What the packed tarball does when installed is test/package/tarball.test.ts.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import type * as Api from '../../lib/index.js';
+import { readFileSync } from 'node:fs';
 
-describe('package', () => {
-  it('resolves through the exports map to the built ESM with types', async () => {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      exports: { '.': { types: string; import: string } };
-      type: string;
-      sideEffects: boolean;
-    };
+const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
+
+interface PackageJson {
+  name: string;
+  version: string;
+  private?: boolean;
+  license: string;
+  type: string;
+  sideEffects: boolean;
+  engines: { node: string };
+  exports: Record<string, unknown>;
+  scripts: Record<string, string>;
+  allowScripts?: Record<string, boolean>;
+}
+
+const pkg = JSON.parse(read('package.json')) as PackageJson;
+
+describe('package metadata', () => {
+  it('is publishable: not private, an ESM package without side effects, for Node >= 20.19', () => {
+    assert.equal(pkg.private, undefined);
     assert.equal(pkg.type, 'module');
     assert.equal(pkg.sideEffects, false);
-    for (const file of [pkg.exports['.'].types, pkg.exports['.'].import]) {
-      assert.ok(existsSync(new URL(`../../${file}`, import.meta.url)), `${file} exists (run npm run build)`);
+    assert.equal(pkg.engines.node, '>=20.19');
+  });
+
+  it('LICENSE is the full text of the declared license (Apache-2.0)', () => {
+    assert.equal(pkg.license, 'Apache-2.0');
+    const text = read('LICENSE');
+    assert.match(text, /^\s+Apache License\n\s+Version 2\.0, January 2004\n/);
+    for (const heading of ['TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION', '9. Accepting Warranty or Additional Liability.', 'END OF TERMS AND CONDITIONS']) {
+      assert.ok(text.includes(heading), `LICENSE has "${heading}"`);
     }
-    // A variable specifier: typecheck runs before the build, when dist/ does not exist yet.
-    const specifier = 'sharedstruct';
-    const mod = (await import(specifier)) as typeof Api;
-    assert.equal(typeof mod.connect, 'function');
-    assert.ok(mod.ErrorCodes.includes('STALE_READ'));
-    await using client = await mod.connect('memory://package-test');
-    const flags = await client.open('flags', { schema: 'flags', initial: { beta: true, rollout: 5, regions: [] } });
-    assert.equal(flags.read().rollout, 5);
+  });
+
+  it('CHANGELOG.md has an Unreleased section and one for the version in package.json', () => {
+    const changelog = read('CHANGELOG.md');
+    assert.match(changelog, /^## \[Unreleased\]$/m);
+    assert.match(changelog, new RegExp(`^## \\[${pkg.version.replaceAll('.', '\\.')}\\] - \\d{4}-\\d{2}-\\d{2}$`, 'm'));
+  });
+
+  it("exports one module to import and require alike: types first, then 'default' (no 'import'-only entry)", () => {
+    assert.deepEqual(Object.keys(pkg.exports), ['.', './package.json']);
+    assert.deepEqual(pkg.exports['.'], { types: './dist/lib/index.d.ts', default: './dist/lib/index.js' });
+  });
+
+  it('the install-script policy (allowScripts) decides every dependency that has an install script, and nothing else', () => {
+    const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, { hasInstallScript?: boolean }> };
+    const withScripts = new Set(
+      Object.entries(lock.packages)
+        .filter(([, entry]) => entry.hasInstallScript)
+        .map(([path]) => path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length)),
+    );
+    const decided = new Set(Object.keys(pkg.allowScripts ?? {}));
+    assert.deepEqual([...withScripts].filter((name) => !decided.has(name)), [], 'npm would warn about these on every install: approve or deny them (npm install-scripts)');
+    assert.deepEqual([...decided].filter((name) => !withScripts.has(name)), [], 'entries for packages without install scripts (npm install-scripts prune)');
   });
 });
