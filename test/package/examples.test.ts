@@ -48,6 +48,7 @@ describe('package: the examples', function () {
   let refused: Promise<ExecResult>;
   let runOnce: Promise<ExecResult>;
   let leaderOnMemory: Promise<ExecResult>;
+  let durableOnMemory: Promise<ExecResult>;
 
   before(function () {
     // Side by side: each is a process of its own.
@@ -55,10 +56,18 @@ describe('package: the examples', function () {
     refused = runExample('01-feature-flags.ts', ['etcd://127.0.0.1:1']);
     runOnce = runExample('03-run-once.ts');
     leaderOnMemory = runExample('02-leader-worker.ts');
+    durableOnMemory = runExample('04-durable-counter.ts');
   });
 
   after(async function () {
-    await Promise.allSettled([flags, refused, runOnce, leaderOnMemory]);
+    await Promise.allSettled([flags, refused, runOnce, leaderOnMemory, durableOnMemory]);
+  });
+
+  it('04 on memory: says in one line that its processes need etcd or ZooKeeper; exit 2', async function () {
+    const r = await durableOnMemory;
+    assert.equal(r.code, 2, describeResult(r));
+    assert.equal(r.stdout, '', describeResult(r));
+    assert.match(r.stderr, /^example 04: .*memory:\/\/ is one store per process.*etcd:\/\/.*zk:\/\/\S+\n$/, describeResult(r));
   });
 
   it('01 on memory: both workers print every version as diffs, the operator its last write; exit 0', async function () {
@@ -98,16 +107,31 @@ describe('package: the examples', function () {
     let endpoints: readonly string[];
     let leader: Promise<ExecResult>;
     let runOnceOnEtcd: Promise<ExecResult>;
+    let durable: Promise<ExecResult>;
 
     before(async function () {
       ({ endpoints } = await sharedEtcd());
       const url = `etcd://${endpoints.join(',')}`;
       leader = runExample('02-leader-worker.ts', [url], 90_000);
       runOnceOnEtcd = runExample('03-run-once.ts', [url]);
+      durable = runExample('04-durable-counter.ts', [url], 90_000);
     });
 
     after(async function () {
-      await Promise.allSettled([leader, runOnceOnEtcd]);
+      await Promise.allSettled([leader, runOnceOnEtcd, durable]);
+    });
+
+    it('04: the consumer is SIGKILLed mid-queue; its commits stay, a new consumer applies the rest exactly once; nothing left', async function () {
+      const r = await durable;
+      assert.equal(r.code, 0, describeResult(r));
+      assert.equal(r.stderr, '', describeResult(r));
+      const crash = /^SIGKILLed the consumer: the state it committed is kept \(n = (\d+)\), (\d+) messages still queued$/m.exec(r.stdout);
+      assert.ok(crash, describeResult(r));
+      assert.equal(Number(crash[1]) + Number(crash[2]), 20, 'what was committed and what is queued add up: nothing lost, nothing twice');
+      const pids = new Set([...r.stdout.matchAll(/^\[consumer (\d+)\] applied #\d+/gm)].map((m) => m[1]));
+      assert.equal(pids.size, 2, `two consumer processes applied messages\n${describeResult(r)}`);
+      assert.match(r.stdout, /^a new consumer finished the queue: call\(\) says n = 20; every increment applied exactly once$/m, describeResult(r));
+      assert.deepEqual(await leftInEtcd(endpoints, namespaceOf(r)), [], 'keys the example left behind');
     });
 
     it('02: the leader process is SIGKILLed and a standby takes over once its session expired (about sessionTtlMs); nothing left', async function () {
