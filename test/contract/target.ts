@@ -35,6 +35,8 @@ export interface ContractStore {
   rawPut(key: string, bytes: Uint8Array): Promise<void>;
   /** Reads the absolute `key` with the store's own raw client; undefined when absent. */
   rawGet(key: string): Promise<Uint8Array | undefined>;
+  /** Deletes the absolute `key` as a foreign client would (etcd3 delete, ZooKeeper remove, version -1); a missing key is no error. */
+  rawDelete(key: string): Promise<void>;
   /** Closes every client this store connected. */
   close(): Promise<void>;
 }

@@ -64,6 +64,9 @@ export const etcdTarget: ContractTarget = {
         const kv = res.kvs[0];
         return kv ? new Uint8Array(kv.value) : undefined;
       },
+      async rawDelete(key: string) {
+        await raw!.delete().key(key).exec();
+      },
       close: () => clients.close(),
     });
   },

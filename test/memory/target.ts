@@ -50,6 +50,11 @@ export const memoryTarget: ContractTarget = {
       rawGet(key: string) {
         return Promise.resolve(memoryStore(url.slice('memory://'.length)).get(key)?.value);
       },
+      rawDelete(key: string) {
+        const store = memoryStore(url.slice('memory://'.length));
+        if (store.get(key)) store.commit([], [{ op: 'delete', key }], '');
+        return Promise.resolve();
+      },
       async close() {
         await Promise.allSettled(clients.splice(0).map((c) => c.close()));
       },

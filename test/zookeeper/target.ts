@@ -63,6 +63,10 @@ export const zookeeperTarget: ContractTarget = {
         if (!(await client.exists(key))) return undefined;
         return new Uint8Array((await client.getData(key)).data);
       },
+      async rawDelete(key: string) {
+        const client = await rawClient();
+        if (await client.exists(key)) await client.remove(key);
+      },
       async close() {
         const pendingRaw = raw;
         raw = undefined;

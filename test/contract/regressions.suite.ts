@@ -1,0 +1,2 @@
+import type { ContractTarget } from './target.js';
+export function regressionsContract(_target: ContractTarget): void {}
