@@ -55,6 +55,14 @@ export const etcdTarget: ContractTarget = {
         await raw!.leaseClient.leaseRevoke({ ID: etcdBackendOf(client).leaseId });
       },
       partition: (client: Client) => clients.partition(client),
+      slowLink(client: Client, ms: number) {
+        const proxy = clients.proxyOf(client);
+        proxy.setMode('delay', { minMs: ms, maxMs: ms });
+        return Promise.resolve(() => {
+          proxy.setMode('pass');
+          return Promise.resolve();
+        });
+      },
       async rawPut(key: string, bytes: Uint8Array) {
         // A plain etcd put, as any foreign etcd client writes: no compare, no lease.
         await raw!.put(key).value(Buffer.from(bytes)).exec();
