@@ -66,7 +66,7 @@ const PROFILES: Record<string, Profile> = {
   real: {
     runsPerSeed: 8,
     seeds: [0x13b001, 0x13b002],
-    maxCommands: 14,
+    maxCommands: 20,
     sessionTtlMs: 2000,
     requestTimeoutMs: 1000,
     partitionMs: [100, 400, 1000, 2600],
@@ -246,6 +246,19 @@ class Run {
       this.problems.push(`${inst.label}: changes() iterator failed: ${describeError(err)}`);
     });
     slot.instances.push(inst);
+  }
+
+  /**
+   * {@link openInstance} where the outcome may be unknown: an open cut short by the link or the
+   * session (`TIMEOUT`, `CONNECTION`, `SESSION_LOST`: another command may be expiring the session)
+   * may or may not have created the struct.
+   */
+  async openOrUnknown(slot: ClientSlot, initial: Doc): Promise<void> {
+    try {
+      await this.openInstance(slot, initial);
+    } catch (err) {
+      if (!isSharedStructError(err, 'TIMEOUT', 'CONNECTION', 'SESSION_LOST')) throw err;
+    }
   }
 
   /** Starts `body` in the background; its unexpected errors become problems. */
@@ -576,7 +589,7 @@ class Recreate extends Command {
     super();
   }
   override check(m: Readonly<Model>): boolean {
-    return m.recreates < 3;
+    return m.recreates < 4;
   }
   run(m: Model, r: Run): Promise<void> {
     m.recreates += 1;
@@ -593,11 +606,7 @@ class Recreate extends Command {
           else throw err;
         }
       }
-      try {
-        await r.openInstance(slot, initial);
-      } catch (err) {
-        if (!(isSharedStructError(err) && (err.code === 'TIMEOUT' || err.code === 'CONNECTION' || err.code === 'SESSION_LOST'))) throw err;
-      }
+      await r.openOrUnknown(slot, initial);
     });
     return Promise.resolve();
   }
@@ -634,9 +643,13 @@ class ReadLoop extends Command {
   }
 }
 
-/** Cuts one client off (at most one at a time) for `ms`, optionally expiring its session meanwhile. */
+/**
+ * Cuts one client off (at most one at a time) for `ms`, optionally expiring its session
+ * meanwhile, and optionally reading consistently at once on the heal (as a client that reconnects
+ * and wants to know where it stands does), racing the news the cut held back.
+ */
 class Partition extends Command {
-  constructor(readonly c: number, readonly ms: number, readonly expire: boolean) {
+  constructor(readonly c: number, readonly ms: number, readonly expire: boolean, readonly readOnHeal: boolean) {
     super();
   }
   async run(_m: Model, r: Run): Promise<void> {
@@ -652,10 +665,55 @@ class Partition extends Command {
         slot.partitioned = false;
         await heal();
       }
+      if (this.readOnHeal) await new ReadLoop(this.c, 3, 2).run(_m, r);
     });
   }
   toString(): string {
-    return `partition(c${this.c},${this.ms}ms${this.expire ? ',expire' : ''})`;
+    return `partition(c${this.c},${this.ms}ms${this.expire ? ',expire' : ''}${this.readOnHeal ? ',read' : ''})`;
+  }
+}
+
+/**
+ * A lifecycle change while a client is cut off: client `c` is cut off (optionally with an update
+ * of its own in flight), client `d` deletes the struct and re-creates it, the cut heals and `c`
+ * reads consistently at once — the news the cut held back races what the reads bring.
+ */
+class CutRecreate extends Command {
+  constructor(readonly c: number, readonly d: number, readonly s: number, readonly withWrite: boolean) {
+    super();
+  }
+  override check(m: Readonly<Model>): boolean {
+    return m.recreates < 4;
+  }
+  async run(m: Model, r: Run): Promise<void> {
+    const cut = r.slot(this.c);
+    const other = r.clients[(cut.index + 1 + (this.d % (r.clients.length - 1))) % r.clients.length]!;
+    if (r.clients.some((x) => x.partitioned || x.expiring)) return;
+    m.recreates += 1;
+    cut.partitioned = true;
+    const heal = await r.store.partition(cut.client);
+    const deleter = r.current(other);
+    const initial = freshValue(r.tag(other, 'new'), this.s);
+    r.start(`${this.toString()}`, async () => {
+      try {
+        if (this.withWrite) await new UpdateBurst(cut.index, 1, this.s).run(m, r);
+        try {
+          await deleter.struct.delete();
+          r.deletes += 1;
+        } catch (err) {
+          if (isSharedStructError(err) && (err.code === 'TIMEOUT' || err.code === 'CONNECTION' || err.code === 'SESSION_LOST')) r.deletes += 1;
+          else throw err;
+        }
+        await r.openOrUnknown(other, initial);
+      } finally {
+        cut.partitioned = false;
+        await heal();
+      }
+      await new ReadLoop(cut.index, 5, 2).run(m, r);
+    });
+  }
+  toString(): string {
+    return `cut(c${this.c})+delete+recreate(other ${this.d},s${this.s})${this.withWrite ? '+update' : ''}`;
   }
 }
 
@@ -707,13 +765,14 @@ function commandArbs(profile: Profile): fc.Arbitrary<Cmd>[] {
   const s = fc.nat(1000);
   const weighted = fc.oneof(
     { weight: 5, arbitrary: fc.tuple(c, fc.integer({ min: 1, max: profile.maxBurst }), s).map(([a, k, x]) => new UpdateBurst(a, k, x)) },
-    { weight: 4, arbitrary: fc.tuple(c, fc.integer({ min: 1, max: profile.maxBurst }), fc.integer({ min: 1, max: 2 })).map(([a, k, p]) => new ReadLoop(a, k, p)) },
+    { weight: 4, arbitrary: fc.tuple(c, fc.integer({ min: 1, max: profile.maxBurst }), fc.integer({ min: 1, max: 3 })).map(([a, k, p]) => new ReadLoop(a, k, p)) },
     { weight: 2, arbitrary: fc.tuple(c, s).map(([a, x]) => new SetValue(a, x)) },
     { weight: 2, arbitrary: fc.tuple(c, s).map(([a, x]) => new CompareAndSet(a, x)) },
-    { weight: 1, arbitrary: c.map((a) => new Delete(a)) },
-    { weight: 2, arbitrary: fc.tuple(c, s, fc.option(c, { nil: undefined, freq: 3 })).map(([a, x, d]) => new Recreate(a, x, d)) },
-    { weight: 1, arbitrary: fc.tuple(c, fc.constantFrom(...profile.partitionMs), fc.boolean()).map(([a, ms, e]) => new Partition(a, ms, e)) },
+    { weight: 2, arbitrary: c.map((a) => new Delete(a)) },
+    { weight: 3, arbitrary: fc.tuple(c, s, fc.option(c, { nil: undefined, freq: 3 })).map(([a, x, d]) => new Recreate(a, x, d)) },
+    { weight: 2, arbitrary: fc.tuple(c, fc.constantFrom(...profile.partitionMs), fc.boolean(), fc.boolean()).map(([a, ms, e, rd]) => new Partition(a, ms, e, rd)) },
     { weight: 1, arbitrary: c.map((a) => new Expire(a)) },
+    { weight: 3, arbitrary: fc.tuple(c, c, s, fc.boolean()).map(([a, d, x, w]) => new CutRecreate(a, d, x, w)) },
     { weight: 3, arbitrary: fc.constantFrom(0, 2, 10, 50, 150).map((ms) => new Pause(ms)) },
     { weight: 1, arbitrary: fc.constant(new Drain()) },
   );
