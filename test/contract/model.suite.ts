@@ -23,7 +23,7 @@
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { applyChanges, isSharedStructError, type ChangeEvent, type Client, type SharedStruct } from '../../lib/index.js';
+import { applyChanges, isSharedStructError, type ChangeEvent, type Client, type DeepReadonly, type SharedStruct } from '../../lib/index.js';
 import type { ContractStore, ContractTarget } from './target.js';
 
 /** The struct's value: `tag` is unique per written value, so a value tells which write made it. */
@@ -147,7 +147,7 @@ interface Instance {
    * when subscribed (another client deleted the struct right after this open): the value the next
    * life diffs from is then unknown, and the fold starts at that life's first event.
    */
-  readonly base: { readonly version: number; readonly revision: bigint; readonly value: Doc | undefined };
+  readonly base: { readonly version: number; readonly revision: bigint; readonly value: DeepReadonly<Doc> | undefined };
   /** `on('change')` and `on('deleted')`, in emission order. */
   readonly log: Item[];
   /** A `changes()` iterator's events. */
@@ -300,7 +300,7 @@ class Run {
   }
 
   /** A write resolved with `value`: it must be one the write tried; every other try did not commit. */
-  succeeded(label: string, inst: Instance, tried: readonly string[], value: Doc): void {
+  succeeded(label: string, inst: Instance, tried: readonly string[], value: DeepReadonly<Doc>): void {
     if (!tried.includes(value.tag)) {
       this.problems.push(`${label}: resolved with value '${value.tag}', which it did not write (tried ${tried.join(' ')})`);
       return;
