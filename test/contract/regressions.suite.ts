@@ -523,13 +523,35 @@ export function regressionsContract(target: ContractTarget): void {
         await heal();
         const s = seen!;
         const kinds = (): string[] => s.items.map((ch) => `${ch.type}:${ch.member?.id}`);
+        const ended = (): string => `Group.changes() ended on a transient error: ${s.error === undefined ? 'done' : codeOf(s.error)}`;
         try {
-          await eventually('changes() yields the join made during the cut', () => kinds().includes('join:m') || s.ended, 15000);
-          assert.ok(!s.ended, `Group.changes() ended on a transient error: ${s.error === undefined ? 'done' : codeOf(s.error)}`);
+          if (!startCutOff) {
+            await eventually('changes() yields the join made during the cut', () => kinds().includes('join:m') || s.ended, 15000);
+            assert.ok(!s.ended, ended());
+          } else {
+            // Started while cut off: its "now" is its first list that gets through, and a member
+            // that joined before it may count as present (no join) or as joined. Either way the
+            // iterator must go on: members joining after the heal are yielded (one is, within a
+            // few tries while its first list may still be on its way).
+            const deadline = Date.now() + 15000;
+            let live = false;
+            for (let k = 0; !live && !s.ended && Date.now() < deadline; k++) {
+              const probe = await m.join(g, { id: `p${k}` });
+              const until = Date.now() + 1000;
+              while (!kinds().includes(`join:p${k}`) && !s.ended && Date.now() < until) await sleep(25);
+              live = kinds().includes(`join:p${k}`);
+              await probe.leave();
+              if (live) await eventually(`the leave of p${k}`, () => kinds().includes(`leave:p${k}`) || s.ended, 15000);
+            }
+            assert.ok(!s.ended, ended());
+            assert.ok(live, `Group.changes() started during a cut yields nothing after the heal: [${kinds().join(' ')}]`);
+          }
           await gm.leave();
           await eventually('changes() goes on after the cut (the leave)', () => kinds().includes('leave:m') || s.ended, 15000);
-          assert.ok(!s.ended, `Group.changes() ended after the cut: ${s.error === undefined ? 'done' : codeOf(s.error)}`);
-          assert.deepEqual(kinds().filter((k) => k.endsWith(':m')), ['join:m', 'leave:m'], 'without duplicates');
+          assert.ok(!s.ended, ended());
+          const ofM = kinds().filter((k) => k.endsWith(':m')).join(' ');
+          if (startCutOff) assert.ok(ofM === 'join:m leave:m' || ofM === 'leave:m', `without duplicates: ${ofM}`);
+          else assert.equal(ofM, 'join:m leave:m', 'without duplicates');
         } finally {
           stop.abort();
           await s.done;
@@ -560,7 +582,15 @@ export function regressionsContract(target: ContractTarget): void {
         while (Date.now() < until) {
           // frozen
         }
-        const again = ea.campaign().then((l) => ({ l, leading: ea.isLeader }));
+        // It may also reject on a transient error (the freeze can cost the connection, e.g. on
+        // ZooKeeper): what it must not do is resolve the old leadership.
+        const again = ea.campaign().then(
+          (l) => ({ l, leading: ea.isLeader }),
+          (err: unknown) => {
+            if (!isSharedStructError(err, 'CONNECTION', 'TIMEOUT', 'SESSION_LOST')) throw err;
+            return undefined;
+          },
+        );
         again.catch(() => {});
         const outcome = await Promise.race([again, sleep(3000).then(() => undefined)]);
         if (outcome) {
@@ -629,6 +659,26 @@ export function regressionsContract(target: ContractTarget): void {
       });
 
       /**
+       * Whether the backend's compare can tell a life from a newer one at the same version. Not
+       * on ZooKeeper: `setData` and `multi` cannot compare a czxid (lib/backend.ts
+       * `PutOptions.life`, docs/ZOOKEEPER.md), so there a write made from one life overwrites a
+       * re-created key at the same version, as documented. The two ABA tests then hold
+       * ZooKeeper to what stays true: the write resolves or rejects cleanly and the instance ends
+       * equal to the store.
+       */
+      const pinsLife = target.name !== 'zookeeper';
+      const endsEqualToStore = async (s: SharedStruct<Tagged>, key: string): Promise<void> => {
+        await eventually('the instance ends equal to the store', async () => {
+          const stored = dec(await ctx.store.rawGet(key));
+          try {
+            return JSON.stringify(s.readDirty()) === JSON.stringify(stored);
+          } catch {
+            return false;
+          }
+        });
+      };
+
+      /**
        * updateLocked writes with CAS on the version inside the lock; a delete and re-create by a
        * foreign writer while `fn` runs puts a new life at the same version. SPEC: writes are CAS
        * on the version; a write made from one life must not commit into another (an ABA).
@@ -648,16 +698,23 @@ export function regressionsContract(target: ContractTarget): void {
         } catch (err) {
           error = err;
         }
+        if (!pinsLife) {
+          assert.ok(error === undefined || isSharedStructError(error, 'CONFLICT', 'NOT_FOUND'), `updateLocked rejected ${codeOf(error)}`);
+          await endsEqualToStore(s, key);
+          return;
+        }
         assert.deepEqual(dec(await ctx.store.rawGet(key)), { tag: 'life-2' }, 'updateLocked wrote into the new life (ABA)');
         assert.ok(isSharedStructError(error, 'CONFLICT', 'NOT_FOUND'), `updateLocked did not reject CONFLICT or NOT_FOUND: ${error === undefined ? 'resolved' : codeOf(error)}`);
+        await endsEqualToStore(s, key);
       });
 
       it('compareAndSet(version) made from one life never commits into a newer life at that version', async function () {
-        // Each round: a fresh life at version 1 that the cache holds, then a foreign delete and
-        // re-create (a newer life, again at version 1), and compareAndSet(1) while the cache still
-        // holds the old life — raced directly, or on a slow link (the cache learns 300 ms late,
-        // so the compare surely reaches the store after the re-create).
-        const rounds = target.name === 'memory' ? 10 : 6;
+        // Each round: a fresh life at version 1 that the cache holds, then, on a slow link (the
+        // cache learns 300 ms late), a foreign delete and re-create (a newer life, again at
+        // version 1) and compareAndSet(1) while the cache still holds the old life. The slow link
+        // makes every round count: on a fast one the cache often learns of the new life before
+        // the compare is sent, and the round tests nothing.
+        const rounds = target.name === 'memory' ? 8 : 5;
         this.timeout(rounds * 6000 + 10000);
         const a = await ctx.store.connect();
         const n = name();
@@ -673,13 +730,12 @@ export function regressionsContract(target: ContractTarget): void {
         const abas: string[] = [];
         let applicable = 0;
         for (let r = 1; r <= rounds; r++) {
-          const slow = r % 2 === 0;
           const old = `round-${r}-old`;
           const newer = `round-${r}-new`;
           await ctx.store.rawDelete(key);
           await ctx.store.rawPut(key, enc({ tag: old }));
           await eventually(`round ${r}: the cache holds '${old}' at version 1`, () => cachedTag() === old && s.stat().version === 1, 10000);
-          const restore = slow ? await ctx.store.slowLink(a, 300) : undefined;
+          const restore = await ctx.store.slowLink(a, 300);
           let outcome: string | undefined;
           try {
             await ctx.store.rawDelete(key);
@@ -692,16 +748,22 @@ export function regressionsContract(target: ContractTarget): void {
               );
             }
           } finally {
-            await restore?.();
+            await restore();
           }
           if (outcome === undefined) continue;
+          if (!pinsLife) {
+            if (outcome !== 'resolved' && outcome !== 'CONFLICT' && outcome !== 'NOT_FOUND') abas.push(`round ${r}: compareAndSet rejected ${outcome}`);
+            await endsEqualToStore(s, key);
+            continue;
+          }
           const stored = (dec(await ctx.store.rawGet(key)) as Tagged).tag;
           if (outcome === 'resolved' || stored !== newer) {
-            abas.push(`round ${r}${slow ? ' (slow link)' : ''}: compareAndSet(1) made from '${old}' ${outcome}; the store holds '${stored}', not '${newer}'`);
+            abas.push(`round ${r}: compareAndSet(1) made from '${old}' ${outcome}; the store holds '${stored}', not '${newer}'`);
           }
+          await endsEqualToStore(s, key);
         }
         assert.deepEqual(abas, [], `ABA in ${abas.length} of ${applicable} rounds where the cache still held the old life`);
-        assert.ok(applicable >= rounds / 2, `only ${applicable} of ${rounds} rounds had the cache on the old life when compareAndSet ran`);
+        assert.ok(applicable >= rounds - 1, `only ${applicable} of ${rounds} rounds had the cache on the old life when compareAndSet ran`);
       });
     });
   });
