@@ -64,7 +64,7 @@ const PROFILES: Record<string, Profile> = {
     maxBurst: 20,
   },
   real: {
-    runsPerSeed: 8,
+    runsPerSeed: 20,
     seeds: [0x13b001, 0x13b002],
     maxCommands: 20,
     sessionTtlMs: 2000,
@@ -797,7 +797,9 @@ export function modelContract(target: ContractTarget): void {
         const property = fc.asyncProperty(
           fc.integer({ min: 2, max: 3 }),
           fc.constantFrom(...profile.refreshIntervalMs),
-          fc.commands(commandArbs(profile), { maxCommands: profile.maxCommands }),
+          // size 'max': histories of every length up to maxCommands (fast-check's default size
+          // would cap them near 10 whatever maxCommands says).
+          fc.commands(commandArbs(profile), { maxCommands: profile.maxCommands, size: 'max' }),
           async (clients, refreshIntervalMs, cmds) => {
             const run = await Run.start(target, profile, clients, refreshIntervalMs, ++runId);
             try {

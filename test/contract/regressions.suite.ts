@@ -6,6 +6,7 @@
  * a choice.
  */
 import assert from 'node:assert/strict';
+import type { Backend } from '../../lib/backend.js';
 import { backendOf } from '../../lib/client.js';
 import {
   isSharedStructError,
@@ -277,6 +278,77 @@ export function regressionsContract(target: ContractTarget): void {
         assert.deepEqual(problems, [], `${problems.length} problem(s) in ${rounds} rounds`);
         assert.deepEqual(rec.fold(), sv.readDirty(), 'the fold across lives');
       });
+
+      /**
+       * A write whose compare finds the struct gone (deleted after the writer's cache last heard
+       * of it), with its answer processed only after the news of a re-create: that "found
+       * nothing" belongs to the ended life and must not end the newer one. SEMANTICS ("Lives only
+       * move forward"): a read that found nothing, a lost compare included, applies only if no new
+       * life was seen since it was sent. The answer is held here, test-side, until the new life
+       * has reached the writer's client, which makes deterministic what the model test hit on
+       * memory (seed 1286147 = 0x13a003, path "0": a cache that ends `deleted` while the store
+       * holds the struct, and `readConsistent()` rejecting NOT_FOUND): news of the re-create
+       * taken in between the store's answer and its handling.
+       */
+      for (const how of ['update', 'compareAndSet'] as const) {
+        it(`a lost ${how}() that found the struct gone never ends the newer life seen meanwhile`, async () => {
+          const v = await ctx.store.connect();
+          const d = await ctx.store.connect();
+          const n = name();
+          const key = `${v.namespace}/${n}/payload`;
+          const sd = await d.open<Tagged>(n, { initial: { tag: 'life-1' } });
+          const sv = await v.open<Tagged>(n);
+          // A second instance on the writer's client: it shows when that client's link has
+          // brought the new life (the writer's own instance holds such news while it writes).
+          const observer = await v.open<Tagged>(n);
+          const tagOf = (s: SharedStruct<Tagged>): string | undefined => {
+            try {
+              return s.readDirty().tag;
+            } catch {
+              return undefined;
+            }
+          };
+          const log: string[] = [];
+          sv.on('change', (ev: ChangeEvent<Tagged>) => log.push(`v${ev.version}<-${ev.previousVersion}:${ev.origin}:${ev.value.tag}`));
+          sv.on('deleted', () => log.push('deleted'));
+          const backend = backendOf(v) as { put: Backend['put'] };
+          const put = backend.put.bind(backend);
+          let armed = true;
+          backend.put = async (k, value, options) => {
+            if (!armed || k !== key) return put(k, value, options);
+            armed = false;
+            await sd.delete();
+            const answer = await put(k, value, options);
+            await d.open<Tagged>(n, { initial: { tag: 'life-2' } });
+            await eventually("the new life reached the writer's client", () => tagOf(observer) === 'life-2', 10000);
+            await sleep(target.name === 'memory' ? 20 : 200);
+            return answer;
+          };
+          let outcome: string;
+          try {
+            const write = how === 'update' ? sv.update((x) => void (x.tag = 'written')) : sv.compareAndSet(1, { tag: 'written' });
+            outcome = await write.then(
+              () => 'resolved',
+              (err: unknown) => codeOf(err),
+            );
+          } finally {
+            backend.put = put;
+          }
+          assert.ok(!armed, 'the write never reached the store');
+          assert.ok(['NOT_FOUND', 'CONFLICT'].includes(outcome), `${how}() ${outcome === 'resolved' ? 'resolved' : `rejected ${outcome}`}: its compare found the struct gone`);
+          let read: string;
+          try {
+            read = (await sv.readConsistent()).tag;
+          } catch (err) {
+            read = codeOf(err);
+          }
+          const stored = (dec(await ctx.store.rawGet(key)) as Tagged | undefined)?.tag;
+          assert.equal(stored, 'life-2');
+          assert.equal(read, 'life-2', `readConsistent() while the store holds 'life-2'; the writer's events: [${log.join(' ')}]`);
+          assert.deepEqual(log, ['deleted', 'v1<-0:resync:life-2'], 'one deleted, then the new life once');
+          assert.equal(sv.stat().state, 'open');
+        });
+      }
 
       /**
        * The mirror case: a consistent read sent before a delete and answered after the watch
