@@ -29,12 +29,21 @@ export interface ContractStore {
    */
   partition(client: Client): Promise<() => Promise<void>>;
   /**
+   * Makes `client`'s link slow until the returned function restores it: what the store sends it
+   * (its watch news at least) arrives about `ms` late, so its cache learns of changes late.
+   * Memory delays its watch deliveries (requests are answered at once); etcd and ZooKeeper delay
+   * every chunk through the client's proxy, both ways, order kept.
+   */
+  slowLink(client: Client, ms: number): Promise<() => Promise<void>>;
+  /**
    * Writes `bytes` to the absolute `key` as a foreign writer would: with the store's own raw
    * client (etcd3 put, ZooKeeper setData with version -1), never through our adapter.
    */
   rawPut(key: string, bytes: Uint8Array): Promise<void>;
   /** Reads the absolute `key` with the store's own raw client; undefined when absent. */
   rawGet(key: string): Promise<Uint8Array | undefined>;
+  /** Deletes the absolute `key` as a foreign client would (etcd3 delete, ZooKeeper remove, version -1); a missing key is no error. */
+  rawDelete(key: string): Promise<void>;
   /** Closes every client this store connected. */
   close(): Promise<void>;
 }

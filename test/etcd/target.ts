@@ -55,6 +55,14 @@ export const etcdTarget: ContractTarget = {
         await raw!.leaseClient.leaseRevoke({ ID: etcdBackendOf(client).leaseId });
       },
       partition: (client: Client) => clients.partition(client),
+      slowLink(client: Client, ms: number) {
+        const proxy = clients.proxyOf(client);
+        proxy.setMode('delay', { minMs: ms, maxMs: ms });
+        return Promise.resolve(() => {
+          proxy.setMode('pass');
+          return Promise.resolve();
+        });
+      },
       async rawPut(key: string, bytes: Uint8Array) {
         // A plain etcd put, as any foreign etcd client writes: no compare, no lease.
         await raw!.put(key).value(Buffer.from(bytes)).exec();
@@ -63,6 +71,9 @@ export const etcdTarget: ContractTarget = {
         const res = await raw!.get(key).exec();
         const kv = res.kvs[0];
         return kv ? new Uint8Array(kv.value) : undefined;
+      },
+      async rawDelete(key: string) {
+        await raw!.delete().key(key).exec();
       },
       close: () => clients.close(),
     });

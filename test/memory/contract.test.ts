@@ -1,4 +1,8 @@
+import { modelContract } from '../contract/model.suite.js';
+import { regressionsContract } from '../contract/regressions.suite.js';
 import { structContract } from '../contract/struct.suite.js';
 import { memoryTarget } from './target.js';
 
 structContract(memoryTarget);
+modelContract(memoryTarget);
+regressionsContract(memoryTarget);

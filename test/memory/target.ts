@@ -22,6 +22,7 @@ export const memoryTarget: ContractTarget = {
   newStore(): Promise<ContractStore> {
     const url = `memory://ct-${randomUUID().slice(0, 8)}`;
     const clients: Client[] = [];
+    const partitioned = new Set<Client>();
     return Promise.resolve({
       async connect(options: Partial<ConnectOptions> = {}) {
         const c = await connect(url, { requestTimeoutMs: 2000, ...options });
@@ -29,13 +30,28 @@ export const memoryTarget: ContractTarget = {
         return c;
       },
       expireSession(client: Client) {
-        memoryBackendOf(client).store.endSession(memoryBackendOf(client).session.id);
+        const backend = memoryBackendOf(client);
+        // A cut-off client learns of the expiry when the partition heals; a connected one at
+        // once, as a real client's next keepalive would tell it (ending the session in the store
+        // alone, it would never learn).
+        if (partitioned.has(client)) backend.store.endSession(backend.session.id);
+        else backend.expireSession();
         return Promise.resolve();
       },
       partition(client: Client) {
         const heal = memoryBackendOf(client).partition();
+        partitioned.add(client);
         return Promise.resolve(() => {
+          partitioned.delete(client);
           heal();
+          return Promise.resolve();
+        });
+      },
+      slowLink(client: Client, ms: number) {
+        const backend = memoryBackendOf(client);
+        backend.delayDelivery(ms);
+        return Promise.resolve(() => {
+          backend.delayDelivery(0);
           return Promise.resolve();
         });
       },
@@ -49,6 +65,11 @@ export const memoryTarget: ContractTarget = {
       },
       rawGet(key: string) {
         return Promise.resolve(memoryStore(url.slice('memory://'.length)).get(key)?.value);
+      },
+      rawDelete(key: string) {
+        const store = memoryStore(url.slice('memory://'.length));
+        if (store.get(key)) store.commit([], [{ op: 'delete', key }], '');
+        return Promise.resolve();
       },
       async close() {
         await Promise.allSettled(clients.splice(0).map((c) => c.close()));

@@ -2,6 +2,8 @@
 import { createBackend } from '../../adapters/zookeeper/index.js';
 import { backendContract } from '../contract/backend.suite.js';
 import { coordinationContract } from '../contract/coordination.suite.js';
+import { modelContract } from '../contract/model.suite.js';
+import { regressionsContract } from '../contract/regressions.suite.js';
 import { structContract } from '../contract/struct.suite.js';
 import { sharedZooKeeper } from '../support/zookeeper.js';
 import { testOptions } from './helpers.js';
@@ -12,3 +14,5 @@ backendContract('zookeeper', async () =>
 );
 structContract(zookeeperTarget);
 coordinationContract(zookeeperTarget);
+modelContract(zookeeperTarget);
+regressionsContract(zookeeperTarget);

@@ -48,6 +48,14 @@ export const zookeeperTarget: ContractTarget = {
         await expireSession(zkBackendOf(client), zk.connectString, clients.proxyOf(client), clients.isPartitioned(client) ? 'blackhole' : 'pass');
       },
       partition: (client: Client) => clients.partition(client),
+      slowLink(client: Client, ms: number) {
+        const proxy = clients.proxyOf(client);
+        proxy.setMode('delay', { minMs: ms, maxMs: ms });
+        return Promise.resolve(() => {
+          proxy.setMode('pass');
+          return Promise.resolve();
+        });
+      },
       async rawPut(key: string, value: Uint8Array) {
         const client = await rawClient();
         const data = Buffer.from(value);
@@ -62,6 +70,10 @@ export const zookeeperTarget: ContractTarget = {
         const client = await rawClient();
         if (!(await client.exists(key))) return undefined;
         return new Uint8Array((await client.getData(key)).data);
+      },
+      async rawDelete(key: string) {
+        const client = await rawClient();
+        if (await client.exists(key)) await client.remove(key);
       },
       async close() {
         const pendingRaw = raw;
