@@ -41,16 +41,32 @@ export class QueueSlot {
   readonly epoch: number;
   readonly #backend: Backend;
   readonly #parent: string;
+  /** The key's version when created: a delete is conditional on it (and on its create revision). */
+  readonly #version: number;
+  /** The key's revision when created: its watch starts there, so a delete before it started is seen. */
+  readonly #revision: bigint;
+  /** The key was seen deleted (or replaced by another life): there is nothing of ours to delete. */
+  #gone = false;
   #released: Promise<void> | undefined;
   #stopMonitor: (() => void) | undefined;
 
-  /** @internal Use {@link QueueSlot.enqueue} (tests adopt an entry they made). */
-  constructor(backend: Backend, parent: string, entry: Entry, epoch: number) {
+  /** The name can be created again by another contender once this key is gone: deletes compare the key's life. */
+  readonly #sharedName: boolean;
+
+  /**
+   * @internal Use {@link QueueSlot.enqueue} (tests adopt an entry they made). `sharedName`: the
+   * key's name is not unique to this slot (a claim is named after its message), so its delete
+   * is conditional on this life of the key (etcd and memory compare the create revision).
+   */
+  constructor(backend: Backend, parent: string, entry: Entry, epoch: number, options: { readonly sharedName?: boolean } = {}) {
+    this.#sharedName = options.sharedName === true;
     this.#backend = backend;
     this.#parent = parent;
     this.key = entry.key;
     this.token = entry.createRevision;
     this.epoch = epoch;
+    this.#version = entry.version;
+    this.#revision = entry.revision;
   }
 
   /**
@@ -146,11 +162,17 @@ export class QueueSlot {
     });
     this.#stopMonitor = stop;
     // The key itself: deleted by hand, or by the server on expiry we have not heard of yet.
-    const watch = backend.watch({ key: this.key }, { signal: watchStop.signal });
+    const watch = backend.watch({ key: this.key }, { signal: watchStop.signal, afterRevision: this.#revision });
     void (async () => {
       try {
         for await (const ev of watch) {
-          if (ev.type === 'delete' || (ev.type === 'reset' && !ev.entries.some((e) => e.key === this.key))) {
+          const deleted =
+            ev.type === 'delete' ||
+            (ev.type === 'put' && ev.entry.createRevision !== this.token) ||
+            (ev.type === 'reset' && !ev.entries.some((e) => e.key === this.key && e.createRevision === this.token));
+          if (deleted) {
+            // Not ours any more: a key of that name now may be another contender's (a claim).
+            this.#gone = true;
             lose(`its key '${this.key}' was deleted`);
             return;
           }
@@ -185,14 +207,27 @@ export class QueueSlot {
       const s = backend.session;
       return s.epoch === this.epoch && s.state !== 'lost' && s.state !== 'closed';
     };
+    // A key seen deleted, or of a session that is gone, is not ours to delete: its name may
+    // already be another contender's (claims are named after their message). The key is
+    // ephemeral; it went, or goes, with its session.
+    if (this.#gone || !sessionHolds()) return;
+    const once = async (): Promise<void> => {
+      if (this.#gone || !sessionHolds()) return;
+      if (this.#sharedName && backend.features.has('txn')) {
+        // Only this life of the key (etcd and memory compare its create revision).
+        await backend.txn({ compare: [{ key: this.key, version: this.#version, createRevision: this.token }], ops: [{ op: 'delete', key: this.key }] });
+      } else {
+        await backend.delete(this.key);
+      }
+    };
     try {
-      await backend.delete(this.key);
+      await once();
     } catch (err) {
       // The key is ephemeral: with its session gone, it is gone.
       if (err instanceof SharedStructError && (err.code === 'CLOSED' || err.code === 'SESSION_LOST')) return;
       if (!isRetryable(err)) throw err;
       // Bounded: two ttls and a minute, by when an unreachable session has long expired.
-      void retry(() => backend.delete(this.key), {
+      void retry(once, {
         what: `delete of queue key '${this.key}'`,
         giveUpAt: Date.now() + 2 * backend.session.ttlMs + 60_000,
         retryIf: (e) => isRetryable(e) && sessionHolds(),

@@ -229,7 +229,8 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
    * committed (exactly once). The reply travels in a key bound to this client's session, so a
    * caller that goes away leaves nothing behind. `TIMEOUT` (after `timeoutMs`), `ABORTED` (the
    * signal) and `SESSION_LOST` leave the message queued: it will still be applied, and its reply
-   * is dropped. `HANDLER_FAILED` when the message went to the dead letters.
+   * is dropped. `HANDLER_FAILED` when the message went to the dead letters. When it resolves,
+   * this object's `state` already shows the commit that replied (read your own call).
    */
   call(msg: Msg, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<DeepReadonly<Reply>> {
     return holding(() => this.#call(msg, options));
@@ -270,7 +271,8 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
     let id: string | undefined;
     try {
       ({ id } = await this.#enqueue(msg, rid, undefined));
-      const reply = await waitForReply(key, watch, wait);
+      const { record: reply, revision } = await waitForReply(key, watch, wait);
+      await this.#catchUp(revision, signal);
       if (reply.ok) return reply.value as DeepReadonly<Reply>;
       throw new SharedStructError('HANDLER_FAILED', `message '${id}' of server '${this.name}' failed and went to the dead letters: ${reply.error.message}`, {
         cause: reply.error,
@@ -284,6 +286,20 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
     } finally {
       watch.close();
       void this.#backend.delete(key).catch(() => {});
+    }
+  }
+
+  /**
+   * Brings `state` up to the commit at `revision` (the reply's transaction), so a caller reads
+   * its own call: the watch usually delivered it already; when not, one consistent read. Should
+   * that read fail, the reply still counts (the message is applied) and the watch catches up.
+   */
+  async #catchUp(revision: bigint, signal: AbortSignal | undefined): Promise<void> {
+    if (BigInt(this.state.stat().revision) >= revision) return;
+    try {
+      await this.state.readConsistent({ signal });
+    } catch (err) {
+      this.#ctx.logger.warn(`server '${this.name}': the state could not be read after a reply; it catches up from its watch`, { err });
     }
   }
 
@@ -755,7 +771,7 @@ class ConsumerLoop<State, Msg, Reply> {
     const created = await backend.create(claimKey, jsonCodec.encode(record), { ephemeral: true });
     if (!created.created) return; // someone else claimed it first: wait for their claim to go
     this.#claimed.set(m.id, created.entry);
-    const slot = new QueueSlot(backend, this.#s.claims, created.entry, epoch);
+    const slot = new QueueSlot(backend, this.#s.claims, created.entry, epoch, { sharedName: true });
     const monitor = slot.hold(`claim of message '${m.id}' of server '${this.#s.name}'`);
     try {
       // Still queued, as we listed it? (Another consumer may have applied it before our claim.)
@@ -765,6 +781,9 @@ class ConsumerLoop<State, Msg, Reply> {
       const fresh: Queued = { entry: current, id: m.id, env };
       const value = await state.readConsistent({ signal: this.#signal });
       const base = state.stat().version;
+      // The claim may already be gone (the session was replaced while we claimed): the effect
+      // must not run for a claim that cannot commit.
+      if (!monitor.check()) return;
       const reply = { set: false, value: undefined as unknown };
       const after: ((state: DeepReadonly<State>) => void | Promise<void>)[] = [];
       const ctx: LockedContext<State, Reply> = Object.freeze({
@@ -867,14 +886,14 @@ class ConsumerLoop<State, Msg, Reply> {
 }
 
 /** Waits for the reply in `key` (written by the consumer's transaction). */
-async function waitForReply(key: string, watch: AsyncIterable<WatchEvent>, signal: AbortSignal): Promise<ReplyRecord> {
+async function waitForReply(key: string, watch: AsyncIterable<WatchEvent>, signal: AbortSignal): Promise<{ record: ReplyRecord; revision: bigint }> {
   // The reply may already be there (the watch starts after our create).
   for await (const ev of watch) {
-    if (ev.type === 'put' && ev.entry.value.byteLength > 0) return decodeReply(ev.entry.value);
+    if (ev.type === 'put' && ev.entry.value.byteLength > 0) return { record: decodeReply(ev.entry.value), revision: ev.entry.revision };
     if (ev.type === 'reset') {
       const e = ev.entries.find((x) => x.key === key);
       if (!e) throw new SharedStructError('SESSION_LOST', `reply key '${key}' is gone (its session ended)`);
-      if (e.value.byteLength > 0) return decodeReply(e.value);
+      if (e.value.byteLength > 0) return { record: decodeReply(e.value), revision: e.revision };
     }
     if (ev.type === 'delete') throw new SharedStructError('SESSION_LOST', `reply key '${key}' is gone (its session ended)`);
   }

@@ -104,7 +104,11 @@ export function serverContract(target: ContractTarget): void {
       await eventually('the timed-out caller left no reply key', async () => (await backendOf(callerClient).list(replies)).length === 0);
       const consumer = await server.serve();
       assert.equal(await caller.call({ tag: 'second', by: 10 }, { timeoutMs: 10000 }), 15);
-      assert.deepEqual(caller.state.readDirty().applied, ['early', 'second']);
+      assert.deepEqual(caller.state.readDirty().applied, ['early', 'second'], 'the caller reads its own call');
+      for (let i = 0; i < 10; i++) {
+        const n = await caller.call({ tag: `c${i}` }, { timeoutMs: 10000 });
+        assert.equal(caller.state.readDirty().n, n, `call ${i}: the caller's state shows the commit that replied`);
+      }
       await eventually('no reply key left', async () => (await backendOf(callerClient).list(replies)).length === 0);
       await consumer.stop();
     });

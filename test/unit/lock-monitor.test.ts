@@ -8,6 +8,9 @@ import type { Backend, Entry, Watch, WatchEvent } from '../../lib/backend.js';
 import { QueueSlot, safetyMarginMs } from '../../lib/queue.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { sleep } from '../support/process.js';
+import { connect } from '../../lib/index.js';
+import { backendOf } from '../../lib/client.js';
+import { memoryBackendOf } from '../memory/target.js';
 
 /** A watch that stays silent until closed. */
 function silentWatch(signal?: AbortSignal): Watch {
@@ -33,6 +36,7 @@ function fakeBackend(session: SessionTracker): Backend & { deleted: string[] } {
   return {
     session,
     deleted,
+    features: new Set(),
     watch: (_t: unknown, o?: { signal?: AbortSignal }) => silentWatch(o?.signal),
     delete: (key: string) => {
       deleted.push(key);
@@ -106,5 +110,43 @@ describe('lock loss monitor', () => {
     assert.deepEqual(backend.deleted, [KEY], 'the lost slot let go of its key');
     await slot.release();
     assert.deepEqual(backend.deleted, [KEY], 'release after a loss deletes nothing more');
+  });
+
+  it('a slot of a session that was replaced deletes nothing: its key went with that session, and the name may be another\'s', async () => {
+    const session = new SessionTracker('s1', 2000);
+    const backend = fakeBackend(session);
+    const slot = new QueueSlot(backend, '/ns/_locks/x', entry, 1);
+    const monitor = slot.hold('claim of m');
+    session.transition('lost');
+    session.transition('reconnected', { newSessionId: 's2' });
+    assert.equal(monitor.signal.aborted, true);
+    await slot.release();
+    await sleep(10);
+    assert.deepEqual(backend.deleted, []);
+  });
+
+  it('a slot whose key was deleted and then created by another contender never deletes the newcomer\'s key (claims reuse names)', async () => {
+    const url = `memory://lock-monitor-${Date.now()}`;
+    await using a = await connect(url);
+    await using b = await connect(url);
+    const ba = backendOf(a);
+    const bb = backendOf(b);
+    const key = `${a.namespace}/srv/claims/m-1`;
+    const mine = await ba.create(key, new Uint8Array([1]), { ephemeral: true });
+    assert.ok(mine.created);
+    const slot = new QueueSlot(ba, `${a.namespace}/srv/claims`, mine.entry, ba.session.epoch, { sharedName: true });
+    const monitor = slot.hold('claim of m-1');
+    // A hears of it late (as a client does when the server ended its session), after B claimed.
+    memoryBackendOf(a).delayDelivery(50);
+    // Someone takes it away (as a server-side expiry would) and a second consumer claims it.
+    await bb.delete(key);
+    const theirs = await bb.create(key, new Uint8Array([2]), { ephemeral: true });
+    assert.ok(theirs.created);
+    if (!monitor.signal.aborted) await new Promise<void>((resolve) => monitor.signal.addEventListener('abort', () => resolve(), { once: true }));
+    await slot.release();
+    await sleep(20);
+    const now = await bb.get(key, { consistent: true });
+    assert.ok(now, 'the newcomer\'s claim was deleted by the slot that had lost it');
+    assert.equal(now.createRevision, theirs.entry.createRevision);
   });
 });
