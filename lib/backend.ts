@@ -279,6 +279,12 @@ export interface Backend {
   delete(key: string, options?: RequestOptions & { readonly expectedVersion?: number }): Promise<boolean>;
   /** The direct children of `prefix`, ordered by create revision. */
   list(prefix: string, options?: ListOptions): Promise<Entry[]>;
+  /**
+   * How many direct children `prefix` has, in one request that sends no values (ZooKeeper: the
+   * parent's `numChildren`; etcd: a count-only range, which counts keys at any depth under the
+   * prefix, so use it on flat folders). A durable server bounds its queue with it.
+   */
+  count(prefix: string, options?: GetOptions): Promise<number>;
   /** A multi-key transaction (feature `txn`). */
   txn(txn: Txn, options?: RequestOptions): Promise<TxnResult>;
   /** Watches a key or the children of a prefix. */

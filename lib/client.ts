@@ -314,13 +314,16 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     return holding(async () => {
       this.#ensureOpen();
       validateName(name, 'server name');
-      const { signal, initial, schema, handle, handleLocked, maxAttempts, ...rest } = options;
+      const { signal, initial, schema, handle, handleLocked, maxAttempts, maxQueueLength, ...rest } = options;
       const unknown = Object.keys(rest);
       if (unknown.length > 0) throw new SharedStructError('INVALID_ARGUMENT', `unknown option '${unknown[0]}' in server options`);
       if (handle !== undefined && typeof handle !== 'function') throw new SharedStructError('INVALID_ARGUMENT', "option 'handle' must be a function");
       if (handleLocked !== undefined && typeof handleLocked !== 'function') throw new SharedStructError('INVALID_ARGUMENT', "option 'handleLocked' must be a function");
       if (maxAttempts !== undefined && (!Number.isInteger(maxAttempts) || maxAttempts < 1)) {
         throw new SharedStructError('INVALID_ARGUMENT', `option 'maxAttempts' must be an integer >= 1, got ${String(maxAttempts)}`);
+      }
+      if (maxQueueLength !== undefined && (!Number.isInteger(maxQueueLength) || maxQueueLength < 1)) {
+        throw new SharedStructError('INVALID_ARGUMENT', `option 'maxQueueLength' must be an integer >= 1, got ${String(maxQueueLength)}`);
       }
       if (!this[BACKEND].features.has('txn')) {
         throw new SharedStructError('UNSUPPORTED', `durable servers need multi-key transactions, which the ${this[BACKEND].kind} backend does not offer`);

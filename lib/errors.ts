@@ -24,6 +24,7 @@
  * | `CLOSED` | the client or struct was closed | no |
  * | `UNSUPPORTED` | the backend cannot do what was asked | no |
  * | `HANDLER_FAILED` | a durable server's handler threw on a message `maxAttempts` times; the message is in the dead letters | no |
+ * | `QUEUE_FULL` | a durable server's queue holds `maxQueueLength` messages; nothing was queued | yes |
  */
 export const ErrorCodes = [
   'INVALID_ARGUMENT',
@@ -45,6 +46,7 @@ export const ErrorCodes = [
   'CLOSED',
   'UNSUPPORTED',
   'HANDLER_FAILED',
+  'QUEUE_FULL',
 ] as const;
 
 /** One of {@link ErrorCodes}. */
@@ -57,6 +59,7 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SESSION_LOST',
   'CONNECTION',
   'TIMEOUT',
+  'QUEUE_FULL',
 ]);
 
 const BRAND = Symbol.for('sharedstruct.SharedStructError');

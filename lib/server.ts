@@ -83,6 +83,15 @@ export interface ServerOptions<State, Msg, Reply> {
   readonly handleLocked?: (state: DeepReadonly<State>, msg: DeepReadonly<Msg>, ctx: LockedContext<State, Reply>) => State | DeepReadonly<State> | void | Promise<State | DeepReadonly<State> | void>;
   /** Handlings of one message that may fail before it goes to the dead letters (default 5). */
   readonly maxAttempts?: number;
+  /**
+   * The most messages the queue may hold (default 10 000): `cast` and `call` reject `QUEUE_FULL`
+   * (retryable; nothing is queued) when it is full, so producers that outrun their consumers
+   * learn it instead of growing one parent without bound (ZooKeeper's advice against big
+   * queues). Each producer counts the queue before its first message, after every tenth of the
+   * bound of its own messages, and before every message once the queue was found half full; so
+   * producers sending at once can pass the bound by the messages they have in flight.
+   */
+  readonly maxQueueLength?: number;
   /** JSON Schema of the state (as `open`). */
   readonly schema?: object;
 }
@@ -161,6 +170,9 @@ export interface ServerContext {
 
 const EMPTY = new Uint8Array(0);
 
+/** Default of {@link ServerOptions.maxQueueLength}. */
+export const DEFAULT_MAX_QUEUE_LENGTH = 10_000;
+
 /**
  * A durable server: its state is the struct `state` (an ordinary {@link SharedStruct}: every
  * process can `open(name)` it, read it and watch its changes), and its changes come from
@@ -187,6 +199,11 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
   readonly #backend: Backend;
   readonly #options: ServerOptions<State, Msg, Reply>;
   readonly #maxAttempts: number;
+  readonly #maxQueueLength: number;
+  /** The queue's length at this producer's last count (undefined: not counted yet). */
+  #lengthSeen: number | undefined;
+  /** This producer's messages queued since that count. */
+  #sinceCount = 0;
   readonly #queue: string;
   readonly #claims: string;
   readonly #dead: string;
@@ -206,6 +223,7 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
     this.state = state;
     this.#options = options;
     this.#maxAttempts = options.maxAttempts ?? 5;
+    this.#maxQueueLength = options.maxQueueLength ?? DEFAULT_MAX_QUEUE_LENGTH;
     this.#queue = `${key}/queue`;
     this.#claims = `${key}/claims`;
     this.#dead = `${key}/dead`;
@@ -246,7 +264,12 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
     if (bytes.byteLength > max) {
       throw new SharedStructError('VALUE_TOO_LARGE', `a message for server '${this.name}' is ${bytes.byteLength} bytes encoded and the ${this.#backend.kind} limit is ${max}; send less, or a reference to where the data is`);
     }
-    const send = this.#castChain.then(() => this.#backend.create(`${this.#queue}/m-`, bytes, { sequential: true, signal }));
+    const send = this.#castChain.then(async () => {
+      await this.#checkRoom(signal);
+      const created = await this.#backend.create(`${this.#queue}/m-`, bytes, { sequential: true, signal });
+      this.#sinceCount += 1;
+      return created;
+    });
     this.#castChain = send.catch(() => {});
     const created = await send;
     if (!created.created) throw new SharedStructError('CONFLICT', `a message key of server '${this.name}' already existed`);
@@ -286,6 +309,24 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
     } finally {
       watch.close();
       void this.#backend.delete(key).catch(() => {});
+    }
+  }
+
+  /**
+   * Rejects `QUEUE_FULL` when the queue holds `maxQueueLength` messages. Counting costs one
+   * request that sends no values; it is skipped while this producer's own messages since its
+   * last count cannot have filled the queue past half (see {@link ServerOptions.maxQueueLength}).
+   */
+  async #checkRoom(signal: AbortSignal | undefined): Promise<void> {
+    const max = this.#maxQueueLength;
+    const seen = this.#lengthSeen;
+    const due = seen === undefined || seen + this.#sinceCount >= max / 2 || this.#sinceCount >= Math.max(1, Math.floor(max / 10));
+    if (!due) return;
+    const length = await this.#backend.count(this.#queue, { signal });
+    this.#lengthSeen = length;
+    this.#sinceCount = 0;
+    if (length >= max) {
+      throw new SharedStructError('QUEUE_FULL', `the queue of server '${this.name}' holds ${length} messages (maxQueueLength ${max}); nothing was queued: retry after its consumers catch up, start more consumers (serve()), or raise maxQueueLength`);
     }
   }
 

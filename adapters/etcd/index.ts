@@ -263,6 +263,11 @@ export class EtcdBackend implements Backend {
     return res.kvs.map((kv) => toEntry(kv)).filter((e) => isDirectChild(prefix, e.key)).sort(byCreateRevision);
   }
 
+  async count(prefix: string, options: GetOptions = {}): Promise<number> {
+    const res = await this.#rpc.countRange({ ...childRange(prefix), ...this.#readMode(options) }, { what: `etcd count ${prefix}/`, signal: options.signal });
+    return Number(res.count);
+  }
+
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
     // A sequential create gets its unique key here (ordered by create revision, as create() does).
     const ops = txn.ops.map((op) => (op.op === 'create' && op.sequential ? { ...op, key: this.#sequentialKey(op.key) } : op));

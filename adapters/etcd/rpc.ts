@@ -212,6 +212,11 @@ export class EtcdRpc {
     return this.#call({ ...spec, op: 'range', kind: 'read' }, (o) => this.client.kv.range(req, o));
   }
 
+  /** A count-only range (counted as `count`). */
+  countRange(req: IRangeRequest, spec: Omit<CallSpec, 'op' | 'kind'>): Promise<IRangeResponse> {
+    return this.#call({ ...spec, op: 'count', kind: 'read' }, (o) => this.client.kv.range({ ...req, count_only: true }, o));
+  }
+
   txn(req: ITxnRequest, spec: Omit<CallSpec, 'op' | 'kind'>): Promise<ITxnResponse> {
     const write = (req.success ?? []).concat(req.failure ?? []).some((op) => op.request_put || op.request_delete_range);
     return this.#call({ ...spec, op: 'txn', kind: write ? 'write' : 'read' }, (o) => this.client.kv.txn(req, o));

@@ -128,6 +128,10 @@ export class MemoryBackend implements Backend {
     });
   }
 
+  count(prefix: string, options: GetOptions = {}): Promise<number> {
+    return this.#request('count', options, () => this.store.list(prefix).length);
+  }
+
   txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
     return this.#request('txn', options, () => {
       const ops = txn.ops.map((op) => (op.op === 'create' && op.sequential ? { ...op, key: this.store.sequentialKey(op.key), sequential: false } : op));

@@ -352,6 +352,19 @@ export class ZooKeeperBackend implements Backend {
     });
   }
 
+  async count(prefix: string, options: GetOptions = {}): Promise<number> {
+    validateKey(prefix);
+    const path = this.#path(prefix);
+    return this.#request(`count ${prefix}`, options.signal, async (conn, signal) => {
+      if (options.consistent) void conn.send('sync', OP.sync, syncRequest(path), undefined, { signal }).catch(() => {});
+      // Counted as `count`: an exists of the parent, whose stat has numChildren.
+      const reply = await conn.send('count', OP.exists, pathWatchRequest('exists', path, false), parseStat, { signal });
+      if (reply.err === ZkCodes.NO_NODE) return 0;
+      if (reply.err !== 0) throw convertCode(reply.err, `exists ${prefix}`);
+      return reply.body!.numChildren;
+    });
+  }
+
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
     const ops: MultiOp[] = [];
     for (const c of txn.compare) {

@@ -191,6 +191,16 @@ export function backendContract(name: string, makeBackend: () => Promise<Backend
       assert.equal((await b.get(created.key))?.createRevision, created.createRevision);
     });
 
+    it('counts the children of a folder in one request (0 for a folder that does not exist)', async () => {
+      assert.equal(await b.count(`${root}/none`), 0);
+      for (let i = 0; i < 4; i++) await b.create(`${root}/c/m-`, enc(String(i)), { sequential: true });
+      const before = b.counters.snapshot().count ?? 0;
+      assert.equal(await b.count(`${root}/c`, { consistent: true }), 4);
+      assert.equal((b.counters.snapshot().count ?? 0) - before, 1);
+      await b.delete((await b.list(`${root}/c`, { limit: 1 }))[0]!.key);
+      assert.equal(await b.count(`${root}/c`), 3);
+    });
+
     it('a transaction applies all of its ops or none', async () => {
       await b.create(`${root}/a`, enc('a1'));
       await b.create(`${root}/lock`, enc('held'));

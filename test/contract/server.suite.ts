@@ -230,5 +230,29 @@ export function serverContract(target: ContractTarget): void {
       await eventually('woken by its watch', () => server.state.readDirty().applied.includes('wake'));
       await consumer.stop();
     });
+
+    it('a full queue refuses messages with QUEUE_FULL (nothing queued) until consumers catch up; counting is rare while it is short', async () => {
+      const client = await ctx.store.connect();
+      const n = name();
+      const server = await logServer(client, n, { maxQueueLength: 3 });
+      for (const tag of ['a', 'b', 'c']) await server.cast({ tag });
+      await assert.rejects(server.cast({ tag: 'd' }), (e: unknown) => isSharedStructError(e, 'QUEUE_FULL') && e.retryable && /maxQueueLength 3/.test(e.message));
+      await assert.rejects(server.call({ tag: 'e' }, { timeoutMs: 5000 }), (e: unknown) => isSharedStructError(e, 'QUEUE_FULL'));
+      assert.deepEqual((await server.pending()).map((m) => m.msg.tag), ['a', 'b', 'c']);
+      const consumer = await server.serve();
+      await eventually('drained', async () => (await server.pending()).length === 0);
+      await server.cast({ tag: 'f' });
+      await eventually('applied after the refusal', () => server.state.readDirty().applied.join() === 'a,b,c,f');
+      await consumer.stop();
+
+      // A roomy bound: one count for the first message, the next after a tenth of the bound.
+      const roomy = await logServer(client, name(), { maxQueueLength: 100 });
+      const countsBefore = backendOf(client).counters.snapshot().count ?? 0;
+      for (let i = 0; i < 10; i++) await roomy.cast({ tag: `r${i}` });
+      assert.equal((backendOf(client).counters.snapshot().count ?? 0) - countsBefore, 1, '10 casts under a bound of 100 count the queue once');
+      await roomy.cast({ tag: 'r10' });
+      assert.equal((backendOf(client).counters.snapshot().count ?? 0) - countsBefore, 2);
+      await assert.rejects(client.server(name(), { initial: {}, maxQueueLength: 0 }), (e: unknown) => isSharedStructError(e, 'INVALID_ARGUMENT') && /maxQueueLength/.test(e.message));
+    });
   });
 }
