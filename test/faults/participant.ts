@@ -8,7 +8,8 @@
 import { fileURLToPath } from 'node:url';
 import { applyChanges, connect, isSharedStructError, type Client, type Logger, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
-import { seedBug, type SeededBug } from './seeded.js';
+import { connectWrapped } from '../../lib/connect.js';
+import { faultyBackend, innermost, type SeededBug } from '../support/faulty-backend.js';
 import type { Operation } from './linearizability.js';
 import { now, type AckedWrite, type CachedRead, type FencedWrite } from './checks.js';
 import { sleep } from '../support/process.js';
@@ -24,8 +25,8 @@ export interface ParticipantConfig {
   readonly namespace: string;
   readonly sessionTtlMs: number;
   readonly requestTimeoutMs: number;
-  /** Seeded bugs to turn on in this participant's process. */
-  readonly seeded?: readonly SeededBug[];
+  /** The seeded bug this participant's client runs with (every backend it makes is wrapped). */
+  readonly seeded?: SeededBug | undefined;
 }
 
 /** What a participant does in one run. */
@@ -190,15 +191,15 @@ export class Participant {
   }
 
   static async connect(config: ParticipantConfig): Promise<Participant> {
-    for (const bug of config.seeded ?? []) seedBug(bug);
-    const client = await settle(() =>
-      connect(config.url, { namespace: config.namespace, sessionTtlMs: config.sessionTtlMs, requestTimeoutMs: config.requestTimeoutMs, logger: quiet }),
-    );
+    const options = { namespace: config.namespace, sessionTtlMs: config.sessionTtlMs, requestTimeoutMs: config.requestTimeoutMs, logger: quiet };
+    const bug = config.seeded;
+    const client = await settle(() => (bug === undefined ? connect(config.url, options) : connectWrapped(config.url, options, faultyBackend(bug))));
     return new Participant(config.index, client);
   }
 
   sessionInfo(): SessionInfo {
-    const backend = backendOf(this.client) as unknown as {
+    // The adapter's own fields, under any seeded bug's wrapper.
+    const backend = innermost(backendOf(this.client)) as unknown as {
       kind: string;
       leaseId?: string;
       sessionCredentials?: () => { sessionId: Buffer; password: Buffer; timeoutMs: number };

@@ -1,11 +1,12 @@
 /**
  * `npm run test:faults`: the fault matrix (issue 8). For each backend it starts a 3-member
  * cluster on loopback, puts every client behind its own TCP proxies (one per member), runs each
- * workload under each fault class, then each seeded bug, and prints per backend: runs and
- * histories, operations (ok / failed / unknown), linearizability violations, lost acknowledged
- * writes, watch anomalies, stale cached reads, lock exclusion violations, stale-token writes
- * accepted, the smallest lock-lost margin, recovery p50 / p99 and the seeded bugs caught. It
- * exits non-zero on any violation, any seeded bug not caught, or any run that could not be made.
+ * workload under each fault class, then each seeded bug (a faulty backend under the clients,
+ * test/support/faulty-backend.ts), and prints per backend: runs and histories, operations (ok /
+ * failed / unknown), linearizability violations, lost acknowledged writes, watch anomalies, stale
+ * cached reads, lock exclusion violations, stale-token writes accepted, the smallest lock-lost
+ * margin, recovery p50 / p99 and the seeded bugs caught. It exits non-zero on any violation, any
+ * seeded bug not caught, or any run that could not be made.
  * Everything stays on 127.0.0.1; every loop is bounded in count and time. See docs/RELIABILITY.md.
  *
  *   npm run test:faults [-- --backend etcd|zookeeper] [--quick | --ci] [--filter 'text']
@@ -13,7 +14,7 @@
 import type { Etcd3 } from 'etcd3';
 import { backendOf } from '../../lib/client.js';
 import { connect, type Client, type Logger } from '../../lib/index.js';
-import { seedBug, type SeededBug } from './seeded.js';
+import type { SeededBug } from '../support/faulty-backend.js';
 import { metricValue, rawEtcd, startEtcd } from '../support/etcd.js';
 import { sleep } from '../support/process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
@@ -347,16 +348,24 @@ const CI_RUNS: readonly [string, WorkloadName][] = [
   ['client SIGSTOP > ttl', 'watch'],
 ];
 
-/** Each seeded bug, the workload and fault that must catch it. */
+/**
+ * Each seeded bug (a faulty backend under every participant's client, test/support/faulty-backend.ts),
+ * the workload and fault that must catch it.
+ */
 const SEEDED: readonly [SeededBug, WorkloadName, string][] = [
-  // A cut-off client's cache is stale for sure; without a fault, caches are fresh within a
-  // millisecond and a cache served as consistent rarely shows. Cut off past the ttl, the client
-  // makes at least three operations (each ends within its 1.5 s deadline), so one is a read.
+  // The watch cache of a cut-off client is stale for sure, and its consistent reads come back at
+  // once instead of timing out; without a fault the cache lags by a millisecond and the lie rarely
+  // shows. Cut off past the ttl, participant 0 makes at least three operations (each ends within
+  // its 1.5 s deadline), so one is a read (of struct 0, which the others keep writing).
   ['cached-read', 'register', 'client blackhole > ttl'],
-  // The cut-off client reads its cache for the whole cut while the others write.
+  // The cut-off reader's freshness checks are answered by its silent watch while the others write.
   ['unchecked-staleness', 'watch', 'client blackhole > ttl'],
+  // Four writers conflict all the time, so any fault catches it; the cut adds a writer whose
+  // cache is 2 s old when it comes back.
   ['blind-cas', 'counter', 'client blackhole < ttl'],
+  // Whoever queues last holds at once, with any fault.
   ['lock-without-queue', 'lock', 'client blackhole < ttl'],
+  // Only a holder cut off past its ttl has a session to lose while it holds.
   ['lock-ignores-session', 'lock', 'client blackhole > ttl'],
 ];
 
@@ -409,6 +418,19 @@ const tally = (): Tally => ({
 });
 const violations = (t: Tally): number =>
   t.linearizability + t.lost + t.watch + t.staleReads + t.exclusion + t.staleTokens + t.marginViolations + t.missedLosses + t.unexpected;
+/** The checks that found something in `t`, with their counts (what caught a seeded bug). */
+const CHECKS: readonly [keyof Tally, string][] = [
+  ['linearizability', 'linearizability'],
+  ['lost', 'lost acknowledged writes'],
+  ['watch', 'watch anomalies'],
+  ['staleReads', 'stale cached reads'],
+  ['exclusion', 'lock exclusion'],
+  ['staleTokens', 'stale-token writes'],
+  ['marginViolations', 'lock-lost margin'],
+  ['missedLosses', 'missed lock loss'],
+];
+const foundBy = (t: Tally): string =>
+  CHECKS.flatMap(([k, name]) => ((t[k] as number) > 0 ? [`${name} ${t[k] as number}`] : [])).join(', ');
 const add = (a: Tally, b: Tally): void => {
   for (const k of Object.keys(a) as (keyof Tally)[]) {
     const v = b[k];
@@ -489,7 +511,6 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
   let watcher: ReturnType<typeof observe> | undefined;
   const notes: string[] = [];
   const started = now();
-  if (options.seeded) seedBug(options.seeded);
   try {
     observer = await settle(() => connect(cluster.url(cluster.ports), { namespace, sessionTtlMs: TTL, requestTimeoutMs: REQUEST_TIMEOUT, logger: quiet }));
     watcher = observe(observer, [`${namespace}/_groups/sessions`, `${namespace}/${name}/write_lock`]);
@@ -503,7 +524,7 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
         namespace,
         sessionTtlMs: TTL,
         requestTimeoutMs: REQUEST_TIMEOUT,
-        ...(options.seeded && { seeded: [options.seeded] }),
+        seeded: options.seeded,
       };
       participants.push(i === 0 && fault.needsProcess ? await RemoteParticipant.start(config, 120000) : await LocalParticipant.start(config));
     }
@@ -539,7 +560,6 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
     }
     const records: RunRecord[] = await Promise.all(runs);
     const codes: Record<string, number> = {};
-    if (options.seeded) seedBug(options.seeded, false);
     for (const r of records) {
       t.ok += r.ok;
       t.failed += r.failed;
@@ -630,7 +650,6 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
     t.unexpected += 1;
     notes.push(`RUN FAILED: ${(err as Error)?.stack ?? String(err)}`);
   } finally {
-    if (options.seeded) seedBug(options.seeded, false);
     await watcher?.stop();
     await Promise.allSettled(participants.map((p) => p.close()));
     await observer?.close().catch(() => {});
@@ -666,7 +685,7 @@ async function runBackend(make: () => Promise<Cluster>): Promise<{ row: string; 
       // Harness failures do not count as catching a bug.
       const hit = violations(t) - t.unexpected > 0;
       if (hit) caught.push(bug);
-      console.error(`  [${cluster.name}] seeded ${bug} / ${workload} / ${faultName}: ${hit ? 'caught' : 'NOT caught'}; ${line}`);
+      console.error(`  [${cluster.name}] seeded ${bug} / ${workload} / ${faultName}: ${hit ? `caught (${foundBy(t)})` : 'NOT caught'}; ${line}`);
       await cluster.repair();
       await cluster.leader();
     }
