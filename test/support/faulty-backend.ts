@@ -76,6 +76,9 @@ export class ForwardingBackend implements Backend {
   list(prefix: string, options?: ListOptions): Promise<Entry[]> {
     return this.inner.list(prefix, options);
   }
+  count(prefix: string, options?: GetOptions): Promise<number> {
+    return this.inner.count(prefix, options);
+  }
   txn(txn: Txn, options?: RequestOptions): Promise<TxnResult> {
     return this.inner.txn(txn, options);
   }
