@@ -81,6 +81,8 @@ export interface TermRecord {
   endedAt?: number;
   learnedAt?: number;
   learnedBy?: 'signal' | 'held';
+  /** What `held` said at once when `campaign()` resolved: a resolved leadership must be held. */
+  heldAtOnce: boolean;
   long: boolean;
 }
 
@@ -622,8 +624,9 @@ export class Participant {
       } finally {
         clearInterval(timer);
       }
+      const heldAtOnce = term.held;
       const electedAt = now();
-      const rec: TermRecord = { client: this.index, token: term.token, electedAt, lastActAt: electedAt, long: long !== undefined };
+      const rec: TermRecord = { client: this.index, token: term.token, electedAt, lastActAt: electedAt, heldAtOnce, long: long !== undefined };
       this.#record.terms.push(rec);
       const learned = (by: 'signal' | 'held', at: number): void => {
         if (rec.learnedAt !== undefined) return;

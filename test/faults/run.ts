@@ -652,7 +652,10 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
       const overlaps = leaderOverlaps(terms, exempt);
       const gap = longestLeaderless(terms, outcome.endAt, stopAt);
       const disagreements = leaderDisagreements(samples, terms, ELECTION_BOUND_MS);
-      t.election += overlaps.length + (gap > ELECTION_BOUND_MS ? 1 : 0) + disagreements.length;
+      // campaign() must not resolve a leadership that is already gone (docs/LOCKS.md).
+      const goneAtOnce = records.flatMap((r) => r.terms.filter((x) => !x.heldAtOnce));
+      t.election += overlaps.length + (gap > ELECTION_BOUND_MS ? 1 : 0) + disagreements.length + goneAtOnce.length;
+      if (goneAtOnce.length > 0) notes.push(`campaign() resolved ${goneAtOnce.length} leaderships whose held was already false (p${goneAtOnce[0]!.client}, token ${goneAtOnce[0]!.token})`);
       for (const o of overlaps.slice(0, 3)) notes.push(`two leaders: p${o.older.client} (token ${o.older.token}) acted ${o.overlapMs.toFixed(0)} ms after p${o.newer.client} (token ${o.newer.token}) was elected`);
       if (gap > ELECTION_BOUND_MS) notes.push(`no leader for ${gap.toFixed(0)} ms after the fault (bound ${ELECTION_BOUND_MS} ms)`);
       for (const d of disagreements.slice(0, 3)) notes.push(`leader() named token ${d.token} (${d.client === undefined ? 'no term' : `p${d.client}`}) from ${(d.from - started).toFixed(0)} to ${(d.to - started).toFixed(0)} ms, past the bound`);
