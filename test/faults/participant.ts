@@ -165,8 +165,12 @@ const UNKNOWN = ['TIMEOUT', 'CONNECTION', 'SESSION_LOST'] as const;
 type Reg = { n: number };
 type Watched = { n: number; by: number };
 type Fenced = { log: FencedWrite[] };
-/** recreate: `life` is set at creation and never written; `n` is 0 at creation, +1 per write. */
-type Lived = { life: number; n: number; by: number };
+/**
+ * recreate: `life` is set at creation and never written; `n` is 0 at creation, +1 per write;
+ * `log` gets the writer's index appended by every write (each element is changed once, so an
+ * event left out of a fold stays out: a value overwritten by every write would heal it).
+ */
+type Lived = { life: number; n: number; by: number; log: number[] };
 
 const errorText = (err: unknown): string => (isSharedStructError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err));
 
@@ -304,7 +308,7 @@ export class Participant {
         this.#election = this.client.election(spec.name, { id: `p${this.index}` });
         return;
       case 'recreate': {
-        const initial: Lived = { life: 1, n: 0, by: -1 };
+        const initial: Lived = { life: 1, n: 0, by: -1, log: [] };
         if (spec.role === 'deleter') {
           // Life 1 is created here (any participant may create it: the same initial value).
           const s = await settle(() => this.client.open<Lived>(spec.name, { initial }));
@@ -695,7 +699,7 @@ export class Participant {
       await sleep(20 + Math.random() * 60);
       // A new life, with new initial values. Only this participant creates lives after the first.
       life += 1;
-      const initial: Lived = { life, n: 0, by: this.index };
+      const initial: Lived = { life, n: 0, by: this.index, log: [] };
       s = await settle(() => this.client.open<Lived>(spec.name, { initial }));
       if (s.readDirty().life !== life) throw new Error(`recreate: opened life ${s.readDirty().life}, not the new life ${life}`);
       this.#record.lives.push({ life, createRevision: await this.#createRevision(spec.name) });
@@ -719,6 +723,7 @@ export class Participant {
           await s.update((d) => {
             d.n += 1;
             d.by = this.index;
+            d.log.push(this.index);
           }, { maxRetries: 200 });
         }
         this.#ok();

@@ -670,7 +670,7 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
         t.recreate += bad.length;
         notes.push(...bad.slice(0, 3).map((a) => `p${i}: ${a}`));
       }
-      const s = await settle(() => observer!.open<{ life: number; n: number; by: number }>(name));
+      const s = await settle(() => observer!.open<{ life: number; n: number; by: number; log: number[] }>(name));
       const value = await settle(() => s.readConsistent());
       const final = { version: s.stat().version, value };
       for (const [i, p] of participants.entries()) {
