@@ -4,7 +4,8 @@
  * workload under each fault class, then each seeded bug, and prints per backend: runs and
  * histories, operations (ok / failed / unknown), linearizability violations, lost acknowledged
  * writes, watch anomalies, stale cached reads, lock exclusion violations, stale-token writes
- * accepted, the smallest lock-lost margin, recovery p50 / p99 and the seeded bugs caught. It
+ * accepted, election violations, recreate anomalies, the smallest lock-lost margin, recovery
+ * p50 / p99 and the seeded bugs caught. It
  * exits non-zero on any violation, any seeded bug not caught, or any run that could not be made.
  * Everything stays on 127.0.0.1; every loop is bounded in count and time. See docs/RELIABILITY.md.
  *
