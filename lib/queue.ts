@@ -184,7 +184,9 @@ export class QueueSlot {
       }
     })();
     if (session.epoch !== this.epoch || session.state === 'lost' || session.state === 'closed') lose('the session was lost');
-    else armDeadline();
+    // A deadline already past (contact lost while the contender waited) is lost now, so a caller
+    // that checks the signal right away does not hand out what is gone.
+    else if (check()) armDeadline();
     return { signal: controller.signal, check };
   }
 

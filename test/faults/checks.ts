@@ -208,3 +208,176 @@ export function percentile(values: readonly number[], p: number): number | undef
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
+
+/** One term of the election workload: a campaign that resolved, until its holder stopped acting as leader. */
+export interface Term {
+  readonly client: number;
+  /** The leadership's token (the create revision of its key), decimal. */
+  readonly token: string;
+  /** When `campaign()` resolved. */
+  readonly electedAt: number;
+  /** The last guarded step: a `held` check that said yes, after which the leader acted. */
+  readonly lastActAt: number;
+  /** When it stopped believing it leads: it decided to resign, or learned it was deposed (undefined: it still led at the end). */
+  readonly endedAt?: number | undefined;
+}
+
+/** Two leaders at once: a guarded step of an older term after a newer term was elected. */
+export interface LeaderOverlap {
+  readonly older: Term;
+  readonly newer: Term;
+  /** How long after the newer term's election the older one still acted. */
+  readonly overlapMs: number;
+}
+
+/**
+ * Leaders that overlapped. Terms are ordered by token, as the lock workload orders holders: a
+ * term whose token is lower than another's was elected before it, so it must have stopped acting
+ * before the newer one was elected — the old key goes only once its holder resigned, was deposed
+ * locally (before its session can end) or lost its session. `exempt` terms (their session was
+ * ended on the server by the test, with no warning a client could act on) are left out as the
+ * older side: only a fence can protect what they do.
+ */
+export function leaderOverlaps(terms: readonly Term[], exempt: (t: Term) => boolean = () => false): LeaderOverlap[] {
+  const byToken = [...terms].sort((a, b) => (BigInt(a.token) < BigInt(b.token) ? -1 : BigInt(a.token) > BigInt(b.token) ? 1 : 0));
+  const out: LeaderOverlap[] = [];
+  // The older term that acted last, over every token below the current one.
+  let latest: Term | undefined;
+  for (let i = 0; i < byToken.length; ) {
+    // Terms with one token are one term (never two campaigns with one key).
+    let j = i;
+    while (j < byToken.length && byToken[j]!.token === byToken[i]!.token) j++;
+    for (let k = i; k < j; k++) {
+      const t = byToken[k]!;
+      if (latest && latest.lastActAt > t.electedAt) out.push({ older: latest, newer: t, overlapMs: latest.lastActAt - t.electedAt });
+    }
+    for (let k = i; k < j; k++) {
+      const t = byToken[k]!;
+      if (!exempt(t) && (!latest || t.lastActAt > latest.lastActAt)) latest = t;
+    }
+    i = j;
+  }
+  return out;
+}
+
+/**
+ * The longest stretch of `[from, to]` in which no term was believed held (a wedged election shows
+ * as one stretch to the end of the run). A term still held at the end counts as held to `to`.
+ */
+export function longestLeaderless(terms: readonly Term[], from: number, to: number): number {
+  const spans = terms.map((t) => [t.electedAt, t.endedAt ?? to] as const).sort((a, b) => a[0] - b[0]);
+  let longest = 0;
+  let covered = from;
+  for (const [start, end] of spans) {
+    if (start > covered) longest = Math.max(longest, Math.min(start, to) - covered);
+    covered = Math.max(covered, end);
+    if (covered >= to) break;
+  }
+  return Math.max(longest, to - covered);
+}
+
+/** `leader()` as an unfaulted client read it at `at` (the token it named, or null). */
+export interface LeaderSample {
+  readonly at: number;
+  readonly token: string | null;
+}
+
+/** A stretch of samples naming one token where no holder believed it led within the bound. */
+export interface LeaderDisagreement {
+  readonly token: string;
+  readonly from: number;
+  readonly to: number;
+  /** The holder of the term, if any term had that token. */
+  readonly client: number | undefined;
+}
+
+/**
+ * `leader()` must agree with the holder eventually: each stretch of consecutive samples naming
+ * one token must lie within that term's belief, widened by `boundMs` on each side (the key heads
+ * the queue a little before `campaign()` resolves; a deposed leader's key goes once it reaches the
+ * store, or with its session). A token no term had may be named for at most `boundMs`. The old
+ * bug — a deposed leader's key kept forever — shows as a stretch running far past the term's end.
+ */
+export function leaderDisagreements(samples: readonly LeaderSample[], terms: readonly Term[], boundMs: number): LeaderDisagreement[] {
+  const byToken = new Map(terms.map((t) => [t.token, t]));
+  const out: LeaderDisagreement[] = [];
+  const sorted = [...samples].sort((a, b) => a.at - b.at);
+  for (let i = 0; i < sorted.length; ) {
+    const token = sorted[i]!.token;
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1]!.token === token) j++;
+    if (token !== null) {
+      const from = sorted[i]!.at;
+      const to = sorted[j]!.at;
+      const t = byToken.get(token);
+      const bad = t ? from < t.electedAt - boundMs || to > (t.endedAt ?? Number.POSITIVE_INFINITY) + boundMs : to - from > boundMs;
+      if (bad) out.push({ token, from, to, client: t?.client });
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+/** One life of the recreate workload's struct, as its deleter made it. */
+export interface Life {
+  readonly life: number;
+  /** The create revision of the life's key, decimal. */
+  readonly createRevision: string;
+  /** When the deleter sent its first delete of this life (undefined: never deleted). */
+  readonly deleteSentAt?: number | undefined;
+}
+
+/** What one instance saw of the recreate struct, in the order it saw it. */
+export type LifeEvent =
+  | { readonly kind: 'change'; readonly at: number; readonly life: number; readonly version: number; readonly previousVersion: number; readonly n: number }
+  | { readonly kind: 'deleted'; readonly at: number; readonly revision: string };
+
+/** A `NOT_FOUND` from a write: the life the instance's cache held when the write was called, and when it rejected. */
+export interface NotFound {
+  readonly life: number;
+  readonly at: number;
+}
+
+/**
+ * Anomalies of one instance across deletes and re-creations (docs/SEMANTICS.md, "lives only move
+ * forward"). Every value carries its life (`life`, set at creation) and `n` (0 at creation, +1 per
+ * write), so `n = version − 1` within a life. Checked: lives never go back; within a life versions
+ * strictly increase (none delivered twice) and values match their version; a new life starts with
+ * `previousVersion` 0; a `deleted` ends the life the instance holds, only once, only after the
+ * deleter sent that life's delete, and with a revision newer than that life's creation (a stale
+ * delete is one of an older life applied to a newer one); a write rejects `NOT_FOUND` only if the
+ * life its cache held was deleted by the time it rejected. Events of a `changes()` iterator carry
+ * no deletes: only the change rules apply to them.
+ */
+export function lifeAnomalies(events: readonly LifeEvent[], lives: readonly Life[], notFounds: readonly NotFound[] = []): string[] {
+  const byLife = new Map(lives.map((l) => [l.life, l]));
+  const out: string[] = [];
+  let cur: { life: number; version: number; deleted: boolean } | undefined;
+  for (const e of events) {
+    if (e.kind === 'change') {
+      const where = `life ${e.life} version ${e.version}`;
+      if (e.n !== e.version - 1) out.push(`${where}: value n=${e.n} does not belong to that version (a write on another life's value?)`);
+      if (cur && e.life < cur.life) out.push(`${where} after life ${cur.life}: a life went back`);
+      else if (cur && e.life === cur.life) {
+        if (cur.deleted) out.push(`${where} after that life's deleted`);
+        else if (e.version <= cur.version) out.push(`${where} after version ${cur.version}: ${e.version === cur.version ? 'delivered twice' : 'went back'}`);
+      } else if (cur && e.previousVersion !== 0) out.push(`${where}: a new life with previousVersion ${e.previousVersion}, not 0`);
+      cur = { life: e.life, version: e.version, deleted: false };
+    } else {
+      if (!cur) continue;
+      if (cur.deleted) {
+        out.push(`a second deleted (revision ${e.revision}) for life ${cur.life}`);
+        continue;
+      }
+      const life = byLife.get(cur.life);
+      if (life && BigInt(e.revision) <= BigInt(life.createRevision)) out.push(`deleted at revision ${e.revision} applied to life ${cur.life} created at ${life.createRevision} (a stale delete)`);
+      else if (life && (life.deleteSentAt === undefined || e.at < life.deleteSentAt)) out.push(`deleted applied to life ${cur.life} before its delete was sent (a stale delete)`);
+      cur = { ...cur, deleted: true };
+    }
+  }
+  for (const nf of notFounds) {
+    const sent = byLife.get(nf.life)?.deleteSentAt;
+    if (sent === undefined || sent > nf.at) out.push(`NOT_FOUND from a write on life ${nf.life}, which was not deleted then`);
+  }
+  return out;
+}

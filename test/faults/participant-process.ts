@@ -26,6 +26,7 @@ async function main(): Promise<void> {
     run: () => p.run(),
     stop: (at: number) => p.stop(at),
     holdLong: (ms: number, timeoutMs: number) => p.holdLong(ms, timeoutMs),
+    nextContact: (timeoutMs: number) => p.nextContact(timeoutMs),
     finish: (final: Parameters<Participant['finish']>[0]) => p.finish(final),
     close: () => p.close(),
   };

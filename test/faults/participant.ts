@@ -6,16 +6,16 @@
  * checks local and remote records alike.
  */
 import { fileURLToPath } from 'node:url';
-import { applyChanges, connect, isSharedStructError, type Client, type Logger, type SharedStruct } from '../../lib/index.js';
+import { applyChanges, connect, isSharedStructError, type Client, type Election, type Logger, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
 import { connectWrapped } from '../../lib/connect.js';
 import { faultyBackend, innermost, type SeededBug } from '../support/faulty-backend.js';
 import type { Operation } from './linearizability.js';
-import { now, type AckedWrite, type CachedRead, type FencedWrite } from './checks.js';
+import { now, type AckedWrite, type CachedRead, type FencedWrite, type Life, type LifeEvent, type NotFound } from './checks.js';
 import { sleep } from '../support/process.js';
 import { startAgent, type Agent, type AgentEvent } from '../support/agents.js';
 
-export type WorkloadName = 'register' | 'counter' | 'watch' | 'lock';
+export type WorkloadName = 'register' | 'counter' | 'watch' | 'lock' | 'election' | 'recreate';
 
 /** How a participant connects. */
 export interface ParticipantConfig {
@@ -36,8 +36,8 @@ export interface SetupSpec {
   readonly name: string;
   /** register: how many structs (operations spread over them). */
   readonly structs?: number;
-  /** watch: writers write, readers read their cache. */
-  readonly role?: 'writer' | 'reader';
+  /** watch: writers write, readers read their cache. recreate: the deleter deletes and re-creates, the others subscribe, read and write. */
+  readonly role?: 'writer' | 'reader' | 'deleter';
   /** watch: the struct's `maxStalenessMs` and `refreshIntervalMs`. */
   readonly maxStalenessMs?: number;
   readonly refreshIntervalMs?: number;
@@ -45,8 +45,10 @@ export interface SetupSpec {
   readonly paceMs: number;
   /** register: at most this many operations (keeps histories checkable). */
   readonly maxOps?: number;
-  /** lock: an ordinary hold lasts a uniform random time in this range. */
+  /** lock, election: an ordinary hold (a term) lasts a uniform random time in this range. */
   readonly holdMs?: readonly [number, number];
+  /** recreate: each life lasts a uniform random time in this range before the deleter deletes it. */
+  readonly lifeMs?: readonly [number, number];
   /** The loop ends by then (a {@link now} time) even if nobody calls `stop`. */
   readonly hardStopAt: number;
 }
@@ -68,6 +70,20 @@ export interface HoldRecord {
   why?: string;
   settledAt?: number;
   outcome?: string;
+  long: boolean;
+}
+
+/** One term of the election workload (see checks.ts `Term`). */
+export interface TermRecord {
+  client: number;
+  token: string;
+  electedAt: number;
+  lastActAt: number;
+  endedAt?: number;
+  learnedAt?: number;
+  learnedBy?: 'signal' | 'held';
+  /** What `held` said at once when `campaign()` resolved: a resolved leadership must be held. */
+  heldAtOnce: boolean;
   long: boolean;
 }
 
@@ -96,9 +112,19 @@ export interface RunRecord {
   lockConflicts: number;
   /** lock: every delete of a lock key this client sent (its releases) and what it answered. */
   readonly lockKeyDeletes: { key: string; at: number; result: 'deleted' | 'absent' | 'error' }[];
+  /** election: every term this participant led. */
+  readonly terms: TermRecord[];
+  /** recreate, the deleter: every life it created. */
+  readonly lives: Life[];
+  /** recreate, the others: what the instance emitted (`change`, `deleted`), in order. */
+  readonly lifeEvents: LifeEvent[];
+  /** recreate, the others: what their `changes()` iterator yielded, in order. */
+  readonly iterEvents: LifeEvent[];
+  /** recreate: writes that rejected NOT_FOUND, with the life the cache held at the call. */
+  readonly notFounds: NotFound[];
 }
 
-/** A participant's check after healing (watch): its cache and its subscriber's fold against the final value. */
+/** A participant's check after healing (watch, recreate): its cache and its subscriber's fold against the final value. */
 export interface FinishRecord {
   readonly version: number;
   readonly cacheEqual: boolean;
@@ -123,9 +149,11 @@ export interface ParticipantHandle {
   run(): Promise<RunRecord>;
   /** Ends the loop at `at` (a {@link now} time). */
   stop(at: number): Promise<void>;
-  /** lock: the next hold lasts `holdMs` (or until lost); resolves once it started (false after `timeoutMs`). */
+  /** lock, election: the next hold (term) lasts `holdMs` (or until lost); resolves once it started (false after `timeoutMs`). */
   holdLong(holdMs: number, timeoutMs: number): Promise<boolean>;
-  /** watch: waits for `final`'s version, then compares the cache and the fold. */
+  /** Resolves once the client's session was confirmed by the server again (an answer), false after `timeoutMs`. */
+  nextContact(timeoutMs: number): Promise<boolean>;
+  /** watch, recreate: waits for `final`'s version, then compares the cache and the fold. */
   finish(final: { version: number; value: unknown }): Promise<FinishRecord>;
   close(): Promise<void>;
   /** Remote only: SIGSTOP / SIGCONT by PID. */
@@ -138,6 +166,12 @@ const UNKNOWN = ['TIMEOUT', 'CONNECTION', 'SESSION_LOST'] as const;
 type Reg = { n: number };
 type Watched = { n: number; by: number };
 type Fenced = { log: FencedWrite[] };
+/**
+ * recreate: `life` is set at creation and never written; `n` is 0 at creation, +1 per write;
+ * `log` gets the writer's index appended by every write (each element is changed once, so an
+ * event left out of a fold stays out: a value overwritten by every write would heal it).
+ */
+type Lived = { life: number; n: number; by: number; log: number[] };
 
 const errorText = (err: unknown): string => (isSharedStructError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err));
 
@@ -160,7 +194,11 @@ export class Participant {
   #spec: SetupSpec | undefined;
   #until = Number.POSITIVE_INFINITY;
   #structs: SharedStruct<Reg>[] = [];
-  #watched: SharedStruct<Watched> | undefined;
+  #watched: SharedStruct<Watched> | SharedStruct<Lived> | undefined;
+  #election: Election | undefined;
+  /** recreate: the life the instance's cache holds (undefined after a deleted). */
+  #life: number | undefined;
+  readonly #closing = new AbortController();
   #fenced: SharedStruct<Fenced> | undefined;
   #folded: unknown;
   #lastEvent = 0;
@@ -187,6 +225,11 @@ export class Participant {
       holds: [],
       lockConflicts: 0,
       lockKeyDeletes: [],
+      terms: [],
+      lives: [],
+      lifeEvents: [],
+      iterEvents: [],
+      notFounds: [],
     };
   }
 
@@ -262,7 +305,68 @@ export class Participant {
         };
         return;
       }
+      case 'election':
+        this.#election = this.client.election(spec.name, { id: `p${this.index}` });
+        return;
+      case 'recreate': {
+        const initial: Lived = { life: 1, n: 0, by: -1, log: [] };
+        if (spec.role === 'deleter') {
+          // Life 1 is created here (any participant may create it: the same initial value).
+          const s = await settle(() => this.client.open<Lived>(spec.name, { initial }));
+          this.#record.lives.push({ life: 1, createRevision: await this.#createRevision(spec.name) });
+          this.#watched = s;
+          return;
+        }
+        const s = await settle(() => this.client.open<Lived>(spec.name, { initial }));
+        this.#watched = s;
+        this.#folded = s.readDirty();
+        this.#life = s.readDirty().life;
+        const lifeOf = (v: unknown): number => (v as Lived).life;
+        // What the instance emits, in its own order: the change and deleted events are emitted
+        // synchronously as the cache moves.
+        s.on('change', (ev) => {
+          this.#life = lifeOf(ev.value);
+          this.#record.lifeEvents.push({ kind: 'change', at: now(), life: lifeOf(ev.value), version: ev.version, previousVersion: ev.previousVersion, n: (ev.value as Lived).n });
+        });
+        s.on('deleted', (ev) => {
+          this.#life = undefined;
+          this.#record.lifeEvents.push({ kind: 'deleted', at: now(), revision: ev.revision });
+        });
+        // A subscriber as a user writes one: the changes() iterator, folded.
+        const events = s.changes({ signal: this.#closing.signal });
+        void (async () => {
+          try {
+            for await (const ev of events) {
+              this.#lastEvent = ev.version;
+              this.#record.iterEvents.push({ kind: 'change', at: now(), life: lifeOf(ev.value), version: ev.version, previousVersion: ev.previousVersion, n: (ev.value as Lived).n });
+              this.#folded = applyChanges(this.#folded, ev.changes);
+            }
+          } catch (err) {
+            if (!this.#closing.signal.aborted) this.#record.unexpected.push(`p${this.index} changes(): ${errorText(err)}`);
+          }
+        })();
+        return;
+      }
     }
+  }
+
+  /** recreate: the create revision of the struct's key as the store has it now. */
+  async #createRevision(name: string): Promise<string> {
+    const entry = await settle(() => backendOf(this.client).get(`${this.client.namespace}/${name}/payload`, { consistent: true }));
+    if (!entry) throw new Error(`recreate: struct '${name}' is not there right after its creation`);
+    return entry.createRevision.toString();
+  }
+
+  /** Resolves once the session's last contact moves (an answered request or keepalive), false after `timeoutMs`. */
+  async nextContact(timeoutMs: number): Promise<boolean> {
+    const session = backendOf(this.client).session;
+    const before = session.lastContactAt;
+    const deadline = now() + timeoutMs;
+    while (now() < deadline) {
+      if (session.lastContactAt > before) return true;
+      await sleep(2);
+    }
+    return false;
   }
 
   stop(at: number): void {
@@ -301,6 +405,12 @@ export class Participant {
       case 'lock':
         await this.#lock(spec);
         break;
+      case 'election':
+        await this.#elect(spec);
+        break;
+      case 'recreate':
+        await (spec.role === 'deleter' ? this.#recreate(spec) : this.#lived(spec));
+        break;
     }
     return this.#record;
   }
@@ -309,12 +419,18 @@ export class Participant {
     const s = this.#watched;
     if (!s) throw new Error('finish() is for the watch workload');
     const deadline = now() + 15000;
-    while ((s.stat().version < final.version || this.#lastEvent < final.version) && now() < deadline) await sleep(50);
     const want = JSON.stringify(final.value);
-    return { version: s.stat().version, cacheEqual: JSON.stringify(s.readDirty()) === want, foldEqual: JSON.stringify(this.#folded) === want };
+    // recreate: versions restart with each life, so the cache must also hold the final life.
+    const life = (final.value as Partial<Lived>).life;
+    const cached = (): string | undefined => (s.stat().state === 'open' ? JSON.stringify(s.readDirty()) : undefined);
+    const behind = (): boolean =>
+      s.stat().version < final.version || this.#lastEvent < final.version || (life !== undefined && (this.#life !== life || cached() !== want || JSON.stringify(this.#folded) !== want));
+    while (behind() && now() < deadline) await sleep(50);
+    return { version: s.stat().version, cacheEqual: cached() === want, foldEqual: JSON.stringify(this.#folded) === want };
   }
 
   close(): Promise<void> {
+    this.#closing.abort();
     return this.client.close();
   }
 
@@ -489,6 +605,144 @@ export class Participant {
       await sleep(spec.paceMs);
     }
   }
+
+  async #elect(spec: SetupSpec): Promise<void> {
+    const election = this.#election!;
+    const [minHold, maxHold] = spec.holdMs ?? [50, 150];
+    while (now() < this.#until) {
+      const long = this.#longHold;
+      this.#longHold = undefined;
+      const holdMs = long ? long.ms : minHold + Math.random() * (maxHold - minHold);
+      // The campaign is withdrawn when the run ends (stop() may move the end earlier).
+      const withdraw = new AbortController();
+      const timer = setInterval(() => {
+        if (now() >= this.#until) withdraw.abort();
+      }, 20);
+      let term;
+      try {
+        term = await election.campaign({ signal: withdraw.signal });
+      } catch (err) {
+        if (withdraw.signal.aborted && isSharedStructError(err, 'ABORTED')) break;
+        this.#fail(err);
+        await sleep(50);
+        continue;
+      } finally {
+        clearInterval(timer);
+      }
+      const heldAtOnce = term.held;
+      const electedAt = now();
+      const rec: TermRecord = { client: this.index, token: term.token, electedAt, lastActAt: electedAt, heldAtOnce, long: long !== undefined };
+      this.#record.terms.push(rec);
+      const learned = (by: 'signal' | 'held', at: number): void => {
+        if (rec.learnedAt !== undefined) return;
+        rec.learnedAt = at;
+        rec.learnedBy = by;
+        rec.endedAt ??= at;
+      };
+      term.signal.addEventListener('abort', () => learned('signal', now()), { once: true });
+      long?.started();
+      this.#ok();
+      // The leader's guarded steps: each one checks the term first, then acts (here: waits a bit).
+      let lost = false;
+      for (let step = 0; step < 100_000; step++) {
+        const held = term.held;
+        const at = now();
+        if (!held) {
+          learned('held', at);
+          lost = true;
+          break;
+        }
+        rec.lastActAt = at;
+        if (at - electedAt >= holdMs || (!long && at >= this.#until)) break;
+        await sleep(20);
+      }
+      if (lost) {
+        this.#record.codes.LOCK_LOST = (this.#record.codes.LOCK_LOST ?? 0) + 1;
+        this.#record.failed += 1;
+      } else {
+        rec.endedAt = now();
+        try {
+          await term.resign();
+        } catch (err) {
+          this.#fail(err);
+        }
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+
+  /** recreate, the deleter: each life lasts a while, is deleted, and the next one is created with new values. */
+  async #recreate(spec: SetupSpec): Promise<void> {
+    const [minLife, maxLife] = spec.lifeMs ?? [200, 400];
+    let s = this.#watched as SharedStruct<Lived>;
+    let life = 1;
+    // Each round: the life lasts a while, is deleted, and the next one is created; the run ends
+    // on a life that exists.
+    for (let i = 0; i < 10_000; i++) {
+      await sleep(minLife + Math.random() * (maxLife - minLife));
+      if (now() >= this.#until) break;
+      // The first attempt's send time: no instance may learn of this delete earlier.
+      const k = this.#record.lives.findIndex((l) => l.life === life);
+      this.#record.lives[k] = { ...this.#record.lives[k]!, deleteSentAt: now() };
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await s.delete();
+          this.#ok();
+          break;
+        } catch (err) {
+          // An unknown outcome: delete again (a delete of a deleted struct deletes nothing).
+          this.#fail(err);
+          if (attempt >= 40) throw err;
+          await sleep(100);
+        }
+      }
+      await s.close();
+      await sleep(20 + Math.random() * 60);
+      // A new life, with new initial values. Only this participant creates lives after the first.
+      life += 1;
+      const initial: Lived = { life, n: 0, by: this.index, log: [] };
+      s = await settle(() => this.client.open<Lived>(spec.name, { initial }));
+      if (s.readDirty().life !== life) throw new Error(`recreate: opened life ${s.readDirty().life}, not the new life ${life}`);
+      this.#record.lives.push({ life, createRevision: await this.#createRevision(spec.name) });
+      this.#ok();
+    }
+    this.#watched = s;
+  }
+
+  /** recreate, the others: reads of the cache, consistent reads and writes, in turn, across lives. */
+  async #lived(spec: SetupSpec): Promise<void> {
+    const s = this.#watched as SharedStruct<Lived>;
+    for (let i = 0; now() < this.#until; i++) {
+      const held = this.#life;
+      const pick = (this.index + i) % 3;
+      try {
+        if (pick === 0) {
+          s.read();
+        } else if (pick === 1) {
+          await s.readConsistent();
+        } else {
+          await s.update((d) => {
+            d.n += 1;
+            d.by = this.index;
+            d.log.push(this.index);
+          }, { maxRetries: 200 });
+        }
+        this.#ok();
+      } catch (err) {
+        if (isSharedStructError(err, 'NOT_FOUND')) {
+          this.#record.codes.NOT_FOUND = (this.#record.codes.NOT_FOUND ?? 0) + 1;
+          this.#record.failed += 1;
+          // read() answers from the cache: NOT_FOUND only while the cache holds no life.
+          if (pick === 0 && held !== undefined) this.#record.anomalies.push(`p${this.index}: read() NOT_FOUND while the cache held life ${held}`);
+          if (pick !== 0 && held !== undefined) this.#record.notFounds.push({ life: held, at: now() });
+        } else {
+          this.#fail(err, ['CONFLICT', 'STALE_READ']);
+        }
+        await sleep(20);
+      }
+      await sleep(spec.paceMs);
+    }
+  }
 }
 
 /** A participant in the runner's own process. */
@@ -517,6 +771,9 @@ export class LocalParticipant implements ParticipantHandle {
   }
   holdLong(holdMs: number, timeoutMs: number): Promise<boolean> {
     return this.p.holdLong(holdMs, timeoutMs);
+  }
+  nextContact(timeoutMs: number): Promise<boolean> {
+    return this.p.nextContact(timeoutMs);
   }
   finish(final: { version: number; value: unknown }): Promise<FinishRecord> {
     return this.p.finish(final);
@@ -591,6 +848,9 @@ export class RemoteParticipant implements ParticipantHandle {
   }
   holdLong(holdMs: number, timeoutMs: number): Promise<boolean> {
     return this.#call('holdLong', holdMs, timeoutMs);
+  }
+  nextContact(timeoutMs: number): Promise<boolean> {
+    return this.#call('nextContact', timeoutMs);
   }
   finish(final: { version: number; value: unknown }): Promise<FinishRecord> {
     return this.#call('finish', final);

@@ -4,16 +4,17 @@
  * workload under each fault class, then each seeded bug (a faulty backend under the clients,
  * test/support/faulty-backend.ts), and prints per backend: runs and histories, operations (ok /
  * failed / unknown), linearizability violations, lost acknowledged writes, watch anomalies, stale
- * cached reads, lock exclusion violations, stale-token writes accepted, the smallest lock-lost
- * margin, recovery p50 / p99 and the seeded bugs caught. It exits non-zero on any violation, any
- * seeded bug not caught, or any run that could not be made.
+ * cached reads, lock exclusion violations, stale-token writes accepted, election violations,
+ * recreate anomalies, the smallest lock-lost margin, recovery p50 / p99 and the seeded bugs
+ * caught. It exits non-zero on any violation, any seeded bug not caught, or any run that could
+ * not be made.
  * Everything stays on 127.0.0.1; every loop is bounded in count and time. See docs/RELIABILITY.md.
  *
  *   npm run test:faults [-- --backend etcd|zookeeper] [--quick | --ci] [--filter 'text']
  */
 import type { Etcd3 } from 'etcd3';
 import { backendOf } from '../../lib/client.js';
-import { connect, type Client, type Logger } from '../../lib/index.js';
+import { connect, safetyMarginMs, type Client, type Logger } from '../../lib/index.js';
 import type { SeededBug } from '../support/faulty-backend.js';
 import { metricValue, rawEtcd, startEtcd } from '../support/etcd.js';
 import { sleep } from '../support/process.js';
@@ -21,7 +22,11 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { startZooKeeper, zkLeader } from '../support/zookeeper.js';
 import { expireSessionOf } from '../zookeeper/helpers.js';
 import {
+  leaderDisagreements,
+  leaderOverlaps,
+  lifeAnomalies,
   lockLosses,
+  longestLeaderless,
   now,
   percentile,
   recoveryTimes,
@@ -29,6 +34,7 @@ import {
   staleTokenWrites,
   type ForcedExpiry,
   type Freeze,
+  type LeaderSample,
   type LockLoss,
 } from './checks.js';
 import { checkLinearizable } from './linearizability.js';
@@ -59,6 +65,13 @@ const STALENESS_BOUND = 1000;
  * two. Nothing else: confirmations count from when their request was sent (docs/SEMANTICS.md).
  */
 const STALENESS_CLOCKS_MS = 5;
+/**
+ * election: how long the election may go without a leader after the fault ended, and how long
+ * `leader()` may name a term its holder no longer believes in. A deposed leader's key goes as soon
+ * as it reaches the store again, and at the latest with its session (one ttl); the tail of an
+ * election run is at least this plus a second, so a wedge shows.
+ */
+const ELECTION_BOUND_MS = TTL;
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Durations per mode: how long the workload goes on after the fault ends, and the pace of each workload. */
@@ -209,6 +222,11 @@ interface Fault {
   readonly holdMs?: number;
   /** The fault ends participant 0's session on the server: a lock it held must be lost. */
   readonly expiresSession?: boolean;
+  /**
+   * The fault outlasts participant 0's loss deadline (ttl − margin) but not its session: the
+   * lock or leadership it held must be given up locally before the fault ends.
+   */
+  readonly deposesLocally?: boolean;
   apply(ctx: FaultContext): Promise<FaultOutcome>;
 }
 
@@ -217,7 +235,7 @@ const cut = (ctx: FaultContext, mode: 'pass' | 'blackhole' | 'delay'): void => {
 };
 
 /** Leader freezes last 1 to 5 s, by workload (issue 8's range). */
-const LEADER_FREEZE_MS: Record<WorkloadName, number> = { register: 1000, counter: 3000, watch: 5000, lock: 4000 };
+const LEADER_FREEZE_MS: Record<WorkloadName, number> = { register: 1000, counter: 3000, watch: 5000, lock: 4000, election: 4000, recreate: 3000 };
 
 const FAULTS: Record<string, Fault> = {
   none: { apply: () => Promise.resolve({ endAt: now() }) },
@@ -277,6 +295,28 @@ const FAULTS: Record<string, Fault> = {
       return { endAt: now() };
     },
   },
+  'client blackhole near expiry': {
+    holdMs: TTL + 3000,
+    deposesLocally: true,
+    async apply(ctx) {
+      // Inside (ttl − margin, ttl): past participant 0's loss deadline, short of its session.
+      const margin = safetyMarginMs(TTL);
+      const ms = TTL - margin + 200;
+      // Cut right after an answer: the server heard from participant 0 just then, so its session
+      // outlives the cut (on etcd the lease counts from the last keepalive it received).
+      const fresh = await ctx.participants[0]!.nextContact(3000);
+      cut(ctx, 'blackhole');
+      try {
+        await sleep(ms);
+      } finally {
+        cut(ctx, 'pass');
+        // The connections that lost bytes are reset at the heal, so the client reconnects at once
+        // instead of waiting to notice a broken stream, and reaches the server before its ttl.
+        for (const p of ctx.proxies[0]!) p.resetAll();
+      }
+      return { endAt: now(), detail: `blackhole ${ms} ms (ttl ${TTL}, margin ${margin})${fresh ? '' : ', not right after a contact'}` };
+    },
+  },
   'client proxy delay 200–400 ms': {
     holdMs: 4000,
     async apply(ctx) {
@@ -329,8 +369,8 @@ const FAULTS: Record<string, Fault> = {
   },
 };
 
-const WORKLOADS: readonly WorkloadName[] = ['register', 'counter', 'watch', 'lock'];
-const PARTICIPANTS: Record<WorkloadName, number> = { register: 5, counter: 4, watch: 4, lock: 3 };
+const WORKLOADS: readonly WorkloadName[] = ['register', 'counter', 'watch', 'lock', 'election', 'recreate'];
+const PARTICIPANTS: Record<WorkloadName, number> = { register: 5, counter: 4, watch: 4, lock: 3, election: 3, recreate: 4 };
 
 /** The CI subset: every fault class on each backend at least once, every workload, short. */
 const CI_RUNS: readonly [string, WorkloadName][] = [
@@ -346,6 +386,11 @@ const CI_RUNS: readonly [string, WorkloadName][] = [
   ['session expiry forced on the server', 'lock'],
   ['client SIGSTOP > ttl', 'lock'],
   ['client SIGSTOP > ttl', 'watch'],
+  ['client blackhole near expiry', 'election'],
+  // Every instance's connections break three times while lives come and go: each resumed watch
+  // replays deletes and creations around the re-read its reconnect makes, which is where a stale
+  // delete, a second `deleted` or a life delivered twice would come from.
+  ['connection resets', 'recreate'],
 ];
 
 /**
@@ -382,6 +427,10 @@ interface Tally {
   staleReads: number;
   exclusion: number;
   staleTokens: number;
+  /** election: overlapping leaders, a leaderless stretch past the bound, `leader()` naming a term nobody believes in. */
+  election: number;
+  /** recreate: anomalies across lives, and caches or folds not equal to the final value. */
+  recreate: number;
   /** Lock losses to a ttl expiry whose margin was not positive. */
   marginViolations: number;
   /** Runs whose fault had to end participant 0's session while it held the lock, and no loss was seen. */
@@ -407,6 +456,8 @@ const tally = (): Tally => ({
   staleReads: 0,
   exclusion: 0,
   staleTokens: 0,
+  election: 0,
+  recreate: 0,
   marginViolations: 0,
   missedLosses: 0,
   unexpected: 0,
@@ -417,7 +468,7 @@ const tally = (): Tally => ({
   staleReadErrors: 0,
 });
 const violations = (t: Tally): number =>
-  t.linearizability + t.lost + t.watch + t.staleReads + t.exclusion + t.staleTokens + t.marginViolations + t.missedLosses + t.unexpected;
+  t.linearizability + t.lost + t.watch + t.staleReads + t.exclusion + t.staleTokens + t.election + t.recreate + t.marginViolations + t.missedLosses + t.unexpected;
 /** The checks that found something in `t`, with their counts (what caught a seeded bug). */
 const CHECKS: readonly [keyof Tally, string][] = [
   ['linearizability', 'linearizability'],
@@ -426,6 +477,8 @@ const CHECKS: readonly [keyof Tally, string][] = [
   ['staleReads', 'stale cached reads'],
   ['exclusion', 'lock exclusion'],
   ['staleTokens', 'stale-token writes'],
+  ['election', 'election violations'],
+  ['recreate', 'recreate anomalies'],
   ['marginViolations', 'lock-lost margin'],
   ['missedLosses', 'missed lock loss'],
 ];
@@ -540,25 +593,50 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
           return { workload, name, role: i % 2 === 0 ? 'reader' : 'writer', maxStalenessMs: STALENESS_BOUND, refreshIntervalMs: 250, paceMs: i % 2 === 0 ? 20 : 10, hardStopAt };
         case 'lock':
           return { workload, name, holdMs: [50, 150], paceMs: 10, hardStopAt };
+        case 'election':
+          return { workload, name, holdMs: [50, 150], paceMs: 10, hardStopAt };
+        case 'recreate':
+          // Participant 1 deletes and re-creates; participant 0 (the one faults hit) is a subscriber.
+          return { workload, name, ...(i === 1 && { role: 'deleter' as const }), lifeMs: [200, 400], paceMs: 20, hardStopAt };
       }
     };
     await Promise.all(participants.map((p, i) => p.setup(spec(i))));
     const runs = participants.map((p) => p.run());
     // A participant that dies is reported when the runs are collected, not as an unhandled rejection.
     for (const r of runs) r.catch(() => {});
+    // election: an unfaulted client reads leader() while the run goes on.
+    const samples: LeaderSample[] = [];
+    let sampling: Promise<void> | undefined;
+    let stopAt = Number.POSITIVE_INFINITY;
+    if (workload === 'election') {
+      const el = observer.election(name, { id: 'observer' });
+      sampling = (async () => {
+        for (let i = 0; i < 10_000 && now() < Math.min(stopAt, hardStopAt); i++) {
+          try {
+            const l = await el.leader();
+            samples.push({ at: now(), token: l?.token ?? null });
+          } catch {
+            // A fault on the cluster: the next sample.
+          }
+          await sleep(50);
+        }
+      })();
+    }
     let outcome: FaultOutcome;
     try {
       await sleep(500);
-      if (workload === 'lock' && fault.holdMs !== undefined) {
-        if (!(await participants[0]!.holdLong(fault.holdMs, 15000))) notes.push('p0 never got the lock before the fault');
+      if ((workload === 'lock' || workload === 'election') && fault.holdMs !== undefined) {
+        if (!(await participants[0]!.holdLong(fault.holdMs, 15000))) notes.push(`p0 never got the ${workload === 'lock' ? 'lock' : 'leadership'} before the fault`);
       }
       outcome = await fault.apply({ cluster, participants, proxies, workload });
     } finally {
-      // Whatever happened, the loops end: tailMs after the fault, or now if it failed.
-      const stopAt = now() + PROFILE.tailMs;
+      // Whatever happened, the loops end: tailMs after the fault, or now if it failed. An
+      // election run goes on long enough for a wedge to show.
+      stopAt = now() + (workload === 'election' ? Math.max(PROFILE.tailMs, ELECTION_BOUND_MS + 1000) : PROFILE.tailMs);
       await Promise.all(participants.map((p) => p.stop(stopAt)));
     }
     const records: RunRecord[] = await Promise.all(runs);
+    await sampling;
     const codes: Record<string, number> = {};
     for (const r of records) {
       t.ok += r.ok;
@@ -577,7 +655,57 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
       t.notRecovered += rec.notRecovered;
     }
 
-    if (workload === 'register') {
+    if (fault.deposesLocally && (workload === 'lock' || workload === 'election')) {
+      // Participant 0's long hold or term must have ended locally before the heal.
+      const held = workload === 'lock' ? records[0]!.holds.find((h) => h.long) : records[0]!.terms.find((h) => h.long);
+      if (held && (held.learnedAt === undefined || held.learnedAt > outcome.endAt)) {
+        t.missedLosses += 1;
+        notes.push(`p0 did not give up its ${workload === 'lock' ? 'lock' : 'leadership'} before the blackhole ended (learned ${held.learnedAt === undefined ? 'never' : `${(held.learnedAt - outcome.endAt).toFixed(0)} ms after`})`);
+      }
+      if (held?.learnedAt !== undefined) notes.push(`p0 gave up ${(outcome.endAt - held.learnedAt).toFixed(0)} ms before the heal`);
+      const ends = (watcher.observed.sessionEnds.get(0) ?? []).filter((e) => e > started);
+      notes.push(ends.length === 0 ? "p0's session survived" : `p0's session ended ${(ends[0]! - outcome.endAt).toFixed(0)} ms after the heal (the cut outlasted its lease)`);
+    }
+
+    if (workload === 'election') {
+      const terms = records.flatMap((r) => r.terms);
+      const forced = outcome.forced ?? [];
+      const exempt = (x: { client: number; electedAt: number; endedAt?: number | undefined }): boolean =>
+        forced.some((f) => f.client === x.client && x.electedAt <= f.at && (x.endedAt ?? Number.POSITIVE_INFINITY) >= f.at);
+      const overlaps = leaderOverlaps(terms, exempt);
+      const gap = longestLeaderless(terms, outcome.endAt, stopAt);
+      const disagreements = leaderDisagreements(samples, terms, ELECTION_BOUND_MS);
+      // campaign() must not resolve a leadership that is already gone (docs/LOCKS.md).
+      const goneAtOnce = records.flatMap((r) => r.terms.filter((x) => !x.heldAtOnce));
+      t.election += overlaps.length + (gap > ELECTION_BOUND_MS ? 1 : 0) + disagreements.length + goneAtOnce.length;
+      if (goneAtOnce.length > 0) notes.push(`campaign() resolved ${goneAtOnce.length} leaderships whose held was already false (p${goneAtOnce[0]!.client}, token ${goneAtOnce[0]!.token})`);
+      for (const o of overlaps.slice(0, 3)) notes.push(`two leaders: p${o.older.client} (token ${o.older.token}) acted ${o.overlapMs.toFixed(0)} ms after p${o.newer.client} (token ${o.newer.token}) was elected`);
+      if (gap > ELECTION_BOUND_MS) notes.push(`no leader for ${gap.toFixed(0)} ms after the fault (bound ${ELECTION_BOUND_MS} ms)`);
+      for (const d of disagreements.slice(0, 3)) notes.push(`leader() named token ${d.token} (${d.client === undefined ? 'no term' : `p${d.client}`}) from ${(d.from - started).toFixed(0)} to ${(d.to - started).toFixed(0)} ms, past the bound`);
+      const lost = terms.filter((x) => x.learnedAt !== undefined);
+      if (lost.length > 0) notes.push(`terms lost: ${lost.map((x) => `p${x.client} ${(x.electedAt - started).toFixed(0)}–${(x.learnedAt! - started).toFixed(0)} ms`).join(', ')} (fault ended ${(outcome.endAt - started).toFixed(0)} ms)`);
+      notes.push(`${terms.length} terms, longest leaderless after the fault ${gap.toFixed(0)} ms, ${samples.length} leader() samples`);
+    } else if (workload === 'recreate') {
+      const lives = records.flatMap((r) => r.lives);
+      for (const [i, r] of records.entries()) {
+        if (i === 1) continue;
+        const bad = [...lifeAnomalies(r.lifeEvents, lives, r.notFounds), ...lifeAnomalies(r.iterEvents, lives).map((a) => `changes(): ${a}`)];
+        t.recreate += bad.length;
+        notes.push(...bad.slice(0, 3).map((a) => `p${i}: ${a}`));
+      }
+      const s = await settle(() => observer!.open<{ life: number; n: number; by: number; log: number[] }>(name));
+      const value = await settle(() => s.readConsistent());
+      const final = { version: s.stat().version, value };
+      for (const [i, p] of participants.entries()) {
+        if (i === 1) continue;
+        const f = await p.finish(final);
+        if (!f.cacheEqual) notes.push(`p${i}: cache at version ${f.version} differs from the store at life ${value.life} version ${final.version}`);
+        if (!f.foldEqual) notes.push(`p${i}: fold differs from the final value`);
+        t.recreate += (f.cacheEqual ? 0 : 1) + (f.foldEqual ? 0 : 1);
+      }
+      const deletes = records.reduce((a, r) => a + r.lifeEvents.filter((e) => e.kind === 'deleted').length, 0);
+      notes.push(`${lives.length} lives, final life ${value.life} at version ${final.version}; subscribers saw ${deletes} deletes and ${records.reduce((a, r) => a + r.iterEvents.length, 0)} events`);
+    } else if (workload === 'register') {
       for (let k = 0; k < 3; k++) {
         const history = records.flatMap((r) => r.ops.filter((o) => o.k === k)).map(toOperation);
         const result = checkLinearizable({ version: 1, value: '{"n":0}' }, history);
@@ -613,7 +741,7 @@ async function runOne(cluster: Cluster, faultName: string, workload: WorkloadNam
       if (stale.length > 0) notes.push(`${stale.length} reads past maxStalenessMs by up to ${Math.max(...stale.map((r) => r.excessMs)).toFixed(0)} ms (allowed ${allowed} ms)`);
       if (beyond.length > 0) notes.push(`stale reads, e.g. ${JSON.stringify(beyond[0])}`);
       notes.push(`${records.reduce((a, r) => a + r.reads.length, 0)} cached reads checked, ${t.staleReadErrors} STALE_READ`);
-    } else {
+    } else if (workload === 'lock') {
       const s = await settle(() => observer!.open<{ log: { t: string; c: number }[] }>(name));
       const log = (await settle(() => s.readConsistent())).log;
       const stale = staleTokenWrites(log);
@@ -706,6 +834,8 @@ async function runBackend(make: () => Promise<Cluster>): Promise<{ row: string; 
     `${total.staleReads}${total.staleExcess.length > 0 ? ` (${total.staleExcess.length} past maxStalenessMs, by ≤ ${ms(Math.max(...total.staleExcess))})` : ''}`,
     total.exclusion,
     total.staleTokens,
+    total.election,
+    total.recreate,
     `${ms(smallest)} (${ttl.length} losses${wake.length > 0 ? `; frozen holders learned ≤ ${ms(Math.max(...wake))} after SIGCONT` : ''})${total.marginViolations + total.missedLosses > 0 ? ` VIOLATIONS ${total.marginViolations + total.missedLosses}` : ''}`,
     detections.length > 0 ? `${ms(Math.max(...detections))} (${detections.length})` : '–',
     `${ms(percentile(total.recovery, 50))} / ${ms(percentile(total.recovery, 99))}${total.notRecovered > 0 ? ` (${total.notRecovered} not recovered)` : ''}`,
@@ -740,9 +870,9 @@ async function main(): Promise<void> {
   }
   console.log(`mode ${MODE}; faults: ${Object.keys(FAULTS).join(', ')}; workloads: ${WORKLOADS.join(', ')}; ttl ${TTL} ms; staleness bound ${STALENESS_BOUND} ms`);
   console.log(
-    '| backend | runs / histories | operations ok / failed / unknown | linearizability violations | lost acknowledged writes | watch anomalies | stale cached reads | lock exclusion violations | stale-token writes accepted | lock-lost smallest margin | forced expiry: holder learned after | recovery p50 / p99 | seeded bugs caught | unexpected errors | time |',
+    '| backend | runs / histories | operations ok / failed / unknown | linearizability violations | lost acknowledged writes | watch anomalies | stale cached reads | lock exclusion violations | stale-token writes accepted | election violations | recreate anomalies | lock-lost smallest margin | forced expiry: holder learned after | recovery p50 / p99 | seeded bugs caught | unexpected errors | time |',
   );
-  console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: | ---: |');
+  console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: | ---: |');
   for (const r of rows) console.log(r);
   console.log('\nrecovery by fault: from the end of the fault to each client\'s next successful operation');
   console.log('| backend | fault | clients | p50 | p99 | max |');

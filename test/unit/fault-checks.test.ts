@@ -1,6 +1,21 @@
 /** Self-tests of the fault matrix's checks (test/faults/checks.ts) on known-good and known-bad records. */
 import assert from 'node:assert/strict';
-import { lockLosses, percentile, recoveryTimes, staleReads, staleTokenWrites, type Hold, type Observed } from '../faults/checks.js';
+import {
+  leaderDisagreements,
+  leaderOverlaps,
+  lifeAnomalies,
+  lockLosses,
+  longestLeaderless,
+  percentile,
+  recoveryTimes,
+  staleReads,
+  staleTokenWrites,
+  type Hold,
+  type Life,
+  type LifeEvent,
+  type Observed,
+  type Term,
+} from '../faults/checks.js';
 
 const observed = (sessionEnds: Record<number, number[]>, lockDeletes: Record<string, number> = {}): Observed => ({
   sessionEnds: new Map(Object.entries(sessionEnds).map(([k, v]) => [Number(k), v])),
@@ -84,6 +99,63 @@ describe('fault checks', () => {
     it('a forced expiry has no margin, only how long the holder took to learn', () => {
       const [loss] = lockLosses([hold({ token: '7', acquiredAt: 1000, lastActAt: 2004, learnedAt: 2010, settledAt: 2100 })], observed({ 0: [2003] }, { 7: 2002 }), none, [], [{ client: 0, at: 2000 }]);
       assert.deepEqual([loss?.cause, loss?.marginMs, loss?.detectionMs], ['forced', undefined, 8]);
+    });
+  });
+
+  describe('election', () => {
+    const term = (client: number, token: string, electedAt: number, lastActAt: number, endedAt?: number): Term => ({ client, token, electedAt, lastActAt, endedAt });
+    it('terms handed on in token order pass; an older term acting after a newer one was elected overlaps (tokens as integers)', () => {
+      const ok = [term(0, '9', 0, 90, 95), term(1, '10', 100, 190, 195), term(2, '11', 200, 290)];
+      assert.deepEqual(leaderOverlaps(ok), []);
+      const bad = leaderOverlaps([term(0, '9', 0, 250, 255), term(1, '10', 100, 190, 195)]);
+      assert.deepEqual(bad.map((o) => [o.older.token, o.newer.token, o.overlapMs]), [['9', '10', 150]]);
+    });
+    it('a term whose session the test ended on the server is exempt as the older side', () => {
+      const terms = [term(0, '9', 0, 250), term(1, '10', 100, 190, 195)];
+      assert.deepEqual(leaderOverlaps(terms, (t) => t.client === 0), []);
+    });
+    it('the longest leaderless stretch, a term still held at the end counting to the end', () => {
+      const terms = [term(0, '1', 0, 90, 100), term(1, '2', 150, 190, 200), term(2, '3', 900, 900)];
+      assert.equal(longestLeaderless(terms, 50, 1000), 700);
+      assert.equal(longestLeaderless([term(0, '1', 0, 90, 100)], 50, 5000), 4900, 'a wedge: nobody after the first term');
+    });
+    it("leader() naming a term within its belief (widened by the bound) agrees; naming a deposed term for ever does not", () => {
+      const terms = [term(0, '7', 1000, 4000, 4000), term(1, '8', 9000, 9500)];
+      const samples = [
+        { at: 900, token: null },
+        { at: 1100, token: '7' },
+        { at: 5000, token: '7' },
+        { at: 9100, token: '8' },
+      ];
+      assert.deepEqual(leaderDisagreements(samples, terms, 4000), []);
+      const wedged = [...samples.slice(0, 3), { at: 8500, token: '7' }];
+      assert.deepEqual(leaderDisagreements(wedged, terms, 4000).map((d) => [d.token, d.client, d.from, d.to]), [['7', 0, 1100, 8500]]);
+      assert.equal(leaderDisagreements([{ at: 0, token: '99' }, { at: 4500, token: '99' }], terms, 4000).length, 1, 'a token no term had, for longer than the bound');
+    });
+  });
+
+  describe('lives', () => {
+    const lives: Life[] = [
+      { life: 1, createRevision: '10', deleteSentAt: 500 },
+      { life: 2, createRevision: '20', deleteSentAt: 1500 },
+      { life: 3, createRevision: '30' },
+    ];
+    const change = (life: number, version: number, previousVersion: number, at = 0): LifeEvent => ({ kind: 'change', at, life, version, previousVersion, n: version - 1 });
+    const deleted = (at: number, revision: string): LifeEvent => ({ kind: 'deleted', at, revision });
+    const good = [change(1, 2, 1), change(1, 3, 2), deleted(510, '15'), change(2, 1, 0), change(2, 4, 1), deleted(1600, '25'), change(3, 2, 0)];
+    it('a history across lives that keeps the rules passes', () => {
+      assert.deepEqual(lifeAnomalies(good, lives, [{ life: 1, at: 600 }]), []);
+    });
+    it('a version twice, a life going back, a second deleted, a stale delete, a value of another life, a NOT_FOUND on a live life', () => {
+      const found = (events: LifeEvent[], nf: { life: number; at: number }[] = []): number => lifeAnomalies(events, lives, nf).length;
+      assert.equal(found([change(1, 2, 1), change(1, 2, 1)]), 1, 'delivered twice');
+      assert.equal(found([change(2, 1, 0), change(1, 3, 2)]), 1, 'a life went back');
+      assert.equal(found([change(1, 2, 1), deleted(510, '15'), deleted(520, '16')]), 1, 'a second deleted');
+      assert.equal(found([change(2, 1, 0), deleted(600, '15')]), 1, "life 1's delete (revision 15) applied to life 2: one anomaly per deleted");
+      assert.equal(found([change(2, 1, 0), deleted(600, '25')]), 1, 'before its delete was sent');
+      assert.equal(found([change(1, 2, 1), change(1, 3, 2), { kind: 'change', at: 0, life: 2, version: 1, previousVersion: 0, n: 3 }]), 1, 'n of another life');
+      assert.equal(found([change(1, 2, 1), deleted(510, '15'), change(2, 1, 3)]), 1, 'a new life must start from previousVersion 0');
+      assert.equal(found([], [{ life: 2, at: 1000 }]), 1, 'NOT_FOUND while life 2 was live');
     });
   });
 

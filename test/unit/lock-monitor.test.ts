@@ -64,6 +64,19 @@ describe('lock loss monitor', () => {
     monitor.stop();
   });
 
+  it('a deadline already past when monitoring starts: the signal is aborted at once, not a timer later', async () => {
+    // The fault matrix (etcd, near-expiry blip, election): a candidate whose keepalives were lost
+    // reached the head of the queue on answered lists, and campaign() resolved a leadership whose
+    // `held` was false 1 ms later. Its "lost before it began" check looks at the signal right away.
+    const ttl = 300;
+    const session = new SessionTracker('s1', ttl);
+    await sleep(ttl - safetyMarginMs(ttl) + 50);
+    const monitor = monitorOf(fakeBackend(session), 1);
+    assert.equal(monitor.signal.aborted, true, 'the loss deadline had passed, yet the signal was not aborted');
+    assert.equal((monitor.signal.reason as { code?: string }).code, 'LOCK_LOST');
+    monitor.stop();
+  });
+
   it('aborts at last contact + ttl - margin even when the session never says suspended', async () => {
     const ttl = 1000;
     const session = new SessionTracker('s1', ttl);
