@@ -125,6 +125,9 @@ function znodeVersion(version: number, what: string): number | undefined {
   return version >= 1 ? version - 1 : undefined;
 }
 
+/** The value of an entry listed without reading it (`keysOnly`). */
+const EMPTY_VALUE = new Uint8Array(0);
+
 /**
  * The {@link Backend} on ZooKeeper. One instance holds one session at a time; when that session
  * is lost it builds a new one (a new epoch) and re-arms every watch with a `reset`.
@@ -473,7 +476,7 @@ export class ZooKeeperBackend implements Backend {
       this.#keyWatches.set(target.key, set);
       watch = keyWatch;
     } else {
-      watch = new PrefixWatch(host, target.prefix, options.afterRevision);
+      watch = new PrefixWatch(host, target.prefix, options.afterRevision, options.keysOnly === true);
     }
     this.#watches.add(watch);
     const callerSignal = options.signal;
@@ -606,6 +609,7 @@ export class ZooKeeperBackend implements Backend {
     signal: AbortSignal,
     needsRead: (name: string) => boolean = () => true,
     limit?: number,
+    keysOnly = false,
   ): Promise<{ exists: boolean; names: string[]; entries: Entry[]; zxid: bigint; pzxid: bigint }> {
     const path = this.#path(prefix);
     const watch = childWatcher !== undefined;
@@ -638,6 +642,12 @@ export class ZooKeeperBackend implements Backend {
     // (not made by a sequential create) means reading them all and ordering by czxid.
     if (limit !== undefined && toRead.length > limit && toRead.every((n) => SEQUENTIAL_SUFFIX.test(n))) {
       toRead = toRead.sort((a, b) => (a.slice(-10) < b.slice(-10) ? -1 : a.slice(-10) > b.slice(-10) ? 1 : 0)).slice(0, limit);
+    }
+    if (keysOnly) {
+      // The caller wants the names only (WatchOptions.keysOnly): no getData, and the entries say
+      // so (empty value, version and revisions 0).
+      const entries = toRead.map((name): Entry => ({ key: `${base}/${name}`, value: EMPTY_VALUE, version: 0, revision: 0n, createRevision: 0n, ephemeral: false }));
+      return { exists: true, names, entries, zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
     }
     // Pipelined on the one socket: one round trip for all children, under one listener on the
     // caller's signal (one each would be hundreds on a long folder).

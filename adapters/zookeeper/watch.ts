@@ -439,11 +439,18 @@ export class PrefixWatch extends BaseWatch {
     this.wake();
   };
   readonly #dataWatchers = new Map<string, (event: ZkEvent) => void>();
+  /**
+   * Names only (`keysOnly`): children are listed, never read, and no data watch is set, so a
+   * child's value changes are not reported; joins and leaves are, with entries that carry no
+   * value (version and revisions 0).
+   */
+  readonly #keysOnly: boolean;
 
-  constructor(host: WatchHost, prefix: string, afterRevision: bigint | undefined) {
+  constructor(host: WatchHost, prefix: string, afterRevision: bigint | undefined, keysOnly = false) {
     super(host, afterRevision);
     this.#prefix = prefix;
     this.#base = prefix === '/' ? '' : prefix;
+    this.#keysOnly = keysOnly;
   }
 
   #dataWatcher(name: string): (event: ZkEvent) => void {
@@ -481,9 +488,11 @@ export class PrefixWatch extends BaseWatch {
       conn,
       this.#prefix,
       this.#childWatcher,
-      (name) => this.#dataWatcher(name),
+      (name) => (this.#keysOnly ? undefined : this.#dataWatcher(name)),
       signal,
       (name) => full || !known.has(name) || dirty.has(name),
+      undefined,
+      this.#keysOnly,
     );
     if (this.closed) return;
     const read = new Map(listing.entries.map((e) => [e.key.slice(this.#base.length + 1), e]));

@@ -218,6 +218,27 @@ describe('zookeeper adapter: watches', function () {
     assert.deepEqual(keys, ['put /b@1', 'put /a@2', 'delete /b', 'delete /a']);
   });
 
+  it('prefix watch with keysOnly: joins and leaves by name, and no child is ever read (one watched getChildren per change)', async () => {
+    const b = await openBackend();
+    const writer = await openBackend();
+    const prefix = `${uniquePrefix()}/q`;
+    await writer.create(`${prefix}/m-`, bytes('0'), { sequential: true });
+    const reader = new EventReader(b.watch({ prefix }, { keysOnly: true }));
+    await armed(reader);
+    const before = b.counters.snapshot();
+    const made = await writer.create(`${prefix}/m-`, bytes('1'), { sequential: true });
+    assert.ok(made.created);
+    await reader.until('the new child joins', (events) => puts(events).some((e) => e.key === made.entry.key));
+    await writer.delete(made.entry.key);
+    await reader.until('it leaves', (events) => events.some((e) => e.type === 'delete' && e.key === made.entry.key));
+    const joined = puts(reader.events).find((e) => e.key === made.entry.key)!;
+    assert.equal(joined.value.byteLength, 0, 'keys only: no value');
+    const counts = countsSince(before, b.counters.snapshot());
+    assert.equal(counts.watchGetData ?? 0, 0, `children were read: ${JSON.stringify(counts)}`);
+    assert.equal(counts.getData ?? 0, 0, `children were read: ${JSON.stringify(counts)}`);
+    assert.ok((counts.watchGetChildren ?? 0) <= 2, `list re-reads: ${JSON.stringify(counts)}`);
+  });
+
   it('prefix watch: a burst of writes to children ends with every child at its last version, no repeats', async () => {
     const b = await openBackend();
     const writer = await openBackend();
