@@ -381,3 +381,75 @@ export function lifeAnomalies(events: readonly LifeEvent[], lives: readonly Life
   }
   return out;
 }
+
+/**
+ * queue: one message a producer sent (`cast` or `call`), in its send order. `ok`: acknowledged
+ * (`cast` resolved its id, `call` its reply); `unknown`: TIMEOUT, CONNECTION or SESSION_LOST (it
+ * may be queued); `failed`: rejected with nothing queued (QUEUE_FULL).
+ */
+export interface QueueSend {
+  readonly client: number;
+  readonly kind: 'cast' | 'call';
+  readonly tag: string;
+  readonly outcome: 'ok' | 'unknown' | 'failed';
+  /** call, acknowledged: the reply, the state's counter as the commit that applied it left it. */
+  readonly reply?: number;
+}
+
+/** queue: what the run left, after the drain. */
+export interface QueueOutcome {
+  /** The tags the state's log holds, in apply order (each handled message appends its tag). */
+  readonly applied: readonly string[];
+  /** The state's counter (+1 per applied message). */
+  readonly n: number;
+  /** Messages still queued after the drain, and dead letters. */
+  readonly pending: number;
+  readonly dead: number;
+  /** Each consumer's `ctx.after` effects: the tags they ran for, in order. */
+  readonly effects: readonly (readonly string[])[];
+}
+
+/**
+ * queue: exactly-once against what producers were told. Every acknowledged message applied once;
+ * an unknown one at most once; one never queued never; no tag twice; each producer's acknowledged
+ * messages in its send order; a call's reply the counter its own commit left (its tag is at that
+ * place in the log), no two calls with the same reply; the counter equal to the log's length; the
+ * queue empty; every `ctx.after` effect for an applied tag, at most once over all consumers.
+ */
+export function queueAnomalies(sends: readonly QueueSend[], out: QueueOutcome): string[] {
+  const bad: string[] = [];
+  const where = new Map<string, number[]>();
+  for (const [i, tag] of out.applied.entries()) where.set(tag, [...(where.get(tag) ?? []), i]);
+  for (const [tag, at] of where) if (at.length > 1) bad.push(`${tag} applied ${at.length} times (at ${at.join(', ')})`);
+  const sent = new Set(sends.map((s) => s.tag));
+  for (const tag of where.keys()) if (!sent.has(tag)) bad.push(`${tag} applied but never sent`);
+  const replies = new Map<number, string>();
+  const last = new Map<number, { tag: string; at: number }>();
+  for (const s of sends) {
+    const at = where.get(s.tag) ?? [];
+    if (s.outcome === 'ok' && at.length === 0) bad.push(`acknowledged ${s.kind} ${s.tag} never applied`);
+    if (s.outcome === 'failed' && at.length > 0) bad.push(`${s.tag} applied though its ${s.kind} queued nothing`);
+    if (s.outcome !== 'ok' || at.length === 0) continue;
+    const prev = last.get(s.client);
+    if (prev && at[0]! < prev.at) bad.push(`p${s.client}: ${s.tag} applied before ${prev.tag}, sent earlier`);
+    last.set(s.client, { tag: s.tag, at: at[0]! });
+    if (s.kind === 'call') {
+      if (s.reply === undefined || out.applied[s.reply - 1] !== s.tag) bad.push(`call ${s.tag} replied ${String(s.reply)}, but its commit left the counter at ${at[0]! + 1}`);
+      const other = s.reply === undefined ? undefined : replies.get(s.reply);
+      if (other !== undefined) bad.push(`calls ${other} and ${s.tag} got the same reply ${String(s.reply)}`);
+      if (s.reply !== undefined) replies.set(s.reply, s.tag);
+    }
+  }
+  if (out.n !== out.applied.length) bad.push(`counter ${out.n} but ${out.applied.length} tags applied`);
+  if (out.pending > 0) bad.push(`${out.pending} messages still queued after the drain`);
+  if (out.dead > 0) bad.push(`${out.dead} dead letters`);
+  const ran = new Map<string, number>();
+  for (const [c, effects] of out.effects.entries()) {
+    for (const tag of effects) {
+      ran.set(tag, (ran.get(tag) ?? 0) + 1);
+      if (!where.has(tag)) bad.push(`consumer ${c} ran ctx.after for ${tag}, never applied`);
+    }
+  }
+  for (const [tag, count] of ran) if (count > 1) bad.push(`ctx.after ran ${count} times for ${tag}`);
+  return bad;
+}

@@ -6,16 +6,16 @@
  * checks local and remote records alike.
  */
 import { fileURLToPath } from 'node:url';
-import { applyChanges, connect, isSharedStructError, type Client, type Election, type Logger, type SharedStruct } from '../../lib/index.js';
+import { applyChanges, connect, isSharedStructError, type Client, type Consumer, type DurableServer, type Election, type Logger, type SharedStruct } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
 import { connectWrapped } from '../../lib/connect.js';
 import { faultyBackend, innermost, type SeededBug } from '../support/faulty-backend.js';
 import type { Operation } from './linearizability.js';
-import { now, type AckedWrite, type CachedRead, type FencedWrite, type Life, type LifeEvent, type NotFound } from './checks.js';
+import { now, type AckedWrite, type CachedRead, type FencedWrite, type Life, type LifeEvent, type NotFound, type QueueSend } from './checks.js';
 import { sleep } from '../support/process.js';
 import { startAgent, type Agent, type AgentEvent } from '../support/agents.js';
 
-export type WorkloadName = 'register' | 'counter' | 'watch' | 'lock' | 'election' | 'recreate';
+export type WorkloadName = 'register' | 'counter' | 'watch' | 'lock' | 'election' | 'recreate' | 'queue';
 
 /** How a participant connects. */
 export interface ParticipantConfig {
@@ -37,7 +37,8 @@ export interface SetupSpec {
   /** register: how many structs (operations spread over them). */
   readonly structs?: number;
   /** watch: writers write, readers read their cache. recreate: the deleter deletes and re-creates, the others subscribe, read and write. */
-  readonly role?: 'writer' | 'reader' | 'deleter';
+  /** queue: consumers serve, producers cast, the caller calls. */
+  readonly role?: 'writer' | 'reader' | 'deleter' | 'consumer' | 'producer' | 'caller';
   /** watch: the struct's `maxStalenessMs` and `refreshIntervalMs`. */
   readonly maxStalenessMs?: number;
   readonly refreshIntervalMs?: number;
@@ -122,6 +123,8 @@ export interface RunRecord {
   readonly iterEvents: LifeEvent[];
   /** recreate: writes that rejected NOT_FOUND, with the life the cache held at the call. */
   readonly notFounds: NotFound[];
+  /** queue, producers and the caller: every message sent, in order, with what it answered. */
+  readonly sends: QueueSend[];
 }
 
 /** A participant's check after healing (watch, recreate): its cache and its subscriber's fold against the final value. */
@@ -129,6 +132,8 @@ export interface FinishRecord {
   readonly version: number;
   readonly cacheEqual: boolean;
   readonly foldEqual: boolean;
+  /** queue, consumers: the tags their `ctx.after` effects ran for, in order. */
+  readonly effects?: readonly string[];
 }
 
 /** What the runner needs to end a participant's session on the server. */
@@ -172,6 +177,9 @@ type Fenced = { log: FencedWrite[] };
  * event left out of a fold stays out: a value overwritten by every write would heal it).
  */
 type Lived = { life: number; n: number; by: number; log: number[] };
+/** queue: every handled message appends its tag to `applied` and adds 1 to `n`. */
+type QState = { applied: string[]; n: number };
+type QMsg = { tag: string };
 
 const errorText = (err: unknown): string => (isSharedStructError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err));
 
@@ -203,6 +211,10 @@ export class Participant {
   #folded: unknown;
   #lastEvent = 0;
   #longHold: { ms: number; started: () => void } | undefined;
+  #server: DurableServer<QState, QMsg, number> | undefined;
+  #consumer: Consumer | undefined;
+  /** queue, consumers: the tags `ctx.after` ran for. */
+  readonly #effects: string[] = [];
   readonly #record: RunRecord;
 
   private constructor(index: number, client: Client) {
@@ -230,6 +242,7 @@ export class Participant {
       lifeEvents: [],
       iterEvents: [],
       notFounds: [],
+      sends: [],
     };
   }
 
@@ -308,6 +321,31 @@ export class Participant {
       case 'election':
         this.#election = this.client.election(spec.name, { id: `p${this.index}` });
         return;
+      case 'queue': {
+        const server = await settle(() =>
+          this.client.server<QState, QMsg, number>(spec.name, {
+            initial: { applied: [], n: 0 },
+            handle: (draft, msg, ctx) => {
+              draft.applied.push(msg.tag);
+              draft.n += 1;
+              ctx.reply(draft.n);
+              // Effects run only on the consumer that committed: each is also its successful operation (recovery).
+              ctx.after(() => {
+                this.#effects.push(msg.tag);
+                this.#ok();
+              });
+            },
+          }),
+        );
+        // Transient errors of a consumer are its business; a handler failure or a buried message is not.
+        server.on('error', (err) => {
+          this.#record.codes[`server ${err.code}`] = (this.#record.codes[`server ${err.code}`] ?? 0) + 1;
+          if (err.code === 'HANDLER_FAILED') this.#record.unexpected.push(`p${this.index}: server error ${errorText(err)}`);
+        });
+        server.on('dead', (d) => this.#record.unexpected.push(`p${this.index}: message ${d.id} buried: ${errorText(d.error)}`));
+        this.#server = server;
+        return;
+      }
       case 'recreate': {
         const initial: Lived = { life: 1, n: 0, by: -1, log: [] };
         if (spec.role === 'deleter') {
@@ -411,11 +449,23 @@ export class Participant {
       case 'recreate':
         await (spec.role === 'deleter' ? this.#recreate(spec) : this.#lived(spec));
         break;
+      case 'queue':
+        await (spec.role === 'consumer' ? this.#serve() : this.#produce(spec));
+        break;
     }
     return this.#record;
   }
 
   async finish(final: { version: number; value: unknown }): Promise<FinishRecord> {
+    if (this.#server) {
+      // queue, after the runner's drain: the consumer stops, its cache must hold the final state.
+      await this.#consumer?.stop();
+      const s = this.#server.state;
+      const want = JSON.stringify(final.value);
+      const deadline = now() + 15000;
+      while (s.stat().version < final.version && now() < deadline) await sleep(50);
+      return { version: s.stat().version, cacheEqual: JSON.stringify(s.readDirty()) === want, foldEqual: true, effects: [...this.#effects] };
+    }
     const s = this.#watched;
     if (!s) throw new Error('finish() is for the watch workload');
     const deadline = now() + 15000;
@@ -666,6 +716,41 @@ export class Participant {
         } catch (err) {
           this.#fail(err);
         }
+      }
+      await sleep(spec.paceMs);
+    }
+  }
+
+  /**
+   * queue, a consumer: serves with `batch: 4` from now until `finish()` (after the runner's
+   * drain); the run itself only lasts the loop's time.
+   */
+  async #serve(): Promise<void> {
+    this.#consumer = await settle(() => this.#server!.serve({ batch: 4 }));
+    this.#ok();
+    for (let i = 0; i < 100_000 && now() < this.#until; i++) await sleep(50);
+  }
+
+  /** queue, a producer (`cast`) or the caller (`call`): uniquely tagged messages, one after another. */
+  async #produce(spec: SetupSpec): Promise<void> {
+    const server = this.#server!;
+    const kind = spec.role === 'caller' ? 'call' : 'cast';
+    for (let i = 0; i < 100_000 && now() < this.#until; i++) {
+      const tag = `p${this.index}-${i}`;
+      try {
+        if (kind === 'call') {
+          const reply = await server.call({ tag }, { timeoutMs: 3000 });
+          this.#record.sends.push({ client: this.index, kind, tag, outcome: 'ok', reply });
+        } else {
+          await server.cast({ tag });
+          this.#record.sends.push({ client: this.index, kind, tag, outcome: 'ok' });
+        }
+        this.#ok();
+      } catch (err) {
+        const outcome = isSharedStructError(err, ...UNKNOWN) ? 'unknown' : isSharedStructError(err, 'QUEUE_FULL') ? 'failed' : undefined;
+        if (outcome) this.#record.sends.push({ client: this.index, kind, tag, outcome });
+        this.#fail(err, ['QUEUE_FULL']);
+        await sleep(50);
       }
       await sleep(spec.paceMs);
     }

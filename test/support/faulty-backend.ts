@@ -32,7 +32,7 @@ import type {
 } from '../../lib/backend.js';
 
 /** The bugs a run can seed, one wrapper each. */
-export const SEEDED_BUGS = ['cached-read', 'unchecked-staleness', 'blind-cas', 'lock-without-queue', 'lock-ignores-session'] as const;
+export const SEEDED_BUGS = ['cached-read', 'unchecked-staleness', 'blind-cas', 'lock-without-queue', 'lock-ignores-session', 'split-dequeue'] as const;
 export type SeededBug = (typeof SEEDED_BUGS)[number];
 
 /** Passes every call to `inner`; a seeded bug overrides what it gets wrong. */
@@ -321,12 +321,35 @@ class LockIgnoresSessionBackend extends ForwardingBackend {
   }
 }
 
+/**
+ * `split-dequeue`: a transaction that removes queued messages (`…/queue/<id>`) is split in two:
+ * the rest commits first (the state's compare-and-swap and the replies), then the messages are
+ * deleted in a request of their own ("deletes need no compare, the state's compare already
+ * serialized the consumers"). Between the two, or when the second request is lost, the messages
+ * are still queued after their state change: the next consumer applies them again.
+ */
+class SplitDequeueBackend extends ForwardingBackend {
+  override async txn(txn: Txn, options?: RequestOptions): Promise<TxnResult> {
+    const queued = (key: string): boolean => /\/queue\/[^/]+$/.test(key);
+    const dequeues = txn.ops.filter((o) => o.op === 'delete' && queued(o.key));
+    if (dequeues.length === 0) return this.inner.txn(txn, options);
+    const rest = { compare: txn.compare.filter((c) => !queued(c.key)), ops: txn.ops.filter((o) => !dequeues.includes(o)) };
+    const r = await this.inner.txn(rest, options);
+    if (!r.ok) return r;
+    await this.inner.txn({ compare: [], ops: dequeues.map((o) => ({ op: 'delete' as const, key: o.key })) }, options);
+    // The entries line up with the caller's ops again (a delete has none).
+    let k = 0;
+    return { ok: true, entries: txn.ops.map((o) => (dequeues.includes(o) ? undefined : r.entries[k++])) };
+  }
+}
+
 const WRAPPERS: Record<SeededBug, new (inner: Backend) => Backend> = {
   'cached-read': CachedReadBackend,
   'unchecked-staleness': UncheckedStalenessBackend,
   'blind-cas': BlindCasBackend,
   'lock-without-queue': LockWithoutQueueBackend,
   'lock-ignores-session': LockIgnoresSessionBackend,
+  'split-dequeue': SplitDequeueBackend,
 };
 
 /** The `wrap` of `connectWrapped` that seeds `bug` into every backend of a client. */

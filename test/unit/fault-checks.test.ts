@@ -7,6 +7,7 @@ import {
   lockLosses,
   longestLeaderless,
   percentile,
+  queueAnomalies,
   recoveryTimes,
   staleReads,
   staleTokenWrites,
@@ -14,6 +15,8 @@ import {
   type Life,
   type LifeEvent,
   type Observed,
+  type QueueOutcome,
+  type QueueSend,
   type Term,
 } from '../faults/checks.js';
 
@@ -156,6 +159,42 @@ describe('fault checks', () => {
       assert.equal(found([change(1, 2, 1), change(1, 3, 2), { kind: 'change', at: 0, life: 2, version: 1, previousVersion: 0, n: 3 }]), 1, 'n of another life');
       assert.equal(found([change(1, 2, 1), deleted(510, '15'), change(2, 1, 3)]), 1, 'a new life must start from previousVersion 0');
       assert.equal(found([], [{ life: 2, at: 1000 }]), 1, 'NOT_FOUND while life 2 was live');
+    });
+  });
+
+  describe('queue', () => {
+    const cast = (client: number, tag: string, outcome: QueueSend['outcome'] = 'ok'): QueueSend => ({ client, kind: 'cast', tag, outcome });
+    const sends: QueueSend[] = [cast(2, 'p2-0'), cast(2, 'p2-1', 'unknown'), cast(2, 'p2-2'), cast(3, 'p3-0'), cast(3, 'p3-1', 'unknown'), { client: 4, kind: 'call', tag: 'p4-0', outcome: 'ok', reply: 3 }];
+    // p2-1 (unknown) was applied, p3-1 (unknown) was not.
+    const applied = ['p2-0', 'p3-0', 'p4-0', 'p2-1', 'p2-2'];
+    const clean: QueueOutcome = { applied, n: 5, pending: 0, dead: 0, effects: [['p2-0', 'p4-0'], ['p3-0', 'p2-1', 'p2-2']] };
+    const found = (o: Partial<QueueOutcome>, s: QueueSend[] = sends): string[] => queueAnomalies(s, { ...clean, ...o });
+    it('a record where each message applied once, in order, with its reply and one effect, passes', () => {
+      assert.deepEqual(found({}), []);
+    });
+    it('a duplicated apply is reported, an unknown cast applied twice too', () => {
+      const dup = found({ applied: ['p2-0', 'p3-0', 'p4-0', 'p2-1', 'p2-2', 'p3-0'], n: 6 });
+      assert.deepEqual(dup, ['p3-0 applied 2 times (at 1, 5)']);
+      assert.deepEqual(found({ applied: ['p2-0', 'p3-0', 'p3-1', 'p3-1', 'p4-0'], n: 5, effects: [['p2-0', 'p4-0'], ['p3-0']] }), [
+        'p3-1 applied 2 times (at 2, 3)',
+        'acknowledged cast p2-2 never applied',
+        'call p4-0 replied 3, but its commit left the counter at 5',
+      ]);
+    });
+    it('a lost acknowledged cast is reported', () => {
+      assert.deepEqual(found({ applied: ['p2-0', 'p3-0', 'p4-0', 'p2-1'], n: 4, effects: [['p2-0'], ['p3-0']] }), ['acknowledged cast p2-2 never applied']);
+    });
+    it('order, replies, a message never queued, the counter, leftovers and effects', () => {
+      assert.deepEqual(found({ applied: ['p2-2', 'p3-0', 'p4-0', 'p2-1', 'p2-0'] }), ['p2: p2-2 applied before p2-0, sent earlier']);
+      assert.deepEqual(found({}, [...sends.slice(0, 5), { client: 4, kind: 'call', tag: 'p4-0', outcome: 'ok', reply: 2 }]), ['call p4-0 replied 2, but its commit left the counter at 3']);
+      assert.deepEqual(found({}, [...sends, { client: 4, kind: 'call', tag: 'p4-1', outcome: 'ok', reply: 3 }]), ['acknowledged call p4-1 never applied']);
+      assert.deepEqual(found({}, [...sends.slice(0, 4), cast(3, 'p3-1', 'failed'), ...sends.slice(5)]), []);
+      assert.deepEqual(found({ applied: [...applied, 'p3-1'], n: 6 }, [...sends.slice(0, 4), cast(3, 'p3-1', 'failed'), ...sends.slice(5)]), ['p3-1 applied though its cast queued nothing']);
+      assert.deepEqual(found({ n: 4 }), ['counter 4 but 5 tags applied']);
+      assert.deepEqual(found({ pending: 2, dead: 1 }), ['2 messages still queued after the drain', '1 dead letters']);
+      assert.deepEqual(found({ effects: [['p2-0', 'p2-0'], ['p3-1']] }), ['consumer 1 ran ctx.after for p3-1, never applied', 'ctx.after ran 2 times for p2-0']);
+      assert.deepEqual(found({ effects: [['p2-0'], ['p2-0']] }), ['ctx.after ran 2 times for p2-0']);
+      assert.deepEqual(found({ applied: [...applied, 'x'], n: 6 }), ['x applied but never sent']);
     });
   });
 

@@ -137,6 +137,45 @@ describe('faulty backends (the seeded bugs of the fault matrix)', () => {
     assert.deepEqual(r, { seeded: { ok: true, stored: 'stale' }, real: { ok: false, stored: '1' } });
   });
 
+  it('split-dequeue: a commit whose queued message another consumer already removed applies it again', async () => {
+    const r = await both('split-dequeue', async (s, bug) => {
+      const backend = backendOf(await s.client(bug));
+      await backend.create('/t/payload', bytes('0'));
+      await backend.create('/t/queue/m-1', bytes('msg'));
+      // A consumer planned the message at version 1; another consumer committed it meanwhile.
+      await backend.delete('/t/queue/m-1');
+      const res = await backend.txn({
+        compare: [{ key: '/t/queue/m-1', version: 1 }],
+        ops: [{ op: 'put', key: '/t/payload', value: bytes('applied again'), expectedVersion: 1 }, { op: 'delete', key: '/t/queue/m-1' }],
+      });
+      return { ok: res.ok, entries: res.ok ? res.entries.map((e) => e?.key) : [], state: new TextDecoder().decode((await backend.get('/t/payload'))!.value) };
+    });
+    assert.deepEqual(r, { seeded: { ok: true, entries: ['/t/payload', undefined], state: 'applied again' }, real: { ok: false, entries: [], state: '0' } });
+  });
+
+  it('split-dequeue: the state change commits while the message stays queued when the second request fails', async () => {
+    const r = await both('split-dequeue', async (s, bug) => {
+      const a = await s.client(bug);
+      const backend = backendOf(a);
+      await backend.create('/t/payload', bytes('0'));
+      await backend.create('/t/queue/m-1', bytes('msg'));
+      // The commit goes through; the next request of this client is cut off.
+      const inner = innermost(backend);
+      const txn = inner.txn.bind(inner);
+      let calls = 0;
+      inner.txn = (t, o) => (++calls === 2 ? Promise.reject(new Error('cut off')) : txn(t, o));
+      const failed = await backend
+        .txn({ compare: [{ key: '/t/queue/m-1', version: 1 }], ops: [{ op: 'put', key: '/t/payload', value: bytes('1'), expectedVersion: 1 }, { op: 'delete', key: '/t/queue/m-1' }] })
+        .then(
+          () => false,
+          () => true,
+        );
+      inner.txn = txn;
+      return { failed, state: new TextDecoder().decode((await backend.get('/t/payload'))!.value), queued: (await backend.get('/t/queue/m-1')) !== undefined };
+    });
+    assert.deepEqual(r, { seeded: { failed: true, state: '1', queued: true }, real: { failed: false, state: '1', queued: false } });
+  });
+
   it('lock-without-queue: a contender holds the lock while its holder still does', async () => {
     const r = await both('lock-without-queue', async (s, bug) => {
       const a = await s.client(undefined);
