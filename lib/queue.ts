@@ -211,8 +211,7 @@ export class QueueSlot {
     };
     // A key seen deleted, or of a session that is gone, is not ours to delete: its name may
     // already be another contender's (claims are named after their message). The key is
-    // ephemeral; it went, or goes, with its session.
-    if (this.#gone || !sessionHolds()) return;
+    // ephemeral; it went, or goes, with its session. Checked again before each retry.
     const once = async (): Promise<void> => {
       if (this.#gone || !sessionHolds()) return;
       if (this.#sharedName && backend.features.has('txn')) {

@@ -264,12 +264,18 @@ export class ZooKeeperBackend implements Backend {
   async stat(key: string, options: GetOptions = {}): Promise<EntryStat | undefined> {
     validateKey(key);
     const path = this.#path(key);
-    return this.#request(`stat ${key}`, options.signal, async (conn, signal) => {
+    const stat = await this.#exists(`stat ${key}`, 'exists', key, path, options);
+    return stat && toEntryStat(stat);
+  }
+
+  /** An `exists` of `path` (after a `sync` when consistent), counted as `counter`: its stat, or undefined when there is no node. */
+  #exists(what: string, counter: string, key: string, path: string, options: GetOptions): Promise<ZkStat | undefined> {
+    return this.#request(what, options.signal, async (conn, signal) => {
       if (options.consistent) void conn.send('sync', OP.sync, syncRequest(path), undefined, { signal }).catch(() => {});
-      const reply = await conn.send('exists', OP.exists, pathWatchRequest('exists', path, false), parseStat, { signal });
+      const reply = await conn.send(counter, OP.exists, pathWatchRequest('exists', path, false), parseStat, { signal });
       if (reply.err === ZkCodes.NO_NODE) return undefined;
       if (reply.err !== 0) throw convertCode(reply.err, `exists ${key}`);
-      return toEntryStat(reply.body!);
+      return reply.body!;
     });
   }
 
@@ -357,15 +363,9 @@ export class ZooKeeperBackend implements Backend {
 
   async count(prefix: string, options: GetOptions = {}): Promise<number> {
     validateKey(prefix);
-    const path = this.#path(prefix);
-    return this.#request(`count ${prefix}`, options.signal, async (conn, signal) => {
-      if (options.consistent) void conn.send('sync', OP.sync, syncRequest(path), undefined, { signal }).catch(() => {});
-      // Counted as `count`: an exists of the parent, whose stat has numChildren.
-      const reply = await conn.send('count', OP.exists, pathWatchRequest('exists', path, false), parseStat, { signal });
-      if (reply.err === ZkCodes.NO_NODE) return 0;
-      if (reply.err !== 0) throw convertCode(reply.err, `exists ${prefix}`);
-      return reply.body!.numChildren;
-    });
+    // Counted as `count`: an exists of the parent, whose stat has numChildren.
+    const stat = await this.#exists(`count ${prefix}`, 'count', prefix, this.#path(prefix), options);
+    return stat?.numChildren ?? 0;
   }
 
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
