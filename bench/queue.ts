@@ -11,6 +11,8 @@ import { zookeeper, type ZkClient } from '../adapters/zookeeper/zk-client.js';
 /** A raw queue on one store. */
 export interface RawQueue {
   readonly name: string;
+  /** Requests one `take` sends. */
+  readonly requestsPerTake: number;
   /** Creates the state key with `state` and an empty queue folder. */
   setup(stateKey: string, queue: string, state: Buffer): Promise<void>;
   /** Queues one message (in order). */
@@ -27,6 +29,7 @@ export function rawEtcdQueue(endpoints: readonly string[]): RawQueue {
   let state: { value: Buffer; version: number } | undefined;
   return {
     name: 'etcd3',
+    requestsPerTake: 2, // range, txn
     async setup(stateKey, _queue, value) {
       await client.put(stateKey).value(value);
       const kv = (await client.get(stateKey).exec()).kvs[0]!;
@@ -86,6 +89,7 @@ export async function rawZkQueue(connectString: string): Promise<RawQueue> {
   let state: { value: Buffer; version: number } | undefined;
   return {
     name: 'node-zookeeper-client',
+    requestsPerTake: 3, // getChildren, getData, multi
     async setup(stateKey, queue, value) {
       await call((cb) => zk.mkdirp(stateKey, cb), () => undefined);
       await call((cb) => zk.mkdirp(queue, cb), () => undefined);

@@ -162,7 +162,8 @@ export interface WatchOptions extends RequestOptions {
    * The caller needs only the keys (a consumer woken by "something changed"): a prefix watch may
    * then skip reading values, and its `put` and `reset` entries may carry an empty `value`,
    * version 0 and revisions 0 (ZooKeeper lists the children without reading them; etcd and
-   * memory send values anyway).
+   * memory send values anyway). On ZooKeeper its `delete` revisions may be 0 too (the
+   * notification that told it carries no zxid).
    */
   readonly keysOnly?: boolean;
 }

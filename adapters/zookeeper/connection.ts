@@ -258,14 +258,22 @@ export interface SendOptions {
 
 /**
  * Called for each notification of a persistent watch with the event type (1 created, 2 deleted,
- * 3 data changed, 4 children changed), or with 0 after a reconnect re-added the watch: changes
- * while it was gone were not notified, so the owner must read again.
+ * 3 data changed, 4 children changed) and the node's path, or with 0 after a reconnect re-added
+ * the watch: changes while it was gone were not notified, so the owner must read again.
  */
-export type PersistentHandler = (type: number) => void;
+export type PersistentHandler = (type: number, path: string) => void;
 
-/** `AddWatchMode.PERSISTENT`, and the `WatcherType` that removes it. */
-const PERSISTENT_MODE = 0;
-const PERSISTENT_WATCHER_TYPE = 4;
+/**
+ * What a persistent watch covers: `node` (`AddWatchMode.PERSISTENT`: the node's data and
+ * existence, and "children changed" without names) or `children` (`PERSISTENT_RECURSIVE`: the
+ * node and its direct children, each change with the child's path, so a folder's joins and
+ * leaves cost no read; deeper descendants notify the server's watch too and are ignored here).
+ */
+export type PersistentMode = 'node' | 'children';
+
+/** The server's `AddWatchMode` of each mode, and the `WatcherType` that removes it. */
+const ADD_WATCH_MODE: Record<PersistentMode, number> = { node: 0, children: 1 };
+const WATCHER_TYPE: Record<PersistentMode, number> = { node: 4, children: 5 };
 
 /** A request we queue: marks the packet as ours and says how to parse its body. */
 interface OwnRequest extends JuteRequest {
@@ -299,7 +307,7 @@ export class ZkConnection {
    * library knows nothing of them: its SetWatches after a reconnect cannot carry them, so
    * {@link #rearmPersistent} adds them again.
    */
-  readonly #persistent = new Map<string, Set<PersistentHandler>>();
+  readonly #persistent = new Map<string, { readonly mode: PersistentMode; readonly handlers: Set<PersistentHandler> }>();
   /** Per server (`host:port`), what its sockets did since the last session was granted. */
   readonly #attempts = new Map<string, ServerAttempts>();
   /** Bumped when a session is granted: sockets of earlier generations no longer report. */
@@ -566,45 +574,59 @@ export class ZkConnection {
    * Leaves a persistent watch on `path` (every later change of the node notifies `handler`, with
    * no re-arming) and resolves true once the server set it; a request on this session sent
    * after it resolves sees every change after it. Resolves false when the server does not know
-   * `addWatch` (ZooKeeper < 3.6). Handlers on one path share one server watch.
+   * `addWatch` (ZooKeeper < 3.6), or when the path already holds a watch of the other mode (one
+   * server watch per path and session: the caller falls back to one-shot watches). Handlers on
+   * one path share one server watch.
    */
-  async addPersistentWatch(path: string, handler: PersistentHandler, signal?: AbortSignal): Promise<boolean> {
-    const handlers = this.#persistent.get(path);
-    if (handlers && handlers.size > 0) {
+  async addPersistentWatch(path: string, handler: PersistentHandler, signal?: AbortSignal, mode: PersistentMode = 'node'): Promise<boolean> {
+    const existing = this.#persistent.get(path);
+    if (existing && existing.handlers.size > 0) {
+      if (existing.mode !== mode) return false;
       // The server watch is set, or its addWatch is queued ahead of anything sent from now on.
-      handlers.add(handler);
+      existing.handlers.add(handler);
       return true;
     }
-    this.#persistent.set(path, new Set([handler]));
-    const reply = await this.send('addWatch', OP.addWatch, addWatchRequest(path, PERSISTENT_MODE), undefined, { signal });
+    const entry = { mode, handlers: new Set([handler]) };
+    this.#persistent.set(path, entry);
+    const reply = await this.send('addWatch', OP.addWatch, addWatchRequest(path, ADD_WATCH_MODE[mode]), undefined, { signal });
     if (reply.err === 0) return true;
-    this.#persistent.get(path)?.delete(handler);
-    if (this.#persistent.get(path)?.size === 0) this.#persistent.delete(path);
+    entry.handlers.delete(handler);
+    if (entry.handlers.size === 0 && this.#persistent.get(path) === entry) this.#persistent.delete(path);
     if (reply.err === ZkCodes.UNIMPLEMENTED) return false;
     throw convertCode(reply.err, `addWatch ${path}`);
   }
 
   /** Removes `handler`; the last one of a path removes the server's watch (best effort). */
   removePersistentWatch(path: string, handler: PersistentHandler): void {
-    const handlers = this.#persistent.get(path);
-    if (!handlers?.delete(handler) || handlers.size > 0) return;
+    const entry = this.#persistent.get(path);
+    if (!entry?.handlers.delete(handler) || entry.handlers.size > 0) return;
     this.#persistent.delete(path);
     if (this.live) {
-      this.send('removeWatches', OP.removeWatches, removeWatchesRequest(path, PERSISTENT_WATCHER_TYPE), undefined).catch(() => undefined);
+      this.send('removeWatches', OP.removeWatches, removeWatchesRequest(path, WATCHER_TYPE[entry.mode]), undefined).catch(() => undefined);
     }
   }
 
   /** After a reconnect on the same session: the server forgot the persistent watches; add them again. */
   #rearmPersistent(): void {
-    for (const [path, handlers] of this.#persistent) {
-      void this.send('addWatch', OP.addWatch, addWatchRequest(path, PERSISTENT_MODE), undefined).then(
+    for (const [path, { mode, handlers }] of this.#persistent) {
+      void this.send('addWatch', OP.addWatch, addWatchRequest(path, ADD_WATCH_MODE[mode]), undefined).then(
         (reply) => {
           // Ok: read again. Failed: the socket went again, and the next reconnect comes back here.
-          if (reply.err === 0) for (const h of [...handlers]) h(0);
+          if (reply.err === 0) for (const h of [...handlers]) h(0, path);
         },
         () => undefined,
       );
     }
+  }
+
+  /** The handlers a notification of `path` is for: its own watch, and its parent's `children` watch. */
+  #persistentHandlers(path: string): PersistentHandler[] {
+    const own = this.#persistent.get(path);
+    const cut = path.lastIndexOf('/');
+    const parent = cut > 0 ? this.#persistent.get(path.slice(0, cut)) : cut === 0 && path.length > 1 ? this.#persistent.get('/') : undefined;
+    const handlers = own ? [...own.handlers] : [];
+    if (parent?.mode === 'children') handlers.push(...parent.handlers);
+    return handlers;
   }
 
   /**
@@ -868,8 +890,7 @@ export class ZkConnection {
     if (xid === jute.XID_NOTIFICATION) {
       const event = parseWatcherEvent(frame, BODY_OFFSET);
       if (event.type < 1 || event.type > 4) return; // watch-removed types (>= 3.6) the library would throw on
-      const handlers = this.#persistent.get(event.path);
-      if (handlers) for (const h of [...handlers]) h(event.type);
+      for (const h of this.#persistentHandlers(event.path)) h(event.type, event.path);
       // The library parses the frame again and fires its one-shot watchers of the path; with
       // none registered it would do nothing (most notifications, under persistent watches).
       if (this.#libraryWatches(event.path)) this.#originalOnSocketData(frame);

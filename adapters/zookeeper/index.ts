@@ -48,12 +48,33 @@ import {
   setDataRequest,
   syncRequest,
   type MultiOp,
+  type MultiResult,
 } from './wire.js';
 import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
 import { splitHosts, type AddressRules } from '../../lib/options.js';
 
 /** The suffix ZooKeeper appends to a sequential znode's name: the parent's counter, 10 digits. */
 const SEQUENTIAL_SUFFIX = /\d{10}$/;
+
+/**
+ * The `limit` oldest of `names` when every one ends in a sequential create's 10-digit counter
+ * (in counter order), else undefined. One pass keeping the `limit` smallest: a consumer takes
+ * the head of a long queue every round, and sorting the whole listing each time was the
+ * largest CPU cost of a drain (measured with --cpu-prof).
+ */
+export function firstSequential(names: readonly string[], limit: number): string[] | undefined {
+  const head: { name: string; seq: string }[] = [];
+  for (const name of names) {
+    if (!SEQUENTIAL_SUFFIX.test(name)) return undefined;
+    const seq = name.slice(-10);
+    if (head.length === limit && seq >= head[limit - 1]!.seq) continue;
+    let at = head.length;
+    while (at > 0 && head[at - 1]!.seq > seq) at -= 1;
+    head.splice(at, 0, { name, seq });
+    if (head.length > limit) head.pop();
+  }
+  return head.map((h) => h.name);
+}
 
 /**
  * Runs `fn` with a signal of our own that follows `signal` through one listener, when `fn` is
@@ -125,6 +146,25 @@ function znodeVersion(version: number, what: string): number | undefined {
   return version >= 1 ? version - 1 : undefined;
 }
 
+/** Entries in creation order. */
+function byCreation(entries: Entry[]): Entry[] {
+  return entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+}
+
+/** The optional parts of {@link ZooKeeperBackend.readChildren}. @internal */
+export interface ReadChildrenOptions {
+  /** Which children to read (default: all). */
+  readonly needsRead?: (name: string) => boolean;
+  /** Only the first `limit` children (in creation order) need reading. */
+  readonly limit?: number | undefined;
+  /** List the names only, read no child. */
+  readonly keysOnly?: boolean;
+  /** Called synchronously as the listing's reply is read, before any later frame. */
+  readonly onReply?: () => void;
+  /** The request counter to count the listing under (default `getChildren` / `watchGetChildren`). */
+  readonly counted?: string;
+}
+
 /** The value of an entry listed without reading it (`keysOnly`). */
 const EMPTY_VALUE = new Uint8Array(0);
 
@@ -148,6 +188,8 @@ export class ZooKeeperBackend implements Backend {
   readonly #watchDetach = new Map<ZkWatch, () => void>();
   /** Key watches by key, told of this backend's own writes (see {@link KeyWatch.ownWrite}). */
   readonly #keyWatches = new Map<string, Set<KeyWatch>>();
+  /** `keysOnly` prefix watches by prefix: {@link list} takes a folder's head from their names. */
+  readonly #childWatches = new Map<string, Set<PrefixWatch>>();
   /** Own writes in flight per key: a key watch waits for their replies before it reads. */
   readonly #inflight = new Map<string, number>();
   #conn: ZkConnection;
@@ -356,7 +398,9 @@ export class ZooKeeperBackend implements Backend {
       if (options.consistent) {
         void conn.send('sync', OP.sync, syncRequest(this.#path(prefix)), undefined, { signal }).catch(() => {});
       }
-      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal, undefined, limit);
+      const fromWatch = limit !== undefined && !options.consistent ? await this.#headFromWatch(conn, prefix, limit, signal) : undefined;
+      if (fromWatch) return fromWatch;
+      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal, { limit });
       return limit === undefined ? entries : entries.slice(0, limit);
     });
   }
@@ -411,7 +455,18 @@ export class ZooKeeperBackend implements Backend {
     if (ops.length === 0) return { ok: true, entries: [] };
     return this.#request('txn', options.signal, async (conn, signal) => {
       for (let attempt = 1; ; attempt += 1) {
-        const reply = await this.#writingKeys(txn.ops.filter((op) => op.op === 'put').map((op) => op.key), () => conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal }));
+        // Key watches learn of the puts as the reply is read, before the notifications that
+        // follow it are handled, so they need not read their own write back (see KeyWatch).
+        const onReply = (err: number, body: unknown): void => {
+          if (err !== 0 || !Array.isArray(body)) return;
+          const results = body as MultiResult[];
+          if (!results.every((r) => r.type === 'ok')) return;
+          txn.ops.forEach((op, i) => {
+            const result = results[compares + i];
+            if (op.op === 'put' && result?.type === 'ok' && result.stat) this.#ownWrite(conn, toEntry(op.key, op.value, result.stat));
+          });
+        };
+        const reply = await this.#writingKeys(txn.ops.filter((op) => op.op === 'put').map((op) => op.key), () => conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal, onReply }));
         const results = reply.body;
         if (reply.err === 0 && results && results.every((r) => r.type === 'ok')) {
           const entries = txn.ops.map((op, i): Entry | undefined => {
@@ -425,9 +480,6 @@ export class ZooKeeperBackend implements Backend {
             // transaction with one zxid, the one in the reply header: that is the new node's
             // czxid and mzxid, and a new node has zk version 0.
             return { key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
-          });
-          txn.ops.forEach((op, i) => {
-            if (op.op === 'put' && entries[i]) this.#ownWrite(conn, entries[i]);
           });
           return { ok: true, entries };
         }
@@ -461,11 +513,10 @@ export class ZooKeeperBackend implements Backend {
       remove: (w) => {
         this.#watches.delete(w);
         this.#detachWatch(w);
-        if (w instanceof KeyWatch) {
-          const set = this.#keyWatches.get(w.key);
-          set?.delete(w);
-          if (set?.size === 0) this.#keyWatches.delete(w.key);
-        }
+        const [map, key] = w instanceof KeyWatch ? [this.#keyWatches as Map<string, Set<ZkWatch>>, w.key] : [this.#childWatches as Map<string, Set<ZkWatch>>, (w as PrefixWatch).prefix];
+        const set = map.get(key);
+        set?.delete(w);
+        if (set?.size === 0) map.delete(key);
       },
     };
     let watch: ZkWatch;
@@ -476,7 +527,13 @@ export class ZooKeeperBackend implements Backend {
       this.#keyWatches.set(target.key, set);
       watch = keyWatch;
     } else {
-      watch = new PrefixWatch(host, target.prefix, options.afterRevision, options.keysOnly === true);
+      const prefixWatch = new PrefixWatch(host, target.prefix, options.afterRevision, options.keysOnly === true);
+      if (options.keysOnly) {
+        const set = this.#childWatches.get(target.prefix) ?? new Set<PrefixWatch>();
+        set.add(prefixWatch);
+        this.#childWatches.set(target.prefix, set);
+      }
+      watch = prefixWatch;
     }
     this.#watches.add(watch);
     const callerSignal = options.signal;
@@ -607,15 +664,15 @@ export class ZooKeeperBackend implements Backend {
     childWatcher: ((event: ZkEvent) => void) | undefined,
     dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
     signal: AbortSignal,
-    needsRead: (name: string) => boolean = () => true,
-    limit?: number,
-    keysOnly = false,
+    options: ReadChildrenOptions = {},
   ): Promise<{ exists: boolean; names: string[]; entries: Entry[]; zxid: bigint; pzxid: bigint }> {
+    const { needsRead = () => true, limit, keysOnly = false, onReply, counted } = options;
     const path = this.#path(prefix);
     const watch = childWatcher !== undefined;
-    const reply = await conn.send(watch ? 'watchGetChildren' : 'getChildren', OP.getChildren2, pathWatchRequest('getChildren', path, watch), parseChildren, {
+    const reply = await conn.send(counted ?? (watch ? 'watchGetChildren' : 'getChildren'), OP.getChildren2, pathWatchRequest('getChildren', path, watch), parseChildren, {
       signal,
       watch: childWatcher ? { kind: 'child', path, watcher: childWatcher } : undefined,
+      onReply,
     });
     if (reply.err === ZkCodes.NO_NODE) {
       if (childWatcher) {
@@ -640,20 +697,32 @@ export class ZooKeeperBackend implements Backend {
     // The head of a folder of sequential znodes: their 10-digit suffix is the parent's counter,
     // so it orders them by creation and only the first `limit` need reading. Any other name
     // (not made by a sequential create) means reading them all and ordering by czxid.
-    if (limit !== undefined && toRead.length > limit && toRead.every((n) => SEQUENTIAL_SUFFIX.test(n))) {
-      toRead = toRead.sort((a, b) => (a.slice(-10) < b.slice(-10) ? -1 : a.slice(-10) > b.slice(-10) ? 1 : 0)).slice(0, limit);
-    }
+    if (limit !== undefined && toRead.length > limit) toRead = firstSequential(toRead, limit) ?? toRead;
     if (keysOnly) {
       // The caller wants the names only (WatchOptions.keysOnly): no getData, and the entries say
       // so (empty value, version and revisions 0).
       const entries = toRead.map((name): Entry => ({ key: `${base}/${name}`, value: EMPTY_VALUE, version: 0, revision: 0n, createRevision: 0n, ephemeral: false }));
       return { exists: true, names, entries, zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
     }
-    // Pipelined on the one socket: one round trip for all children, under one listener on the
-    // caller's signal (one each would be hundreds on a long folder).
-    const reads = await withChildSignal(signal, toRead.length, (s) =>
+    const entries = (await this.#readNamed(conn, base, toRead, dataWatcher, signal)).filter((e): e is Entry => e !== undefined);
+    return { exists: true, names, entries: byCreation(entries), zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
+  }
+
+  /**
+   * Reads the children `names` of `base`, pipelined on the one socket: one round trip for all,
+   * under one listener on the caller's signal (one each would be hundreds on a long folder).
+   * Undefined for a child that is gone.
+   */
+  #readNamed(
+    conn: ZkConnection,
+    base: string,
+    names: readonly string[],
+    dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
+    signal: AbortSignal,
+  ): Promise<(Entry | undefined)[]> {
+    return withChildSignal(signal, names.length, (s) =>
       Promise.all(
-        toRead.map(async (name) => {
+        names.map(async (name) => {
           const childKey = `${base}/${name}`;
           const r = await this.#getData(conn, this.#path(childKey), dataWatcher(name), s);
           if (r.err === ZkCodes.NO_NODE) return undefined;
@@ -662,9 +731,24 @@ export class ZooKeeperBackend implements Backend {
         }),
       ),
     );
-    const entries = reads.filter((e): e is Entry => e !== undefined);
-    entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
-    return { exists: true, names, entries, zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
+  }
+
+  /**
+   * The head of a folder from the names a live `keysOnly` watch of it holds on `conn` (its
+   * persistent children watch is told of every join and leave), read without listing: a
+   * consumer taking one message a round then sends one getData instead of getChildren + getData.
+   * Undefined when no such watch is live, a name is not sequential, or a named child is gone
+   * (a leave not yet told): the caller lists.
+   */
+  async #headFromWatch(conn: ZkConnection, prefix: string, limit: number, signal: AbortSignal): Promise<Entry[] | undefined> {
+    let names: readonly string[] | undefined;
+    for (const w of this.#childWatches.get(prefix) ?? []) if ((names = w.namesOn(conn))) break;
+    if (!names) return undefined;
+    const head = names.length > limit ? firstSequential(names, limit) : names;
+    if (!head) return undefined;
+    const entries = await this.#readNamed(conn, prefix === '/' ? '' : prefix, head, () => undefined, signal);
+    if (entries.some((e) => e === undefined)) return undefined;
+    return byCreation(entries as Entry[]);
   }
 
   // ---- internals ----

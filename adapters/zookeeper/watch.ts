@@ -48,6 +48,9 @@ export interface ZkWatch extends Watch {
   readonly signal: AbortSignal;
 }
 
+/** The value of a `keysOnly` entry (names only). */
+const NO_VALUE = new Uint8Array(0);
+
 /** The identity of one life of a key: its create revision and the last version emitted. */
 interface Known {
   readonly createRevision: bigint;
@@ -425,8 +428,21 @@ export class KeyWatch extends BaseWatch {
   }
 }
 
-/** A watch on the direct children of a prefix. */
+/**
+ * A watch on the direct children of a prefix. With `keysOnly` on ZooKeeper >= 3.6 it holds a
+ * persistent `children` watch on the parent: every join and leave is notified with the child's
+ * name, so the watch emits it without any request (a one-shot child watch costs a re-arming
+ * `getChildren` per change). It lists only to start, after a reconnect or a new session, and on
+ * older servers it uses one-shot watches.
+ *
+ * Exact without reading, because on one session the server sends a change's notification before
+ * the reply of any read that follows the change: notifications that come before a listing's
+ * reply are in the listing (ignored), those after it are applied on top of it (held until the
+ * listing is applied). Applying a join or leave is idempotent, so a relist after events is safe.
+ */
 export class PrefixWatch extends BaseWatch {
+  /** The prefix watched. */
+  readonly prefix: string;
   readonly #prefix: string;
   readonly #base: string;
   #known = new Map<string, Known>();
@@ -445,9 +461,34 @@ export class PrefixWatch extends BaseWatch {
    * value (version and revisions 0).
    */
   readonly #keysOnly: boolean;
+  /** The session holding our persistent `children` watch (keysOnly on >= 3.6). */
+  #childrenOn: ZkConnection | undefined;
+  /** The server has no `addWatch` (or the path has a watch of the other mode): one-shot watches. */
+  #noPersistent = false;
+  /** The names must be listed again (a reconnect re-added the watch: joins in between were not told). */
+  #mustList = true;
+  /** A listing was sent and its reply has not come: notifications now are in it. */
+  #listing = false;
+  /** Notifications after a listing's reply, applied once the listing is. */
+  #afterListing: { readonly type: number; readonly name: string }[] | undefined;
+  readonly #onChildren = (type: number, path: string): void => {
+    if (type === 0) {
+      this.#mustList = true;
+      this.wake();
+      return;
+    }
+    const base = this.host.backend.pathOf(this.#prefix);
+    // The parent's own changes: its deletion comes after its children's, its data is not ours.
+    if (path === base || (type !== 1 && type !== 2)) return;
+    const name = path.slice(base === '/' ? 1 : base.length + 1);
+    if (this.#listing || this.closed) return;
+    if (this.#afterListing) this.#afterListing.push({ type, name });
+    else if (!this.#mustList && !this.first && !this.needReset) this.#applyChild(type, name);
+  };
 
   constructor(host: WatchHost, prefix: string, afterRevision: bigint | undefined, keysOnly = false) {
     super(host, afterRevision);
+    this.prefix = prefix;
     this.#prefix = prefix;
     this.#base = prefix === '/' ? '' : prefix;
     this.#keysOnly = keysOnly;
@@ -466,6 +507,22 @@ export class PrefixWatch extends BaseWatch {
   }
 
   protected async sync(conn: ZkConnection, signal: AbortSignal): Promise<void> {
+    if (this.#keysOnly && !this.#noPersistent) {
+      if (this.#childrenOn !== conn) {
+        const path = this.host.backend.pathOf(this.#prefix);
+        this.#mustList = true;
+        if (await this.io(signal, (s) => conn.addPersistentWatch(path, this.#onChildren, s, 'children'))) {
+          this.#childrenOn = conn;
+        } else {
+          this.#noPersistent = true;
+          this.host.logger.debug('zookeeper: no persistent children watch for this prefix, using one-shot watches', { prefix: this.#prefix });
+        }
+      }
+      if (!this.#noPersistent) {
+        if (!this.#mustList && !this.first && !this.needReset) return;
+        return this.#listOnce(conn, signal);
+      }
+    }
     const full = this.first || this.needReset;
     const dirty = new Set(this.#dirtyChildren);
     this.#dirtyChildren.clear();
@@ -482,17 +539,64 @@ export class PrefixWatch extends BaseWatch {
     }
   }
 
-  async #relist(conn: ZkConnection, signal: AbortSignal, full: boolean, dirty: Set<string>): Promise<void> {
+  /** Lists the names under the persistent `children` watch, then applies what was notified after the reply. */
+  async #listOnce(conn: ZkConnection, signal: AbortSignal): Promise<void> {
+    this.#mustList = false;
+    this.#listing = true;
+    try {
+      await this.io(signal, (s) => this.#relist(conn, s, this.first || this.needReset, new Set(), true));
+    } catch (err) {
+      this.#mustList = true;
+      throw err;
+    } finally {
+      this.#listing = false;
+      const after = this.#afterListing ?? [];
+      this.#afterListing = undefined;
+      if (!this.#mustList && !this.closed) for (const { type, name } of after) this.#applyChild(type, name);
+    }
+  }
+
+  /**
+   * @internal The children's names as of the last notification read on `conn`, when the
+   * persistent children watch there is live and caught up; else undefined.
+   */
+  namesOn(conn: ZkConnection): string[] | undefined {
+    if (this.closed || conn.dead || this.#childrenOn !== conn || this.armedOn !== conn) return undefined;
+    if (this.first || this.needReset || this.#mustList || this.#listing || this.#afterListing) return undefined;
+    return [...this.#known.keys()];
+  }
+
+  /** A join (1) or leave (2) told by the persistent watch. */
+  #applyChild(type: number, name: string): void {
+    const key = `${this.#base}/${name}`;
+    if (type === 1 && !this.#known.has(name)) {
+      this.#known.set(name, { version: 0, createRevision: 0n });
+      this.emit({ type: 'put', entry: { key, value: NO_VALUE, version: 0, revision: 0n, createRevision: 0n, ephemeral: false } });
+    } else if (type === 2 && this.#known.delete(name)) {
+      this.emit({ type: 'delete', key, revision: 0n });
+    }
+  }
+
+  async #relist(conn: ZkConnection, signal: AbortSignal, full: boolean, dirty: Set<string>, persistent = false): Promise<void> {
     const known = this.#known;
     const listing = await this.host.backend.readChildren(
       conn,
       this.#prefix,
-      this.#childWatcher,
+      persistent ? undefined : this.#childWatcher,
       (name) => (this.#keysOnly ? undefined : this.#dataWatcher(name)),
       signal,
-      (name) => full || !known.has(name) || dirty.has(name),
-      undefined,
-      this.#keysOnly,
+      {
+        needsRead: (name) => full || !known.has(name) || dirty.has(name),
+        keysOnly: this.#keysOnly,
+        // The persistent watch's listing is the watch's read, counted like a re-arming one.
+        ...(persistent && {
+          counted: 'watchGetChildren',
+          onReply: () => {
+            this.#listing = false;
+            this.#afterListing = [];
+          },
+        }),
+      },
     );
     if (this.closed) return;
     const read = new Map(listing.entries.map((e) => [e.key.slice(this.#base.length + 1), e]));
@@ -577,6 +681,7 @@ export class PrefixWatch extends BaseWatch {
   protected unregister(conn: ZkConnection): void {
     const backend = this.host.backend;
     conn.unregister(backend.pathOf(this.#prefix), this.#childWatcher);
+    conn.removePersistentWatch(backend.pathOf(this.#prefix), this.#onChildren);
     for (const [name, watcher] of this.#dataWatchers) conn.unregister(backend.pathOf(`${this.#base}/${name}`), watcher);
   }
 }
