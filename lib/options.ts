@@ -23,7 +23,7 @@ export interface ConnectOptions {
   /** etcd user and password; ZooKeeper digest `username:password`. */
   readonly auth?: { readonly username: string; readonly password: string };
   /**
-   * TLS to the store (etcd; ZooKeeper rejects it `UNSUPPORTED`). `true`: TLS, the server's
+   * TLS to the store (etcd's https client URLs; ZooKeeper's `secureClientPort`). `true`: TLS, the server's
    * certificate checked against Node's root certificates; an object: see {@link TlsOptions};
    * `false` or absent: plain text.
    */
@@ -51,7 +51,7 @@ export interface ConnectOptions {
 export interface TlsOptions {
   /** CA certificate(s) the server's certificate must chain to (a bundle may hold several). Default: Node's root certificates. */
   readonly ca?: string | Buffer;
-  /** Client certificate (chain), for servers that require one (etcd `--client-cert-auth`). Needs `key`. */
+  /** Client certificate (chain), for servers that require one (etcd `--client-cert-auth`, ZooKeeper `ssl.clientAuth=need`). Needs `key`. */
   readonly cert?: string | Buffer;
   /** The private key of `cert` (unencrypted PEM). Needs `cert`. */
   readonly key?: string | Buffer;

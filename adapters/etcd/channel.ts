@@ -20,7 +20,8 @@
  */
 import { createRequire } from 'node:module';
 import { isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
+import { connect as tlsConnect } from 'node:tls';
+import { isTlsError, tlsReason, type TlsParams } from '../../lib/util/tls.js';
 import type * as GrpcModule from '@grpc/grpc-js';
 
 /**
@@ -46,13 +47,6 @@ function refNothing(this: Socket): Socket {
   return this;
 }
 
-/** TLS material, validated and compiled once per backend (see `tlsMaterial` in tls.ts). */
-export interface TlsParams {
-  readonly secureContext: SecureContext;
-  /** SNI and the name the server certificate must carry; default: the endpoint's host. */
-  readonly servername?: string | undefined;
-  readonly rejectUnauthorized: boolean;
-}
 
 /** What an endpoint last did, as this backend saw it. */
 export type EndpointFailureKind = 'refused' | 'tls' | 'dns' | 'other';
@@ -129,19 +123,6 @@ function classifyConnectFailure(error: unknown, state: EndpointState): EndpointF
   return 'other';
 }
 
-/** Node's TLS errors worth remembering per endpoint (certificate checks, handshake alerts). */
-function isTlsError(err: unknown): err is Error & { code?: string } {
-  const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof Error && typeof code === 'string' && /^(ERR_SSL_|ERR_TLS_|UNABLE_TO_|CERT_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH)/.test(code);
-}
-
-/**
- * A TLS error in words: OpenSSL's reason ("sslv3 alert bad certificate") rather than its whole
- * line with the error queue, source file and a trailing newline.
- */
-export function tlsReason(err: Error): string {
-  return /SSL routines:[^:]*:([^:]+)/.exec(err.message)?.[1]?.trim() ?? err.message.trim();
-}
 
 /** The `host:port` a gRPC target names (`dns:127.0.0.1:2379` → `127.0.0.1:2379`). */
 function targetEndpoint(target: GrpcUri): string {
@@ -301,11 +282,3 @@ function secureConnect(socket: Socket, endpoint: string, tls: TlsParams, state: 
   });
 }
 
-/** Compiles validated TLS material into the context every connection of a backend uses. */
-export function tlsContext(material: { ca?: Buffer; cert?: Buffer; key?: Buffer }): SecureContext {
-  return createSecureContext({
-    ...(material.ca && { ca: material.ca }),
-    ...(material.cert && { cert: material.cert }),
-    ...(material.key && { key: material.key }),
-  });
-}

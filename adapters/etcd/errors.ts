@@ -17,7 +17,8 @@ import {
   GRPCOutOfRangeError,
 } from 'etcd3';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
-import { tlsReason, type EndpointState } from './channel.js';
+import type { EndpointState } from './channel.js';
+import { tlsHint, tlsReason, type TlsServerTerms } from '../../lib/util/tls.js';
 
 /** Whether a call changes the store: decides what a lost answer means. */
 export type CallKind = 'read' | 'write';
@@ -168,7 +169,7 @@ function describeEndpoint(
       return result('unresolved', `${ep}: the host name did not resolve (${grpcText(failure.error)})`, 'Check the host names in the URL.');
     case 'tls': {
       const reason = (s.tlsError && tlsReason(s.tlsError)) ?? /TLS handshake with \S+ failed: (.*)/.exec(grpcText(failure.error))?.[1] ?? grpcText(failure.error);
-      return result('tls', `the TLS handshake with ${ep} failed (${reason})`, tlsHint(reason));
+      return result('tls', `the TLS handshake with ${ep} failed (${reason})`, tlsHint(reason, ETCD_TLS));
     }
     case 'other':
       if (s.connectedAt !== undefined && s.answeredAt === undefined) return silent(result, ep, connectTimeoutMs, tls);
@@ -190,16 +191,5 @@ function silent<R>(result: (status: string, text: string, hint: string) => R, ep
   );
 }
 
-/** What to check after a TLS failure, from its reason. */
-function tlsHint(reason: string): string {
-  if (/wrong version number|packet length too long|http request|disconnected before secure TLS/i.test(reason)) {
-    return "Is this endpoint serving TLS? Use option 'tls' only with an etcd started with --cert-file (https:// client URLs).";
-  }
-  if (/alert (certificate required|bad certificate|unknown ca|certificate unknown|handshake failure)/i.test(reason)) {
-    return "The server refused our client certificate: options 'tls.cert' and 'tls.key' must hold a certificate signed by a CA in the server's --trusted-ca-file.";
-  }
-  if (/altname|hostname|IP: /i.test(reason)) {
-    return "The server's certificate does not name this host: give the name it carries as option 'tls.servername', or use a host it names in the URL.";
-  }
-  return "Option 'tls.ca' must hold the CA that signed the server's certificate.";
-}
+/** How etcd is set up for TLS, for the hints. */
+const ETCD_TLS: TlsServerTerms = { serving: 'an etcd started with --cert-file (https:// client URLs)', trustedCa: "the server's --trusted-ca-file" };

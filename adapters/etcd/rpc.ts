@@ -30,7 +30,7 @@ import { withDeadline } from '../../lib/util/abort.js';
 import { Counters } from '../../lib/util/counters.js';
 import { Endpoints, ownedChannels, type EndpointFailureKind, type OwnedChannels } from './channel.js';
 import { HostDownError, toSharedError, wasNotSent, type CallKind } from './errors.js';
-import { tlsParams } from './tls.js';
+import { tlsParams } from '../../lib/util/tls.js';
 
 type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 /** gRPC's per-call options and interceptors, as etcd3's stream methods take them. */

@@ -28,7 +28,9 @@ import {
   type ZkEvent,
   type ZkServer,
 } from './zk-client.js';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { isTlsError, tlsHint, tlsReason, type TlsParams, type TlsServerTerms } from '../../lib/util/tls.js';
 import { addWatchRequest, parseWatcherEvent, removeWatchesRequest } from './wire.js';
 
 /** Offset of a reply's body in a frame: length(4) + xid(4) + zxid(8) + err(4). */
@@ -189,7 +191,15 @@ interface ServerAttempts {
   hungUp: boolean;
   /** The latest socket error. */
   error: Error | undefined;
+  /** TLS handshakes that failed (a certificate refused on either side, or no TLS spoken there). */
+  tlsFailed: number;
 }
+
+/** How ZooKeeper is set up for TLS, for the hints. */
+const ZK_TLS: TlsServerTerms = {
+  serving: "a ZooKeeper server's secureClientPort (3.5+, serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory)",
+  trustedCa: "the server's ssl.trustStore",
+};
 
 /** What a connection reports to its backend. */
 export type ConnectionSignal =
@@ -208,6 +218,8 @@ export interface ZkConnectionOptions {
   readonly connectString: string;
   readonly sessionTimeoutMs: number;
   readonly auth?: { readonly username: string; readonly password: string } | undefined;
+  /** TLS to the servers' `secureClientPort` (validated material); undefined: plain TCP. */
+  readonly tls?: TlsParams | undefined;
   readonly logger: Logger;
   readonly counters: Counters;
   /** Re-attach to an existing session (tests use it to expire a session for real). */
@@ -343,6 +355,11 @@ export class ZkConnection {
     cm.onSocketData = (buffer: Buffer) => this.#onSocketData(buffer);
     // Every connect and reconnect of the library picks its server here.
     cm.findNextServer = (callback) => this.#findNextServer(callback);
+    // The library opens plain TCP sockets only: under TLS, ours opens a TLS socket instead, bound
+    // to the library's own handlers as its connect() binds them, the session handshake starting
+    // once TLS is up (1.1.3's ConnectionManager.connect, with tls.connect for net.connect).
+    const tls = options.tls;
+    if (tls) cm.connect = () => this.#connectTls(tls);
     this.#onCmState = (state) => this.#onStateChange(state);
     cm.on('state', this.#onCmState);
   }
@@ -418,6 +435,11 @@ export class ZkConnection {
 
   /** Every server refused the connection: most likely nothing listens there (a wrong URL, a server down). */
   #refusedError(cause: Error): SharedStructError {
+    if (this.#options.tls && (isTlsError(cause) || (cause as NodeJS.ErrnoException).code === 'ECONNRESET')) {
+      const reason = tlsReason(cause);
+      const servers = this.#cm.servers.map(serverKey).join(', ');
+      return new SharedStructError('CONNECTION', `the TLS handshake with ZooKeeper at ${servers} failed (${reason}), ${FAIL_FAST_ROUNDS} attempts each. ${tlsHint(reason, ZK_TLS)}`, { cause });
+    }
     const servers = this.#cm.servers.map((server) => `${serverKey(server)} (${this.#attemptsOf(server).error ? errorCode(this.#attemptsOf(server).error!) : 'refused'})`);
     const hosts = this.#options.connectString;
     const what =
@@ -683,11 +705,38 @@ export class ZkConnection {
     }
   }
 
+  /** The library's connect(), over TLS. */
+  #connectTls(tls: TlsParams): void {
+    const cm = this.#cm;
+    cm.setState(CM_STATES.CONNECTING);
+    cm.findNextServer((server) => {
+      const host = server.host;
+      // SNI only for a host name (an IP there is against RFC 6066, and Node warns DEP0123); Node
+      // checks the certificate against the SNI name when there is one, else the host's IP.
+      const servername = tls.servername ?? (isIP(host) === 0 ? host : undefined);
+      const socket = tlsConnect({
+        host,
+        port: Number(server.port),
+        secureContext: tls.secureContext,
+        rejectUnauthorized: tls.rejectUnauthorized,
+        ...(servername !== undefined && { servername }),
+      });
+      cm.socket = socket;
+      cm.connectTimeoutHandler = setTimeout(() => cm.onSocketConnectTimeout(), cm.connectTimeout);
+      socket.setNoDelay();
+      socket.on('secureConnect', () => cm.onSocketConnected());
+      socket.on('data', (buffer: Buffer) => cm.onSocketData(buffer));
+      socket.on('drain', () => cm.onSocketDrain());
+      socket.on('close', (hasError: boolean) => cm.onSocketClosed(hasError));
+      socket.on('error', (err: Error) => cm.onSocketError(err));
+    });
+  }
+
   #attemptsOf(server: ZkServer): ServerAttempts {
     const key = serverKey(server);
     let a = this.#attempts.get(key);
     if (!a) {
-      a = { refused: 0, accepted: false, hungUp: false, error: undefined };
+      a = { refused: 0, accepted: false, hungUp: false, error: undefined, tlsFailed: 0 };
       this.#attempts.set(key, a);
     }
     return a;
@@ -696,21 +745,28 @@ export class ZkConnection {
   /** Records what one socket to `server` does until a session is granted. */
   #watchSocket(socket: Socket, server: ZkServer): void {
     const generation = this.#generation;
+    const tls = this.#options.tls !== undefined;
     let connected = false;
+    let secured = false;
     this.#socketError = undefined;
     socket.once('connect', () => {
       connected = true;
       if (generation === this.#generation) this.#attemptsOf(server).accepted = true;
     });
+    socket.once('secureConnect', () => (secured = true));
     socket.on('error', (err: Error) => {
       if (socket === this.#cm.socket) this.#socketError = err;
       if (generation !== this.#generation) return;
       const a = this.#attemptsOf(server);
       a.error = err;
       if (!connected && isRefusal(err)) a.refused += 1;
+      // A certificate refused on either side (under TLS 1.3 the server's refusal of ours comes
+      // as an alert after our side finished), or a server that speaks no TLS and hangs up:
+      // waiting out the deadline would not change it.
+      else if (tls && (isTlsError(err) || (!secured && (err as NodeJS.ErrnoException).code === 'ECONNRESET'))) a.tlsFailed += 1;
       const allRefused = this.#cm.servers.every((s) => {
         const x = this.#attempts.get(serverKey(s));
-        return x !== undefined && !x.accepted && x.refused >= FAIL_FAST_ROUNDS;
+        return x !== undefined && ((!x.accepted && x.refused >= FAIL_FAST_ROUNDS) || x.tlsFailed >= FAIL_FAST_ROUNDS);
       });
       if (allRefused) this.#onAllRefused?.(err);
     });

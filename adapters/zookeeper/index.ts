@@ -3,6 +3,7 @@
  * for `zk://host:port[,host:port]/chroot` URLs. See docs/ZOOKEEPER.md for the design: the
  * consistent-read barrier, watch re-arming, session handling and the multi workaround.
  */
+import { tlsParams, type TlsParams } from '../../lib/util/tls.js';
 import type {
   AdapterOptions,
   Backend,
@@ -203,6 +204,8 @@ export class ZooKeeperBackend implements Backend {
   readonly #heartbeats: { count: number };
   /** The server creates container nodes (cleared when it refuses one). */
   #containers = true;
+  /** The TLS material every connection of this backend uses (undefined: plain TCP). */
+  readonly #tls: TlsParams | undefined;
 
   /** Use {@link createBackend}. */
   private constructor(
@@ -212,8 +215,10 @@ export class ZooKeeperBackend implements Backend {
     connectString: string,
     chroot: string,
     options: AdapterOptions,
+    tls: TlsParams | undefined,
   ) {
     this.#conn = conn;
+    this.#tls = tls;
     this.#heartbeats = heartbeats;
     this.counters = counters;
     this.#connectString = connectString;
@@ -228,10 +233,8 @@ export class ZooKeeperBackend implements Backend {
   /** Connects (first session within `connectTimeoutMs`) and returns the backend. */
   static async connect(address: BackendAddress, options: AdapterOptions): Promise<ZooKeeperBackend> {
     if (address.hosts.length === 0) throw new SharedStructError('INVALID_ARGUMENT', 'url: a zk:// URL needs at least one host, e.g. zk://127.0.0.1:2181');
-    if (options.tls !== undefined) {
-      // node-zookeeper-client speaks plain TCP only; silently ignoring tls would send in clear.
-      throw new SharedStructError('UNSUPPORTED', 'tls: the ZooKeeper adapter cannot use TLS (node-zookeeper-client speaks plain TCP only); leave tls out and reach ZooKeeper through a TLS tunnel (stunnel, a service mesh), or use etcd');
-    }
+    // Bad TLS material throws INVALID_ARGUMENT here, before anything is sent.
+    const tls = tlsParams(options.tls);
     if (options.auth && options.auth.username.includes(':')) {
       throw new SharedStructError('INVALID_ARGUMENT', 'auth.username: a ZooKeeper digest user name cannot contain ":"');
     }
@@ -248,6 +251,7 @@ export class ZooKeeperBackend implements Backend {
       connectString,
       sessionTimeoutMs: options.sessionTtlMs,
       auth: options.auth,
+      tls,
       logger: options.logger,
       counters,
       onHeartbeat: () => (heartbeats.count += 1),
@@ -259,7 +263,7 @@ export class ZooKeeperBackend implements Backend {
       },
     });
     await conn.start(options.connectTimeoutMs, { failFast: true });
-    holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options);
+    holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options, tls);
     return holder.backend;
   }
 
@@ -972,6 +976,7 @@ export class ZooKeeperBackend implements Backend {
           connectString: this.#connectString,
           sessionTimeoutMs: this.#options.sessionTtlMs,
           auth: this.#options.auth,
+          tls: this.#tls,
           logger: this.#logger,
           counters: this.counters,
           onHeartbeat: () => (this.#heartbeats.count += 1),

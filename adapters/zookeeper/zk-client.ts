@@ -105,8 +105,16 @@ export interface ConnectionManager {
   chrootPath: string | undefined;
   packetQueue: { queue: Packet[] };
   pendingQueue: Packet[];
+  /** The library's TCP connect deadline, in ms. */
+  connectTimeout: number;
   connect(): void;
   queue(request: JuteRequest, callback?: Packet['callback']): void;
+  /** The socket handlers the library's own connect() binds (1.1.3). */
+  onSocketConnected(): void;
+  onSocketConnectTimeout(): void;
+  onSocketDrain(): void;
+  onSocketClosed(hasError: boolean): void;
+  onSocketError(err: Error): void;
   setState(state: number): void;
   onSocketData(buffer: Buffer): void;
   findNextServer(callback: (server: ZkServer) => void): void;

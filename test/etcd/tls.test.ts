@@ -7,35 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../../lib/index.js';
-import { isSharedStructError, type SharedStructError } from '../../lib/errors.js';
+import { isSharedStructError } from '../../lib/errors.js';
 import type { TlsOptions } from '../../lib/options.js';
+import { checkMutualTlsScript, makeCertificates, tlsAttempt } from '../support/certs.js';
 import { onRunEnd } from '../support/cleanup.js';
 import { ETCD_INSTALL_HINT, quietLogger } from '../support/etcd.js';
 import { freePort, removeDir, scratchDir, startProcess, waitUntil, which, type ServerProcess } from '../support/process.js';
-import { runScript, type ScriptResult } from '../support/script.js';
-
-const explain = (r: ScriptResult): string =>
-  `exit ${r.code ?? r.signal}${r.timedOut ? ' (timed out)' : ''} after ${r.ms} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-
-/** A CA and leaf certificates (P-256 keys), made with the openssl CLI into `dir`. */
-function makeCertificates(dir: string): void {
-  const openssl = (...args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  };
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  for (const ca of ['ca', 'foreign-ca']) openssl('req', '-x509', ...key, '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-days', '2', '-subj', `/CN=${ca}`);
-  const leaf = (name: string, ca: string, ext: string): void => {
-    openssl('req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-  };
-  leaf('server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  leaf('client', 'ca', 'extendedKeyUsage=clientAuth\n');
-  leaf('foreign-client', 'foreign-ca', 'extendedKeyUsage=clientAuth\n');
-}
 
 /** etcd serving its clients over TLS only, requiring a client certificate signed by `ca.pem`. */
 interface TlsEtcd {
@@ -108,46 +88,12 @@ describe('etcd adapter: TLS', function () {
     await etcd?.stop();
   });
 
-  /** Connects (or fails) with `tls`; resolves the error, or undefined when it connected. */
-  async function attempt(tls: TlsOptions, url = `etcd://${etcd.endpoint}`): Promise<{ err: SharedStructError | undefined; ms: number }> {
-    const started = Date.now();
-    try {
-      const client = await connect(url, { tls, connectTimeoutMs: 10000, logger: quietLogger });
-      await client.close();
-      return { err: undefined, ms: Date.now() - started };
-    } catch (err) {
-      assert.ok(isSharedStructError(err), String(err));
-      return { err, ms: Date.now() - started };
-    }
-  }
-
   it('mutual TLS: a fresh script connects, writes, watches, emits no warning (no DEP0123 for an IP host) and exits when idle', async () => {
-    const spawnedAt = Date.now();
-    const r = await runScript(`
-      import { readFileSync } from 'node:fs';
-      import { connect } from 'sharedstruct';
-      const warnings = [];
-      process.on('warning', (w) => warnings.push(w.name + ' ' + (w.code ?? '') + ' ' + w.message));
-      const file = (n) => readFileSync(${JSON.stringify(etcd.dir)} + '/' + n);
-      const client = await connect('etcd://${etcd.endpoint}', { tls: { ca: file('ca.pem'), cert: file('client.pem'), key: file('client.key') } });
-      const s = await client.open('tls', { initial: { n: 0 } });
-      const seen = new Promise((resolve) => s.on('change', (ev) => resolve(ev.value.n)));
-      await s.update((d) => { d.n += 1; });
-      console.log('n', await seen);
-      // Warnings are emitted on the next tick.
-      await new Promise((r) => setImmediate(r));
-      console.log('warnings', JSON.stringify(warnings));
-      console.log('last', Date.now());
-    `, { timeoutMs: 30000, env: { NODE_OPTIONS: '--throw-deprecation' } });
-    assert.equal(r.code, 0, explain(r));
-    assert.match(r.stdout, /^n 1\nwarnings \[\]\n/, explain(r));
-    const last = Number(/^last (\d+)$/m.exec(r.stdout)?.[1]);
-    const delay = spawnedAt + r.ms - last;
-    assert.ok(delay < 3000, `exited ${delay} ms after its last line\n${explain(r)}`);
+    await checkMutualTlsScript(`etcd://${etcd.endpoint}`, etcd.dir);
   });
 
   it('mutual TLS with a servername the certificate names, and with auth on top', async () => {
-    assert.equal((await attempt({ ...mutual, servername: 'localhost' })).err, undefined);
+    assert.equal((await tlsAttempt(`etcd://${etcd.endpoint}`, { ...mutual, servername: 'localhost' }, { logger: quietLogger })).err, undefined);
     etcd.etcdctl('user', 'add', 'root:root-secret');
     etcd.etcdctl('role', 'add', 'root');
     etcd.etcdctl('user', 'grant-role', 'root', 'root');
@@ -178,7 +124,7 @@ describe('etcd adapter: TLS', function () {
   ];
   for (const [label, tls, reason, hint] of refusals) {
     it(`${label}: CONNECTION within ~1 s, saying why (connectTimeoutMs is 10 s)`, async () => {
-      const { err, ms } = await attempt(tls());
+      const { err, ms } = await tlsAttempt(`etcd://${etcd.endpoint}`, tls(), { logger: quietLogger });
       assert.ok(err, 'connected?');
       assert.equal(err.code, 'CONNECTION', err.message);
       assert.ok(ms < 3000, `rejected after ${ms} ms: ${err.message}`);
