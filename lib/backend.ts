@@ -18,7 +18,7 @@
  *   (`requestTimeoutMs`), because neither client has one by default.
  */
 import type { SharedStructError } from './errors.js';
-import type { TlsOptions } from './options.js';
+import type { AclEntry, TlsOptions } from './options.js';
 
 /** A stored key with its version and revisions. */
 export interface Entry {
@@ -305,6 +305,8 @@ export interface AdapterOptions {
   readonly auth?: { readonly username: string; readonly password: string } | undefined;
   /** Shape already checked; the adapter checks the content (or rejects TLS `UNSUPPORTED`). */
   readonly tls?: TlsOptions | undefined;
+  /** ZooKeeper's ACL of created nodes (checked by the core); other stores reject or ignore it. */
+  readonly acl?: 'creator' | 'open' | readonly AclEntry[] | undefined;
   readonly logger: Logger;
   /** Largest value override (bytes); the adapter's own default otherwise. */
   readonly maxValueBytes?: number | undefined;

@@ -391,7 +391,17 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     return {
       backend: this[BACKEND],
       logger: this.#logger,
-      register: (key: string, value: unknown, signal?: AbortSignal) => this.#register(key, value, signal),
+      register: async (key: string, value: unknown, signal?: AbortSignal) => {
+        try {
+          return await this.#register(key, value, signal);
+        } catch (err) {
+          // A read-only identity (a ZooKeeper ACL entry with 'r' only, an etcd role granted read):
+          // the struct works without the registration, which only serves listeners().
+          if (!isSharedStructError(err, 'UNAUTHORIZED')) throw err;
+          this.#logger.warn(`not registered as a listener at '${key}': this identity may not create it (read-only?); the struct works, but listeners() does not show this instance`, { err });
+          return () => Promise.resolve();
+        }
+      },
       members: (prefix: string, signal?: AbortSignal) => this.#members(prefix, signal),
       onClose: (s: StructHandle) => this.#structs.delete(s),
     };

@@ -64,6 +64,7 @@ async function open(url: string, options: ConnectOptions, wrap: ((backend: Backe
     requestTimeoutMs: resolved.requestTimeoutMs,
     auth: resolved.auth,
     tls: resolved.tls,
+    acl: resolved.acl,
     logger: resolved.logger,
     maxValueBytes: resolved.maxValueBytes,
   };

@@ -42,6 +42,8 @@ export {
   consoleLogger,
   type ConnectOptions,
   type TlsOptions,
+  type AclEntry,
+  zooKeeperDigestId,
   type OpenOptions,
 } from './options.js';
 export { exponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from './retry.js';

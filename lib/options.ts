@@ -1,4 +1,5 @@
 /** Option types, their defaults (in one factory each) and validation that names the option. */
+import { createHash } from 'node:crypto';
 import type { BackendAddress, Logger } from './backend.js';
 import { jsonCodec, validateCodec, type Codec } from './codec.js';
 import { loadSchema, type SchemaName } from '../schemas/index.js';
@@ -28,10 +29,84 @@ export interface ConnectOptions {
    * `false` or absent: plain text.
    */
   readonly tls?: boolean | TlsOptions;
+  /**
+   * ZooKeeper: the ACL of every node the library creates (nodes that exist keep theirs).
+   * `'creator'` (`CREATOR_ALL_ACL`): every identity of the creating session has all rights — its
+   * digest `auth` and, under mutual TLS, its certificate; the default with `auth`. `'open'`
+   * (`OPEN_ACL_UNSAFE`): anyone may do anything; the default without `auth`. Or a list of
+   * {@link AclEntry}, e.g. the creator plus a read-only identity. etcd controls access with roles
+   * on key prefixes instead (docs/SECURITY.md), so there `acl` rejects `UNSUPPORTED`; the
+   * in-memory store has no access control and ignores it, as it ignores `auth` and `tls`.
+   */
+  readonly acl?: 'creator' | 'open' | readonly AclEntry[];
   /** Where the library logs (default: nothing below `warn`, to `console`). */
   readonly logger?: Logger;
   /** Overrides the backend's largest value, in bytes (etcd `--max-request-bytes`, ZooKeeper `jute.maxbuffer`). */
   readonly maxValueBytes?: number;
+}
+
+/**
+ * One entry of a ZooKeeper ACL ({@link ConnectOptions.acl}).
+ *
+ * @example
+ * ```ts
+ * // The creator may do anything; the 'dashboard' identity may only read.
+ * const acl = [
+ *   { scheme: 'auth', id: '', perms: 'rwcda' },
+ *   { scheme: 'digest', id: zooKeeperDigestId('dashboard', 'its-password'), perms: 'r' },
+ * ] as const;
+ * await connect('zk://zk1:2181', { auth: { username: 'writer', password: '…' }, acl });
+ * ```
+ */
+export interface AclEntry {
+  /**
+   * `auth`: the creating session's own identities (`id` empty); `digest`: a digest identity,
+   * `user:base64(sha1(user:password))` ({@link zooKeeperDigestId}); `x509`: a certificate's
+   * subject (`CN=app`); `ip`: an address or CIDR; `world`: everyone (`id` 'anyone'); `sasl`.
+   */
+  readonly scheme: 'auth' | 'digest' | 'x509' | 'ip' | 'world' | 'sasl';
+  readonly id: string;
+  /** The rights, letters of `rwcda`: read, write (set data), create children, delete children, admin (set the ACL). */
+  readonly perms: string;
+}
+
+const ACL_SCHEMES = ['auth', 'digest', 'x509', 'ip', 'world', 'sasl'] as const;
+
+/**
+ * The id of a ZooKeeper digest identity, for an {@link AclEntry}: `user:base64(sha1(user:password))`,
+ * what the server derives from a session's digest `auth` (the password itself never goes in an ACL).
+ */
+export function zooKeeperDigestId(username: string, password: string): string {
+  return `${username}:${createHash('sha1').update(`${username}:${password}`).digest('base64')}`;
+}
+
+/** Checks `acl` (and that a creator-based ACL has a creator identity: `auth` or a client certificate). */
+function resolveAcl(acl: unknown, auth: unknown, tls: TlsOptions | undefined): ResolvedConnectOptions['acl'] {
+  if (acl === undefined) return undefined;
+  const hasIdentity = auth !== undefined || tls?.cert !== undefined;
+  const noIdentity = "grants the creating session's identities, and it has none: give option 'auth' (or a TLS client certificate, 'tls.cert')";
+  if (acl === 'open') return acl;
+  if (acl === 'creator') {
+    if (!hasIdentity) throw new SharedStructError('INVALID_ARGUMENT', `option 'acl' 'creator' ${noIdentity}`);
+    return acl;
+  }
+  if (!Array.isArray(acl) || acl.length === 0) {
+    throw new SharedStructError('INVALID_ARGUMENT', `option 'acl' must be 'creator', 'open' or a non-empty list of { scheme, id, perms }, got ${Array.isArray(acl) ? 'an empty list' : JSON.stringify(acl) ?? typeof acl}`);
+  }
+  return acl.map((entry: unknown, i) => {
+    const e = checkObject(`option 'acl[${i}]'`, entry, ['scheme', 'id', 'perms']);
+    if (!ACL_SCHEMES.includes(e.scheme as never)) throw new SharedStructError('INVALID_ARGUMENT', `option 'acl[${i}].scheme' must be one of ${ACL_SCHEMES.join(', ')}, got ${JSON.stringify(e.scheme)}`);
+    if (typeof e.id !== 'string') throw new SharedStructError('INVALID_ARGUMENT', `option 'acl[${i}].id' must be a string`);
+    if (typeof e.perms !== 'string' || !/^(?!.*(.).*\1)[rwcda]+$/.test(e.perms)) {
+      throw new SharedStructError('INVALID_ARGUMENT', `option 'acl[${i}].perms' must be letters of 'rwcda' (read, write, create, delete, admin), each at most once, got ${JSON.stringify(e.perms)}`);
+    }
+    if (e.scheme === 'auth' && !hasIdentity) throw new SharedStructError('INVALID_ARGUMENT', `option 'acl[${i}]' (scheme 'auth') ${noIdentity}`);
+    if (e.scheme === 'world' && e.id !== 'anyone') throw new SharedStructError('INVALID_ARGUMENT', `option 'acl[${i}].id' must be 'anyone' for scheme 'world'`);
+    if (e.scheme === 'digest' && !/^[^:]+:[A-Za-z0-9+/]{27}=$/.test(e.id)) {
+      throw new SharedStructError('INVALID_ARGUMENT', `option 'acl[${i}].id' must be 'user:base64(sha1(user:password))' for scheme 'digest' (zooKeeperDigestId(user, password) makes it; never the password itself)`);
+    }
+    return Object.freeze({ scheme: e.scheme as AclEntry['scheme'], id: e.id, perms: e.perms });
+  });
 }
 
 /**
@@ -101,6 +176,7 @@ export interface ResolvedConnectOptions {
   readonly auth: { readonly username: string; readonly password: string } | undefined;
   /** `undefined` for plain text; `{}` for `tls: true`. */
   readonly tls: TlsOptions | undefined;
+  readonly acl: 'creator' | 'open' | readonly AclEntry[] | undefined;
   readonly logger: Logger;
   readonly maxValueBytes: number | undefined;
 }
@@ -138,6 +214,7 @@ export function defaultConnectOptions(): ResolvedConnectOptions {
     requestTimeoutMs: 5_000,
     auth: undefined,
     tls: undefined,
+    acl: undefined,
     logger: consoleLogger,
     maxValueBytes: undefined,
   };
@@ -164,7 +241,7 @@ function checkObject(what: string, value: unknown, known: readonly string[]): Re
 /** Validates and defaults {@link ConnectOptions}; throws `INVALID_ARGUMENT` naming the option. */
 export function resolveConnectOptions(options: unknown): ResolvedConnectOptions {
   const o = checkObject('connect options', options, [
-    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'logger', 'maxValueBytes',
+    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'acl', 'logger', 'maxValueBytes',
   ]);
   const d = defaultConnectOptions();
   const auth = o.auth;
@@ -182,13 +259,15 @@ export function resolveConnectOptions(options: unknown): ResolvedConnectOptions 
       }
     }
   }
+  const tls = resolveTls(o.tls);
   return {
     namespace: o.namespace === undefined ? d.namespace : validateNamespace(o.namespace),
     sessionTtlMs: o.sessionTtlMs === undefined ? d.sessionTtlMs : positiveInt('sessionTtlMs', o.sessionTtlMs, 1000),
     connectTimeoutMs: o.connectTimeoutMs === undefined ? d.connectTimeoutMs : positiveInt('connectTimeoutMs', o.connectTimeoutMs),
     requestTimeoutMs: o.requestTimeoutMs === undefined ? d.requestTimeoutMs : positiveInt('requestTimeoutMs', o.requestTimeoutMs),
     auth: auth as ResolvedConnectOptions['auth'],
-    tls: resolveTls(o.tls),
+    tls,
+    acl: resolveAcl(o.acl, auth, tls),
     logger: (logger as Logger | undefined) ?? d.logger,
     maxValueBytes: o.maxValueBytes === undefined ? undefined : positiveInt('maxValueBytes', o.maxValueBytes),
   };

@@ -113,6 +113,9 @@ export class EtcdBackend implements Backend {
     if (address.hosts.length === 0) {
       throw new SharedStructError('INVALID_ARGUMENT', 'an etcd URL needs at least one host:port (etcd://127.0.0.1:2379)');
     }
+    if (options.acl !== undefined) {
+      throw new SharedStructError('UNSUPPORTED', "option 'acl' is ZooKeeper's: etcd has no per-key ACLs; limit a user with a role granted readwrite on the namespace's prefix (etcdctl role grant-permission APP --prefix=true readwrite /NAMESPACE/; docs/SECURITY.md)");
+    }
     const rpc = new EtcdRpc(address, options, { requestTimeoutMs: options.requestTimeoutMs });
     const startedAt = Date.now();
     try {

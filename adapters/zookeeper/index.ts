@@ -52,7 +52,7 @@ import {
   type MultiResult,
 } from './wire.js';
 import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
-import { splitHosts, type AddressRules } from '../../lib/options.js';
+import { splitHosts, type AclEntry, type AddressRules } from '../../lib/options.js';
 
 /** The suffix ZooKeeper appends to a sequential znode's name: the parent's counter, 10 digits. */
 const SEQUENTIAL_SUFFIX = /\d{10}$/;
@@ -147,6 +147,14 @@ function znodeVersion(version: number, what: string): number | undefined {
   return version >= 1 ? version - 1 : undefined;
 }
 
+/** The library's ACL objects of an `acl` option (checked by the core). */
+function aclOf(acl: 'creator' | 'open' | readonly AclEntry[]): readonly AclObject[] {
+  if (acl === 'creator') return zookeeper.ACL.CREATOR_ALL_ACL;
+  if (acl === 'open') return zookeeper.ACL.OPEN_ACL_UNSAFE;
+  const bits: Record<string, number> = { r: 1, w: 2, c: 4, d: 8, a: 16 };
+  return acl.map((e) => new zookeeper.ACL([...e.perms].reduce((sum, p) => sum + bits[p]!, 0), new zookeeper.Id(e.scheme, e.id)));
+}
+
 /** Entries in creation order. */
 function byCreation(entries: Entry[]): Entry[] {
   return entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
@@ -225,7 +233,7 @@ export class ZooKeeperBackend implements Backend {
     this.#chroot = chroot;
     this.#options = options;
     this.#logger = options.logger;
-    this.#acls = options.auth ? zookeeper.ACL.CREATOR_ALL_ACL : zookeeper.ACL.OPEN_ACL_UNSAFE;
+    this.#acls = aclOf(options.acl ?? (options.auth ? 'creator' : 'open'));
     this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES });
     this.#session = new SessionTracker(conn.sessionId, conn.sessionTimeoutMs);
   }

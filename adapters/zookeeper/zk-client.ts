@@ -156,7 +156,8 @@ export interface ZkClientOptions {
 
 interface ZkModule {
   createClient(connectionString: string, options: ZkClientOptions): ZkClient;
-  ACL: { OPEN_ACL_UNSAFE: AclObject[]; CREATOR_ALL_ACL: AclObject[] };
+  ACL: { OPEN_ACL_UNSAFE: AclObject[]; CREATOR_ALL_ACL: AclObject[] } & (new (permission: number, id: unknown) => AclObject);
+  Id: new (scheme: string, id: string) => unknown;
   Exception: { create(code: number): ZkException } & Record<string, unknown>;
 }
 

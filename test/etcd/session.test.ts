@@ -8,10 +8,11 @@ import type { Etcd3 } from 'etcd3';
 import { createBackend, type EtcdBackend } from '../../adapters/etcd/index.js';
 import type { SessionStateChange } from '../../lib/backend.js';
 import { isSharedStructError } from '../../lib/errors.js';
+import { connect } from '../../lib/index.js';
 import { countsSince } from '../../lib/util/counters.js';
 import { freePort, sleep } from '../support/process.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
-import { etcdAdapterOptions, etcdBackend, privateEtcd, rawEtcd, type EtcdCluster } from '../support/etcd.js';
+import { etcdAdapterOptions, etcdBackend, privateEtcd, quietLogger, rawEtcd, type EtcdCluster } from '../support/etcd.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -203,6 +204,10 @@ describe('etcd adapter: authentication', function () {
       await raw.role('app').grant({ permission: 'Readwrite', range: raw.range({ prefix: '/app/' }) });
       await raw.user('app').create('app-secret');
       await raw.user('app').addRole('app');
+      await raw.role('viewer').create();
+      await raw.role('viewer').grant({ permission: 'Read', range: raw.range({ prefix: '/app/' }) });
+      await raw.user('viewer').create('viewer-secret');
+      await raw.user('viewer').addRole('viewer');
       await raw.auth.authEnable();
     } finally {
       raw.close();
@@ -262,6 +267,29 @@ describe('etcd adapter: authentication', function () {
     } finally {
       await b.close();
       await proxy.close();
+    }
+  });
+
+  it('a read-only role opens and follows a struct (without a listener registration, said once), and cannot write it', async () => {
+    const url = `etcd://${etcd.endpoints.join(',')}`;
+    const app = await connect(url, { auth: { username: 'app', password: 'app-secret' }, namespace: '/app/ro', logger: quietLogger });
+    const warnings: string[] = [];
+    const viewer = await connect(url, { auth: { username: 'viewer', password: 'viewer-secret' }, namespace: '/app/ro', logger: { ...quietLogger, warn: (m: string) => void warnings.push(m) } });
+    try {
+      const flags = await app.open('flags', { initial: { beta: false } });
+      const seen = await viewer.open<{ beta: boolean }>('flags');
+      assert.deepEqual(seen.read(), { beta: false });
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /^not registered as a listener at '\/app\/ro\/flags\/listeners\/.*': this identity may not create it/);
+      const next = new Promise((resolve) => seen.on('change', (ev) => resolve(ev.value)));
+      await flags.update((d) => void (d.beta = true));
+      assert.deepEqual(await next, { beta: true });
+      await assert.rejects(seen.update((d) => void (d.beta = false)), (err: unknown) => isSharedStructError(err, 'UNAUTHORIZED'));
+      assert.equal((await flags.listeners()).length, 1);
+      await flags.delete();
+    } finally {
+      await viewer.close();
+      await app.close();
     }
   });
 

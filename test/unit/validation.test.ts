@@ -4,7 +4,7 @@ import { assertPlainJson } from '../../lib/json.js';
 import { validateName, validateNamespace } from '../../lib/names.js';
 import { resolveConnectOptions, resolveOpenOptions } from '../../lib/options.js';
 import { resolveUrl } from '../../lib/connect.js';
-import { SharedStructError, isSharedStructError } from '../../lib/index.js';
+import { SharedStructError, connect, isSharedStructError, zooKeeperDigestId } from '../../lib/index.js';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -95,7 +95,32 @@ describe('validation', () => {
       ['logger', { logger: { info() {} } }],
       ['namespace', { namespace: 'rel' }],
       ['nope', { nope: 1 }],
+      ['acl', { acl: 'creator' }],
+      ['acl', { acl: [] }],
+      ['acl', { acl: 'everyone' }],
+      ['acl[0].scheme', { acl: [{ scheme: 'kerberos', id: 'x', perms: 'r' }] }],
+      ['acl[0].perms', { acl: [{ scheme: 'world', id: 'anyone', perms: 'rx' }] }],
+      ['acl[0].perms', { acl: [{ scheme: 'world', id: 'anyone', perms: 'rr' }] }],
+      ['acl[0].id', { acl: [{ scheme: 'world', id: 'me', perms: 'r' }] }],
+      ['acl[1].id', { auth: { username: 'a', password: 'b' }, acl: [{ scheme: 'auth', id: '', perms: 'rwcda' }, { scheme: 'digest', id: 'reader:its-password', perms: 'r' }] }],
+      ['acl[0]', { acl: [{ scheme: 'auth', id: '', perms: 'rwcda' }] }],
+      ['acl[0]', { acl: [{ scheme: 'world', id: 'anyone', perms: 'r', extra: 1 }] }],
     ];
+    it('acl: creator with an identity, open, and entries with digest ids made by zooKeeperDigestId', () => {
+      assert.equal(resolveConnectOptions({ auth: { username: 'a', password: 'b' }, acl: 'creator' }).acl, 'creator');
+      assert.equal(resolveConnectOptions({ acl: 'open' }).acl, 'open');
+      // The server's own digest of "super:secret" (java -cp zookeeper.jar org.apache.zookeeper.server.auth.DigestAuthenticationProvider super:secret).
+      assert.equal(zooKeeperDigestId('super', 'secret'), 'super:lK75jTNcA+U9vtVEw5vB51mj/w4=');
+      const acl = [{ scheme: 'world', id: 'anyone', perms: 'r' }, { scheme: 'digest', id: zooKeeperDigestId('w', 'x'), perms: 'rwcda' }] as const;
+      assert.deepEqual(resolveConnectOptions({ acl }).acl, acl);
+    });
+    it('acl on etcd rejects UNSUPPORTED before connecting, naming the role to use instead', async () => {
+      await assert.rejects(connect('etcd://127.0.0.1:1', { acl: 'open', connectTimeoutMs: 60000 }), (err: unknown) => {
+        assert.ok(isSharedStructError(err, 'UNSUPPORTED'), String(err));
+        assert.match(err.message, /role granted readwrite on the namespace's prefix/);
+        return true;
+      });
+    });
     for (const [option, value] of badOptions) {
       it(`rejects connect option ${JSON.stringify(value)} naming '${option}'`, () => {
         try {

@@ -54,10 +54,10 @@ describe('zookeeper adapter: error messages', function () {
     assert.match(err.message, /Check the URL/);
   });
 
-  it('what the adapter cannot do says what to do instead (tls, an oversized value)', async () => {
-    const tls = await rejection(openBackend({ overrides: { tls: {} } }), 'UNSUPPORTED');
+  it('what cannot work says what to do instead (tls to a plain-text server, an oversized value)', async () => {
+    const tls = await rejection(openBackend({ overrides: { tls: {}, connectTimeoutMs: 10000 } }), 'CONNECTION');
     readsWell(tls);
-    assert.match(tls.message, /leave tls out/);
+    assert.match(tls.message, /Is this endpoint serving TLS\? Use option 'tls' only with a ZooKeeper server's secureClientPort/);
     const b = await openBackend({ overrides: { maxValueBytes: 10 } });
     const big = await rejection(b.create(`${uniquePrefix('errors-big')}/k`, new Uint8Array(11)), 'VALUE_TOO_LARGE');
     readsWell(big);

@@ -81,6 +81,17 @@ export class RawClient {
     return new Promise((resolve, reject) => fn((err, ...rest) => (err ? reject(err) : resolve(pick(rest)))));
   }
 
+  /** Adds a digest identity to this session (the server answers AUTH_FAILED by closing it). */
+  addDigest(username: string, password: string): void {
+    (this.client as unknown as { addAuthInfo(scheme: string, auth: Buffer): void }).addAuthInfo('digest', Buffer.from(`${username}:${password}`));
+  }
+
+  /** The node's ACL, as the library parses it. */
+  getACL(path: string): Promise<{ permission: number; id: { scheme: string; id: string } }[]> {
+    const c = this.client as unknown as { getACL(p: string, cb: (e: Error | null, acls?: unknown) => void): void };
+    return this.#call((cb) => c.getACL(path, cb), (r) => r[0] as { permission: number; id: { scheme: string; id: string } }[]);
+  }
+
   mkdirp(path: string): Promise<void> {
     const c = this.client as unknown as { mkdirp(p: string, cb: (e: Error | null) => void): void };
     return this.#call((cb) => c.mkdirp(path, cb), () => undefined);

@@ -1,0 +1,77 @@
+/**
+ * The `acl` option against a real ZooKeeper: the ACL every created node gets, a read-only second
+ * identity, 'open' with auth, and what a read-only identity can and cannot do with a struct.
+ */
+import assert from 'node:assert/strict';
+import { connect, isSharedStructError, zooKeeperDigestId, type Client, type ConnectOptions } from '../../lib/index.js';
+import { RawClient, quietLogger, uniquePrefix, zk } from './helpers.js';
+
+describe('zookeeper: the acl option', function () {
+  this.timeout(30000);
+  const clients: Client[] = [];
+  before(async () => {
+    // The namespaces' common parent, made open now: the first client to create an ancestor gives
+    // it its own ACL (docs/SECURITY.md), and these tests' restricted ACLs must not close it to
+    // the other tests sharing the server.
+    const raw = await RawClient.connect((await zk()).connectString);
+    try {
+      await raw.mkdirp('/sharedstruct-test');
+    } finally {
+      await raw.close();
+    }
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+  });
+  const client = async (namespace: string, options: Partial<ConnectOptions>): Promise<Client> => {
+    const c = await connect(`zk://${(await zk()).connectString}`, { namespace, logger: quietLogger, ...options });
+    clients.push(c);
+    return c;
+  };
+
+  it('the creator plus a read-only identity: the reader reads and watches, cannot write; a stranger cannot read', async () => {
+    const ns = uniquePrefix('acl');
+    const acl = [
+      { scheme: 'auth', id: '', perms: 'rwcda' },
+      { scheme: 'digest', id: zooKeeperDigestId('dashboard', 'dash-secret'), perms: 'r' },
+    ] as const;
+    const writer = await client(ns, { auth: { username: 'writer', password: 'w-secret' }, acl });
+    const flags = await writer.open('flags', { initial: { beta: false } });
+    await flags.update((d) => void (d.beta = true));
+    const raw = await RawClient.connect((await zk()).connectString);
+    raw.addDigest('writer', 'w-secret');
+    try {
+      const acls = await raw.getACL(`${ns}/flags/payload`);
+      assert.deepEqual(
+        acls.map((a) => `${a.id.scheme}:${a.id.id}:${a.permission}`).sort(),
+        [`digest:${zooKeeperDigestId('dashboard', 'dash-secret')}:1`, `digest:${zooKeeperDigestId('writer', 'w-secret')}:31`].sort(),
+      );
+    } finally {
+      await raw.close();
+    }
+    const warnings: string[] = [];
+    const dashboard = await client(ns, { auth: { username: 'dashboard', password: 'dash-secret' }, logger: { ...quietLogger, warn: (m: string) => void warnings.push(m) } });
+    const seen = await dashboard.open<{ beta: boolean }>('flags');
+    // Its listener registration was refused (no 'c'): said once, and the struct works.
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /^not registered as a listener at '.*\/flags\/listeners\/.*': this identity may not create it/);
+    assert.equal((await flags.listeners()).length, 1, 'only the writer is listed');
+    assert.deepEqual(seen.read(), { beta: true });
+    await assert.rejects(seen.update((d) => void (d.beta = false)), (err: unknown) => isSharedStructError(err, 'UNAUTHORIZED'));
+    // It still follows the writer's changes.
+    const next = new Promise((resolve) => seen.on('change', (ev) => resolve(ev.value)));
+    await flags.update((d) => void (d.beta = false));
+    assert.deepEqual(await next, { beta: false });
+    const stranger = await client(ns, { auth: { username: 'stranger', password: 'x' } });
+    await assert.rejects(stranger.open('flags'), (err: unknown) => isSharedStructError(err, 'UNAUTHORIZED'));
+  });
+
+  it("'open' with auth: every identity may write (the default with auth is 'creator')", async () => {
+    const ns = uniquePrefix('acl-open');
+    const a = await client(ns, { auth: { username: 'a', password: 'a' }, acl: 'open' });
+    await a.open('s', { initial: { n: 1 } });
+    const b = await client(ns, { auth: { username: 'b', password: 'b' } });
+    const s = await b.open<{ n: number }>('s');
+    assert.equal((await s.update((d) => void (d.n += 1))).value.n, 2);
+  });
+});
