@@ -1,6 +1,7 @@
 /** `Client`: one connection (one session) to a store, the factory of structs. */
 import type { Backend, Logger, SessionState, SessionStateChange } from './backend.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
+import { Telemetry, outcomeOf } from './telemetry.js';
 import { jsonCodec } from './codec.js';
 import { validateName } from './names.js';
 import { resolveOpenOptions, type OpenOptions, type ResolvedConnectOptions } from './options.js';
@@ -73,6 +74,10 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   #epoch: number;
   #closed = false;
   #reregistering: Promise<void> | undefined;
+  /** This client's metrics and spans (no-ops without an OpenTelemetry SDK). */
+  readonly #telemetry: Telemetry;
+  /** The `sharedstruct.client` attribute of this client's metrics and spans: tells its figures from other clients' in the same process. */
+  readonly telemetryId: string;
 
   /** @internal Use {@link connect}. `spawn` opens another session on the same store. */
   constructor(backend: Backend, options: ResolvedConnectOptions, spawn: (sessionTtlMs: number) => Promise<Backend>) {
@@ -84,6 +89,11 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     this.namespace = options.namespace;
     this.#epoch = backend.session.epoch;
     this.#unsubscribe = backend.session.onStateChange((change) => this.#onState(change));
+    this.telemetryId = randomUUID().slice(0, 8);
+    this.#telemetry = new Telemetry(backend.kind, this.telemetryId, {
+      requests: () => backend.counters.snapshot(),
+      structs: () => [...this.#structs].flatMap((s) => (s.stat().state === 'open' ? [{ name: s.name, stalenessMs: s.stat().stalenessMs }] : [])),
+    });
   }
 
   /** The session's state: `connected | suspended | lost | reconnected | closed`. */
@@ -242,7 +252,20 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       this.#ensureOpen();
       validateName(name, 'lock name');
       const backend = await this.#backendFor(options.ttlMs);
-      return acquireLock(backend, name, `${this.namespace}/_locks/${name}`, options);
+      const startedAt = Date.now();
+      return this.#telemetry.span('lock', { 'sharedstruct.lock': name }, async () => {
+        let lock: Lock;
+        try {
+          lock = await acquireLock(backend, name, `${this.namespace}/_locks/${name}`, options);
+        } catch (err) {
+          this.#telemetry.lockWaited(name, Date.now() - startedAt, outcomeOf(err));
+          throw err;
+        }
+        const acquiredAt = Date.now();
+        this.#telemetry.lockWaited(name, acquiredAt - startedAt, 'ok');
+        lock.onEnd((lost) => this.#telemetry.lockEnded(name, Date.now() - acquiredAt, lost));
+        return lock;
+      });
     });
   }
 
@@ -274,7 +297,10 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     const id = options.id ?? randomUUID();
     if (typeof id !== 'string' || id === '') throw new SharedStructError('INVALID_ARGUMENT', "option 'id' must be a non-empty string");
     if (options.data !== undefined) assertPlainJson(options.data);
-    return new Election(this[BACKEND], name, `${this.namespace}/_elections/${name}`, id, options.data ?? null, this.#logger);
+    const election = new Election(this[BACKEND], name, `${this.namespace}/_elections/${name}`, id, options.data ?? null, this.#logger);
+    election.on('elected', () => this.#telemetry.electionChanged(name, 'won'));
+    election.on('deposed', ({ reason }) => this.#telemetry.electionChanged(name, reason ? 'lost' : 'resigned'));
+    return election;
   }
 
   /**
@@ -330,7 +356,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       }
       const state = await this.#open<State>(name, { ...(initial !== undefined && { initial }), ...(schema !== undefined && { schema }), ...(signal && { signal }) });
       const server = new DurableServer<State, Msg, Reply>(
-        { backend: this[BACKEND], logger: this.#logger, onClose: (s) => this.#servers.delete(s) },
+        { backend: this[BACKEND], logger: this.#logger, onClose: (s) => this.#servers.delete(s), onApplied: (n, latencies) => this.#telemetry.applied(n, latencies) },
         name,
         `${this.namespace}/${name}`,
         state,
@@ -357,6 +383,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     await Promise.allSettled(extra.flatMap((r) => (r.status === 'fulfilled' ? [r.value.close()] : [])));
     await this[BACKEND].close();
     this.#unsubscribe();
+    this.#telemetry.close();
     this.emit('state', Object.freeze({ state: 'closed', epoch: this.#epoch, at: Date.now() }));
     this.removeAllListeners();
   }
@@ -462,6 +489,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   #onState(change: SessionStateChange): void {
     if (this.#closed) return;
     this.#logger.info(`session ${change.state}`, { epoch: change.epoch, cause: change.cause?.message });
+    this.#telemetry.sessionChanged(change.state);
     this.emit('state', change);
     if (change.epoch !== this.#epoch && change.state !== 'lost' && change.state !== 'closed') {
       this.#epoch = change.epoch;

@@ -45,6 +45,8 @@ export class Lock implements AsyncDisposable {
   readonly #slot: QueueSlot;
   readonly #monitor: LossMonitor;
   #released = false;
+  /** Told once when the hold ends: released (false) or lost (true). */
+  #onEnd: ((lost: boolean) => void) | undefined;
 
   /** @internal */
   constructor(name: string, slot: QueueSlot, monitor: LossMonitor) {
@@ -54,6 +56,19 @@ export class Lock implements AsyncDisposable {
     this.signal = monitor.signal;
     this.#slot = slot;
     this.#monitor = monitor;
+    monitor.signal.addEventListener('abort', () => this.#ended(true), { once: true });
+  }
+
+  /** @internal Calls `fn` once when the hold ends (telemetry). */
+  onEnd(fn: (lost: boolean) => void): void {
+    this.#onEnd = fn;
+  }
+
+  #ended(lost: boolean): void {
+    const fn = this.#onEnd;
+    this.#onEnd = undefined;
+    // A loss noticed after release() is not a loss of the holder's.
+    if (fn && !(lost && this.#released)) fn(lost);
   }
 
   /**
@@ -74,7 +89,10 @@ export class Lock implements AsyncDisposable {
    * lock has already let go of its key the same way.
    */
   release(): Promise<void> {
-    this.#released = true;
+    if (!this.#released) {
+      this.#released = true;
+      if (!this.signal.aborted) this.#ended(false);
+    }
     return holding(() => this.#slot.release());
   }
 

@@ -165,6 +165,8 @@ class LockRequest extends Error {
 export interface ServerContext {
   readonly backend: Backend;
   readonly logger: Logger;
+  /** Told of every commit of this server's consumers (telemetry). */
+  readonly onApplied?: ((server: string, latenciesMs: readonly number[]) => void) | undefined;
   onClose(server: { close(): Promise<void> }): void;
 }
 
@@ -454,6 +456,7 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
           replies: this.#replies,
           report: (err) => this.#report(err),
           buried: (id, err) => this.emit('dead', { id, error: err }),
+          applied: (latencies) => this.#ctx.onApplied?.(this.name, latencies),
         },
         handle,
         batch,
@@ -518,6 +521,8 @@ interface ServerInternals<State, Msg, Reply> {
   report(err: SharedStructError): void;
   /** A message went to the dead letters, for the server's `dead` event. */
   buried(id: string, err: SharedStructError): void;
+  /** Messages were applied (committed) by this consumer: each one's time since it was cast. */
+  applied(latenciesMs: readonly number[]): void;
 }
 
 /** One message of a batch, as read from the queue. */
@@ -688,6 +693,7 @@ class ConsumerLoop<State, Msg, Reply> {
       { signal: this.#signal },
     );
     if (result?.ok) {
+      this.#applied(handled);
       await this.#effects(handled, result.value);
       return true;
     }
@@ -778,6 +784,11 @@ class ConsumerLoop<State, Msg, Reply> {
     return ops;
   }
 
+  #applied(handled: readonly Handled<State>[]): void {
+    const now = Date.now();
+    this.#s.applied(handled.map((h) => now - h.m.env.enqueuedAt));
+  }
+
   /** After a lost compare: bring the state up to date, and forget the replies whose callers went away. */
   async #afterLostCompare(messages: readonly Queued[]): Promise<void> {
     const { backend } = this.#s;
@@ -865,6 +876,7 @@ class ConsumerLoop<State, Msg, Reply> {
         { signal: this.#signal, base },
       );
       if (r?.ok) {
+        this.#applied(handled);
         await this.#effects(handled, r.value);
         return;
       }

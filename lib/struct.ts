@@ -95,6 +95,8 @@ interface Conflict {
 
 /** What the client needs of a struct, whatever its `T`. */
 export interface StructHandle {
+  readonly name: string;
+  stat(): StructStat;
   close(): Promise<void>;
   onNewSession(): void;
 }

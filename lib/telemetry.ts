@@ -1,0 +1,168 @@
+/**
+ * Metrics and spans through `@opentelemetry/api` only: every instrument is a no-op unless the
+ * application registers an OpenTelemetry SDK, and the library ships no exporter. The metrics
+ * API has no proxy provider, so a client takes its instruments when it is made: register the
+ * SDK before `connect()`. Names are under `sharedstruct.`; attributes carry the backend and, for
+ * per-struct and per-lock figures, the name (bounded by what the application opens). Every
+ * metric and what to alert on: docs/OPERATIONS.md "Telemetry".
+ */
+import {
+  SpanStatusCode,
+  metrics,
+  trace,
+  type Attributes,
+  type BatchObservableCallback,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type ObservableCounter,
+  type ObservableGauge,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import { isSharedStructError } from './errors.js';
+
+/** The instrumentation scope's name. */
+export const TELEMETRY_SCOPE = 'sharedstruct';
+
+/** What a client tells its telemetry about, read when a metric reader collects. */
+export interface TelemetrySources {
+  /** Requests sent so far, by operation (the seam's counters). */
+  requests(): Readonly<Record<string, number>>;
+  /** Every open struct's name and staleness. */
+  structs(): Iterable<{ readonly name: string; readonly stalenessMs: number }>;
+}
+
+/** The outcome attribute of a call: `ok`, or the error's code. */
+function outcomeOf(err: unknown): string {
+  return isSharedStructError(err) ? err.code : 'ERROR';
+}
+
+/** One client's instruments. @internal */
+export class Telemetry {
+  readonly #base: Attributes;
+  readonly #tracer: Tracer;
+  readonly #meter: Meter;
+  readonly #updateDuration: Histogram;
+  readonly #updateAttempts: Histogram;
+  readonly #conflicts: Counter;
+  readonly #noops: Counter;
+  readonly #events: Counter;
+  readonly #sessionChanges: Counter;
+  readonly #lockWait: Histogram;
+  readonly #lockHold: Histogram;
+  readonly #lockLosses: Counter;
+  readonly #electionChanges: Counter;
+  readonly #applied: Counter;
+  readonly #applyLatency: Histogram;
+  readonly #requests: ObservableCounter;
+  readonly #staleness: ObservableGauge;
+  readonly #observe: BatchObservableCallback;
+
+  /**
+   * `client` tells this client's figures from other clients' in the same process (an
+   * observation per attribute set: two clients' request counts would otherwise overwrite).
+   */
+  constructor(backend: string, client: string, sources: TelemetrySources) {
+    this.#base = { 'sharedstruct.backend': backend, 'sharedstruct.client': client };
+    this.#tracer = trace.getTracer(TELEMETRY_SCOPE);
+    const meter = metrics.getMeter(TELEMETRY_SCOPE);
+    this.#meter = meter;
+    const ms = { unit: 'ms' };
+    this.#updateDuration = meter.createHistogram('sharedstruct.update.duration', { ...ms, description: 'update() / set() from call to commit (or failure), retries included' });
+    this.#updateAttempts = meter.createHistogram('sharedstruct.update.attempts', { description: 'compare-and-swap attempts of one update() / set()' });
+    this.#conflicts = meter.createCounter('sharedstruct.update.conflicts', { description: 'compare-and-swap attempts lost to another writer (each one retried or returned)' });
+    this.#noops = meter.createCounter('sharedstruct.update.noops', { description: 'update() calls that changed nothing and sent no write' });
+    this.#events = meter.createCounter('sharedstruct.events', { description: 'change events delivered, by origin (local, remote, resync) and whether versions were coalesced' });
+    this.#sessionChanges = meter.createCounter('sharedstruct.session.changes', { description: 'session state changes, by new state (suspended, reconnected, lost, ...)' });
+    this.#lockWait = meter.createHistogram('sharedstruct.lock.wait', { ...ms, description: 'lock() from call to acquisition (or failure)' });
+    this.#lockHold = meter.createHistogram('sharedstruct.lock.hold', { ...ms, description: 'from acquisition to release or loss' });
+    this.#lockLosses = meter.createCounter('sharedstruct.lock.losses', { description: 'locks lost before release (session lost or ending)' });
+    this.#electionChanges = meter.createCounter('sharedstruct.election.changes', { description: 'leaderships won and lost by this client, by change (won, lost, resigned)' });
+    this.#applied = meter.createCounter('sharedstruct.server.applied', { description: 'durable-server messages applied (committed) by this client' });
+    this.#applyLatency = meter.createHistogram('sharedstruct.server.apply.latency', { ...ms, description: 'from cast (enqueue) to the commit that applied the message' });
+    this.#requests = meter.createObservableCounter('sharedstruct.requests', { description: 'requests sent to the store, by operation' });
+    this.#staleness = meter.createObservableGauge('sharedstruct.staleness', { ...ms, description: 'age of each open struct\'s cache: time since it was last confirmed equal to the store' });
+    this.#observe = (result) => {
+      for (const [op, n] of Object.entries(sources.requests())) result.observe(this.#requests, n, this.#attrs({ 'sharedstruct.operation': op }));
+      for (const s of sources.structs()) result.observe(this.#staleness, s.stalenessMs, this.#attrs({ 'sharedstruct.struct': s.name }));
+    };
+    meter.addBatchObservableCallback(this.#observe, [this.#requests, this.#staleness]);
+  }
+
+  #attrs(extra: Attributes): Attributes {
+    return { ...this.#base, ...extra };
+  }
+
+  /**
+   * Runs `fn` in a span `sharedstruct.<what>`; the span gets the outcome (`ok` or the error's
+   * code) and whatever `fn` records on it.
+   */
+  async span<R>(what: string, attributes: Attributes, fn: (span: Span) => Promise<R>): Promise<R> {
+    return this.#tracer.startActiveSpan(`sharedstruct.${what}`, { attributes: this.#attrs(attributes) }, async (span) => {
+      try {
+        const r = await fn(span);
+        span.setAttribute('sharedstruct.outcome', 'ok');
+        return r;
+      } catch (err) {
+        const outcome = outcomeOf(err);
+        span.setAttribute('sharedstruct.outcome', outcome);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+        if (err instanceof Error) span.recordException(err);
+        throw err;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  /** An update() or set() ended after `attempts` attempts (`conflicts` of them lost). */
+  updated(struct: string, ms: number, attempts: number, conflicts: number, outcome: string): void {
+    const attrs = this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.outcome': outcome });
+    this.#updateDuration.record(ms, attrs);
+    this.#updateAttempts.record(attempts, attrs);
+    if (conflicts > 0) this.#conflicts.add(conflicts, this.#attrs({ 'sharedstruct.struct': struct }));
+    if (outcome === 'noop') this.#noops.add(1, this.#attrs({ 'sharedstruct.struct': struct }));
+  }
+
+  /** A change event was delivered to this instance's subscribers. */
+  event(struct: string, origin: string, coalesced: boolean): void {
+    this.#events.add(1, this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.origin': origin, 'sharedstruct.coalesced': coalesced }));
+  }
+
+  /** The session changed state. */
+  sessionChanged(state: string): void {
+    this.#sessionChanges.add(1, this.#attrs({ 'sharedstruct.state': state }));
+  }
+
+  /** A lock wait ended (acquired, or failed with `outcome`). */
+  lockWaited(lock: string, ms: number, outcome: string): void {
+    this.#lockWait.record(ms, this.#attrs({ 'sharedstruct.lock': lock, 'sharedstruct.outcome': outcome }));
+  }
+
+  /** A held lock ended: released, or lost. */
+  lockEnded(lock: string, heldMs: number, lost: boolean): void {
+    this.#lockHold.record(heldMs, this.#attrs({ 'sharedstruct.lock': lock, 'sharedstruct.outcome': lost ? 'lost' : 'released' }));
+    if (lost) this.#lockLosses.add(1, this.#attrs({ 'sharedstruct.lock': lock }));
+  }
+
+  /** This client won or lost a leadership. */
+  electionChanged(election: string, change: 'won' | 'lost' | 'resigned'): void {
+    this.#electionChanges.add(1, this.#attrs({ 'sharedstruct.election': election, 'sharedstruct.change': change }));
+  }
+
+  /** A durable server's messages were applied by this client's consumer. */
+  applied(server: string, latenciesMs: readonly number[]): void {
+    const attrs = this.#attrs({ 'sharedstruct.server': server });
+    this.#applied.add(latenciesMs.length, attrs);
+    for (const ms of latenciesMs) this.#applyLatency.record(ms, attrs);
+  }
+
+  /** The client closed: its observable figures are no longer reported. */
+  close(): void {
+    this.#meter.removeBatchObservableCallback(this.#observe, [this.#requests, this.#staleness]);
+  }
+}
+
+/** The outcome attribute of a failed call. @internal */
+export { outcomeOf };

@@ -1,0 +1,4 @@
+import { telemetryContract } from '../contract/telemetry.suite.js';
+import { etcdTarget } from './target.js';
+
+telemetryContract(etcdTarget);

@@ -1,0 +1,4 @@
+import { telemetryContract } from '../contract/telemetry.suite.js';
+import { memoryTarget } from './target.js';
+
+telemetryContract(memoryTarget);

@@ -1,0 +1,4 @@
+import { telemetryContract } from '../contract/telemetry.suite.js';
+import { zookeeperTarget } from './target.js';
+
+telemetryContract(zookeeperTarget);
