@@ -7,6 +7,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { metrics, trace } from '@opentelemetry/api';
+import { MeterProvider, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { connect, type Client, type Logger, type SharedStruct } from '../lib/index.js';
 import { startEtcd } from '../test/support/etcd.js';
 import { startZooKeeper } from '../test/support/zookeeper.js';
@@ -407,6 +410,42 @@ function ratioText(ratio: number): string {
   return (Math.floor(ratio * 100) / 100).toFixed(2);
 }
 
+/**
+ * The cost of telemetry: `update()` on a client made with an OpenTelemetry SDK registered
+ * (metrics with a periodic reader, spans through a batch processor; both exporters discard)
+ * against one made before it (the API's no-ops), side by side on the same server. The SDK is
+ * global and set once, so this section runs last: every client made afterwards records.
+ */
+async function telemetryOverhead(targets: readonly (readonly [string, string])[]): Promise<void> {
+  const ns = `/bench-otel-${Date.now().toString(36)}`;
+  const N = Math.round(2000 * SCALE);
+  const T = 4000 * SCALE + 1000;
+  const plain = await Promise.all(targets.map(([, url]) => connect(url, { namespace: ns, logger: quiet })));
+  const discardMetrics: PushMetricExporter = { export: (_m, done) => done({ code: 0 }), forceFlush: () => Promise.resolve(), shutdown: () => Promise.resolve() };
+  const discardSpans: SpanExporter = { export: (_s, done) => done({ code: 0 }), shutdown: () => Promise.resolve() };
+  const meterProvider = new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter: discardMetrics, exportIntervalMillis: 1000 })] });
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(discardSpans)] });
+  metrics.setGlobalMeterProvider(meterProvider);
+  trace.setGlobalTracerProvider(tracerProvider);
+  const recording = await Promise.all(targets.map(([, url]) => connect(url, { namespace: ns, logger: quiet })));
+  try {
+    for (const [k, [backend]] of targets.entries()) {
+      const a = await plain[k]!.open<{ n: number }>('otel-plain', { initial: { n: 0 }, refreshIntervalMs: 600000 });
+      const b = await recording[k]!.open<{ n: number }>('otel-sdk', { initial: { n: 0 }, refreshIntervalMs: 600000 });
+      const opA = async (): Promise<void> => void (await a.update((d) => void (d.n += 1)));
+      const opB = async (): Promise<void> => void (await b.update((d) => void (d.n += 1)));
+      for (const op of [opA, opB]) await bounded(SEQ_WARMUP, T, op);
+      const [without, withSdk] = (await interleaved([{ count: N, op: opA }, { count: N, op: opB }], 20, 3 * T)) as [{ runs: number; elapsed: number }, { runs: number; elapsed: number }];
+      const w = perSec(withSdk);
+      rows.push({ backend, payload: 'small', measure: 'update() with an OpenTelemetry SDK (metrics + spans) vs without ("raw")', ours: w, raw: perSec(without), unit: 'updates/s', ratio: w / perSec(without), runs: `${withSdk.runs} / ${without.runs}`, durationMs: withSdk.elapsed + without.elapsed, target: '≥ 0.9 × without', holds: w >= 0.9 * perSec(without) });
+    }
+  } finally {
+    await Promise.all([...plain, ...recording].map((c) => c.close()));
+    await meterProvider.shutdown();
+    await tracerProvider.shutdown();
+  }
+}
+
 function table(): string {
   const head = '| backend | payload | measure | ours | raw | unit | ratio | runs (ours / raw) | time | target | holds |\n| --- | --- | --- | ---: | ---: | --- | ---: | --- | ---: | --- | --- |';
   const lines = rows.map((r) => `| ${r.backend} | ${r.payload} | ${r.measure} | ${fmt(r.ours)} | ${fmt(r.raw)} | ${r.unit} | ${r.ratio === undefined ? '–' : `${ratioText(r.ratio)}×`} | ${r.runs} | ${r.durationMs ? `${(r.durationMs / 1000).toFixed(1)} s` : '–'} | ${r.target ?? ''} | ${r.holds === undefined ? '' : r.holds ? 'yes' : '**no**'} |`);
@@ -453,6 +492,10 @@ async function main(): Promise<void> {
         console.error(`[bench] ${backend}: durable server queue`);
         await queue(backend, url, makeRawQueue);
       }
+    }
+    if (want('telemetry')) {
+      console.error('[bench] telemetry overhead (last: the SDK it registers is global)');
+      await telemetryOverhead(targets.filter(([backend]) => ONLY === undefined || backend === ONLY).map(([backend, url]) => [backend, url] as const));
     }
   } finally {
     await etcd?.stop();
@@ -546,7 +589,7 @@ ${out}
 
 Reproduce: \`npm run bench\` (or \`ETCD_ENDPOINTS=… ZK_CONNECT=… npm run bench\` against your own servers;
 \`npm run bench -- --quick\` for a short run, \`npm run bench -- --only=zookeeper\` (or \`etcd\`) for one backend,
-\`npm run bench -- --sections=queue\` (sequential, contended, propagation, reads, queue) for some sections;
+\`npm run bench -- --sections=queue\` (sequential, contended, propagation, reads, queue, telemetry) for some sections;
 none of these rewrites this file). The cost contract behind the
 sequential figures — one write request per uncontended \`update()\`, no read — is tested by counting requests
 in the contract suites, not by timing.

@@ -92,7 +92,11 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     this.telemetryId = randomUUID().slice(0, 8);
     this.#telemetry = new Telemetry(backend.kind, this.telemetryId, {
       requests: () => backend.counters.snapshot(),
-      structs: () => [...this.#structs].flatMap((s) => (s.stat().state === 'open' ? [{ name: s.name, stalenessMs: s.stat().stalenessMs }] : [])),
+      structs: () =>
+        [...this.#structs].flatMap((s) => {
+          const stat = s.stat();
+          return stat.state === 'open' ? [{ name: s.name, stalenessMs: stat.stalenessMs, backlog: s.backlog() }] : [];
+        }),
     });
   }
 
@@ -263,7 +267,11 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
         }
         const acquiredAt = Date.now();
         this.#telemetry.lockWaited(name, acquiredAt - startedAt, 'ok');
-        lock.onEnd((lost) => this.#telemetry.lockEnded(name, Date.now() - acquiredAt, lost));
+        lock.onEnd((lost) => {
+          const heldMs = Date.now() - acquiredAt;
+          this.#telemetry.lockEnded(name, heldMs, lost);
+          if (lost) this.#logger.warn(`lock '${name}' was lost after ${heldMs} ms held (token ${lock.token}); work done under it may race the next holder, so check the fencing token`, { lock: name, token: lock.token, heldMs });
+        });
         return lock;
       });
     });
@@ -297,9 +305,12 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     const id = options.id ?? randomUUID();
     if (typeof id !== 'string' || id === '') throw new SharedStructError('INVALID_ARGUMENT', "option 'id' must be a non-empty string");
     if (options.data !== undefined) assertPlainJson(options.data);
-    const election = new Election(this[BACKEND], name, `${this.namespace}/_elections/${name}`, id, options.data ?? null, this.#logger);
+    const election = new Election(this[BACKEND], name, `${this.namespace}/_elections/${name}`, id, options.data ?? null, this.#logger, this.#telemetry);
     election.on('elected', () => this.#telemetry.electionChanged(name, 'won'));
-    election.on('deposed', ({ reason }) => this.#telemetry.electionChanged(name, reason ? 'lost' : 'resigned'));
+    election.on('deposed', ({ reason }) => {
+      this.#telemetry.electionChanged(name, reason ? 'lost' : 'resigned');
+      if (reason) this.#logger.warn(`leadership of '${name}' was lost: ${reason.message}`, { election: name, code: reason.code });
+    });
     return election;
   }
 
@@ -356,7 +367,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       }
       const state = await this.#open<State>(name, { ...(initial !== undefined && { initial }), ...(schema !== undefined && { schema }), ...(signal && { signal }) });
       const server = new DurableServer<State, Msg, Reply>(
-        { backend: this[BACKEND], logger: this.#logger, onClose: (s) => this.#servers.delete(s), onApplied: (n, latencies) => this.#telemetry.applied(n, latencies) },
+        { backend: this[BACKEND], logger: this.#logger, onClose: (s) => this.#servers.delete(s), telemetry: this.#telemetry },
         name,
         `${this.namespace}/${name}`,
         state,
@@ -418,6 +429,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     return {
       backend: this[BACKEND],
       logger: this.#logger,
+      telemetry: this.#telemetry,
       register: async (key: string, value: unknown, signal?: AbortSignal) => {
         try {
           return await this.#register(key, value, signal);

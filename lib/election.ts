@@ -9,6 +9,7 @@ import { AsyncQueue } from './util/async-queue.js';
 import { follow } from './util/follow.js';
 import { TypedEmitter } from './util/emitter.js';
 import { holding } from './util/keepalive.js';
+import type { Telemetry } from './telemetry.js';
 
 /** Who leads. */
 export interface Leader {
@@ -124,14 +125,16 @@ export class Election extends TypedEmitter<ElectionEvents> implements AsyncDispo
   readonly #backend: Backend;
   readonly #parent: string;
   readonly #data: unknown;
+  readonly #telemetry: Telemetry;
   #term: Term | undefined;
   /** The campaign in progress, and how `resign()` withdraws it. */
   #campaign: { readonly promise: Promise<Leadership>; readonly withdraw: AbortController } | undefined;
 
   /** @internal Use `client.election()`. */
-  constructor(backend: Backend, name: string, parent: string, id: string, data: unknown, logger: Logger) {
+  constructor(backend: Backend, name: string, parent: string, id: string, data: unknown, logger: Logger, telemetry: Telemetry) {
     super((err) => logger.error(`unhandled error in election '${name}'`, { err }));
     this.#backend = backend;
+    this.#telemetry = telemetry;
     this.name = name;
     this.#parent = parent;
     this.id = id;
@@ -154,7 +157,9 @@ export class Election extends TypedEmitter<ElectionEvents> implements AsyncDispo
     if (term && term.held) return Promise.resolve(term);
     if (!this.#campaign) {
       const withdraw = new AbortController();
-      const promise = holding(() => this.#run(anySignal(options.signal, withdraw.signal))).finally(() => {
+      const signal = anySignal(options.signal, withdraw.signal);
+      const run = (): Promise<Leadership> => this.#run(signal);
+      const promise = holding(() => this.#telemetry.span('campaign', { 'sharedstruct.election': this.name }, run)).finally(() => {
         if (this.#campaign?.promise === promise) this.#campaign = undefined;
       });
       this.#campaign = { promise, withdraw };

@@ -77,10 +77,11 @@ class Subscriber<T> {
     this.queue = new AsyncQueue(onEnd, { holdsProcess: true });
   }
 
-  offer(event: ChangeEvent<T>): void {
+  /** Queues `event`; returns false when the buffer overflowed and became one resync event. */
+  offer(event: ChangeEvent<T>): boolean {
     if (this.queue.length < this.max) {
       this.queue.push(event);
-      return;
+      return true;
     }
     // Replace the whole backlog by one net event from what the subscriber last took.
     this.queue.clear();
@@ -90,12 +91,19 @@ class Subscriber<T> {
         this.base.value,
       ),
     );
+    return false;
   }
 }
 
 /** The set of subscribers of one struct instance. */
 export class FanOut<T> {
   readonly #subscribers = new Set<Subscriber<T>>();
+  readonly #onOverflow: () => void;
+
+  /** `onOverflow` is told each time a subscriber's backlog is replaced by a resync event. */
+  constructor(onOverflow: () => void = () => {}) {
+    this.#onOverflow = onOverflow;
+  }
 
   get size(): number {
     return this.#subscribers.size;
@@ -103,7 +111,14 @@ export class FanOut<T> {
 
   /** Hands `event` to every subscriber (the same frozen object: one diff for all). */
   publish(event: ChangeEvent<T>): void {
-    for (const s of this.#subscribers) s.offer(event);
+    for (const s of this.#subscribers) if (!s.offer(event)) this.#onOverflow();
+  }
+
+  /** Events queued and not yet taken by the fullest subscriber (0 without subscribers). */
+  backlog(): number {
+    let most = 0;
+    for (const s of this.#subscribers) most = Math.max(most, s.queue.length);
+    return most;
   }
 
   /**

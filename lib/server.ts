@@ -21,6 +21,7 @@ import type { SharedStruct } from './struct.js';
 import { anySignal, sleep } from './util/abort.js';
 import { TypedEmitter } from './util/emitter.js';
 import { holding } from './util/keepalive.js';
+import type { Telemetry } from './telemetry.js';
 
 /** What a handler knows about the message it handles. */
 export interface MessageInfo {
@@ -165,8 +166,8 @@ class LockRequest extends Error {
 export interface ServerContext {
   readonly backend: Backend;
   readonly logger: Logger;
-  /** Told of every commit of this server's consumers (telemetry). */
-  readonly onApplied?: ((server: string, latenciesMs: readonly number[]) => void) | undefined;
+  /** The client's instruments: told of every commit of this server's consumers. */
+  readonly telemetry: Telemetry;
   onClose(server: { close(): Promise<void> }): void;
 }
 
@@ -456,7 +457,7 @@ export class DurableServer<State, Msg, Reply = unknown> extends TypedEmitter<Ser
           replies: this.#replies,
           report: (err) => this.#report(err),
           buried: (id, err) => this.emit('dead', { id, error: err }),
-          applied: (latencies) => this.#ctx.onApplied?.(this.name, latencies),
+          telemetry: this.#ctx.telemetry,
         },
         handle,
         batch,
@@ -521,8 +522,8 @@ interface ServerInternals<State, Msg, Reply> {
   report(err: SharedStructError): void;
   /** A message went to the dead letters, for the server's `dead` event. */
   buried(id: string, err: SharedStructError): void;
-  /** Messages were applied (committed) by this consumer: each one's time since it was cast. */
-  applied(latenciesMs: readonly number[]): void;
+  /** The client's instruments (applies, their latency, the handling span). */
+  readonly telemetry: Telemetry;
 }
 
 /** One message of a batch, as read from the queue. */
@@ -678,20 +679,12 @@ class ConsumerLoop<State, Msg, Reply> {
     if (take.length === 0) return false; // the head is claimed: wait for the claim to go
     let handled: Handled<State>[] = [];
     let stop: Stop | undefined;
-    const result = await this.#s.state.transact(
-      (makeDraft) => {
-        const plan = this.#plan(makeDraft, take);
-        handled = plan.handled;
-        stop = plan.stop;
-        if (handled.length === 0) return undefined;
-        return {
-          next: plan.draft,
-          compare: handled.map((h): TxnCompare => ({ key: h.m.entry.key, version: h.m.entry.version })),
-          ops: [...handled.map((h): TxnOp => ({ op: 'delete', key: h.m.entry.key })), ...this.#replyOps(handled)],
-        };
-      },
-      { signal: this.#signal },
-    );
+    const result = await this.#s.telemetry.span('server.handle', { 'sharedstruct.server': this.#s.name, 'sharedstruct.messages': take.length }, async (span) => {
+      const r = await this.#transact(take, (plan) => ((handled = plan.handled), (stop = plan.stop)));
+      span.setAttribute('sharedstruct.handled', handled.length);
+      span.setAttribute('sharedstruct.committed', r?.ok === true);
+      return r;
+    });
     if (result?.ok) {
       this.#applied(handled);
       await this.#effects(handled, result.value);
@@ -705,6 +698,23 @@ class ConsumerLoop<State, Msg, Reply> {
     if (stop!.kind === 'lock') await this.#handleLocked(stop!.m);
     else await this.#failed(stop!.m, stop!.err);
     return true;
+  }
+
+  /** The state's transaction for the messages `take`: their handlers' draft, their removal and replies. */
+  #transact(take: readonly Queued[], planned: (plan: { handled: Handled<State>[]; stop: Stop | undefined }) => void) {
+    return this.#s.state.transact(
+      (makeDraft) => {
+        const plan = this.#plan(makeDraft, take);
+        planned(plan);
+        if (plan.handled.length === 0) return undefined;
+        return {
+          next: plan.draft,
+          compare: plan.handled.map((h): TxnCompare => ({ key: h.m.entry.key, version: h.m.entry.version })),
+          ops: [...plan.handled.map((h): TxnOp => ({ op: 'delete', key: h.m.entry.key })), ...this.#replyOps(plan.handled)],
+        };
+      },
+      { signal: this.#signal },
+    );
   }
 
   /**
@@ -786,7 +796,7 @@ class ConsumerLoop<State, Msg, Reply> {
 
   #applied(handled: readonly Handled<State>[]): void {
     const now = Date.now();
-    this.#s.applied(handled.map((h) => now - h.m.env.enqueuedAt));
+    this.#s.telemetry.applied(this.#s.name, handled.map((h) => now - h.m.env.enqueuedAt));
   }
 
   /** After a lost compare: bring the state up to date, and forget the replies whose callers went away. */

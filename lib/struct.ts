@@ -19,6 +19,7 @@ import { StructValues, type Cached, type Prepared } from './struct/values.js';
 import { sleep } from './util/abort.js';
 import { TypedEmitter } from './util/emitter.js';
 import { holding } from './util/keepalive.js';
+import { outcomeOf, type Telemetry } from './telemetry.js';
 import type { Logger } from './backend.js';
 
 /** What `stat()` reports about a struct instance. */
@@ -97,6 +98,8 @@ interface Conflict {
 export interface StructHandle {
   readonly name: string;
   stat(): StructStat;
+  /** Events queued and not yet taken by the fullest subscriber. */
+  backlog(): number;
   close(): Promise<void>;
   onNewSession(): void;
 }
@@ -105,6 +108,8 @@ export interface StructHandle {
 export interface StructContext {
   readonly backend: Backend;
   readonly logger: Logger;
+  /** The client's instruments. */
+  readonly telemetry: Telemetry;
   /** Registers an ephemeral key that the client re-creates on every new session. */
   register(key: string, value: unknown, signal?: AbortSignal): Promise<() => Promise<void>>;
   /** Lists a registration folder. */
@@ -145,7 +150,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   readonly #cache: StructCache<T>;
   readonly #writes = new LocalWrites();
   readonly #pump: StructPump;
-  readonly #fanout = new FanOut<T>();
+  readonly #fanout: FanOut<T>;
   /** Aborts the background requests (refresh) on close. */
   readonly #closer = new AbortController();
   #closed = false;
@@ -167,13 +172,20 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#options = options;
     this.#backoff = options.backoff ?? exponentialBackoff();
     this.#values = new StructValues<T>(name, options.codec, options.schema, { maxValueBytes: this.#backend.limits.maxValueBytes, kind: this.#backend.kind });
+    this.#fanout = new FanOut<T>(() => ctx.telemetry.overflowed(name));
     this.#cache = new StructCache<T>(this.#values, {
       change: (event) => {
+        ctx.telemetry.event(name, event.origin, event.coalesced);
+        if (event.origin === 'resync') ctx.logger.info(`struct '${name}' resynced from version ${event.previousVersion} to ${event.version}: its cache lost continuity, subscribers get the net change`, { struct: name, version: event.version, previousVersion: event.previousVersion });
         this.#fanout.publish(event);
         this.emit('change', event);
       },
       deleted: (revision) => this.emit('deleted', { revision: revision.toString() }),
-      error: (err) => this.emit('error', err),
+      error: (err) => {
+        // Logged either way: as a warning when the app handles 'error', else as unhandled.
+        if (this.listenerCount('error') > 0) ctx.logger.warn(`struct '${name}': ${err.message}`, { struct: name, code: err.code });
+        this.emit('error', err);
+      },
     });
     const intervalMs = Math.max(1, Math.min(options.refreshIntervalMs, Math.floor(options.maxStalenessMs / 2)));
     this.#pump = new StructPump(
@@ -242,15 +254,22 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * value is neither decoded nor diffed.
    */
   readConsistent(options: { signal?: AbortSignal } = {}): Promise<DeepReadonly<T>> {
-    return holding(async () => {
-      this.#ensureOpen();
-      throwIfAborted(options.signal);
-      const sentAt = Date.now();
-      const lives = this.#cache.lives;
-      const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
-      await this.#ingestRead(entry, 'remote', sentAt, lives);
-      return this.#readable().value as DeepReadonly<T>;
-    });
+    return holding(() =>
+      this.#ctx.telemetry.span('readConsistent', { 'sharedstruct.struct': this.name }, async () => {
+        this.#ensureOpen();
+        throwIfAborted(options.signal);
+        const sentAt = Date.now();
+        const lives = this.#cache.lives;
+        const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
+        await this.#ingestRead(entry, 'remote', sentAt, lives);
+        return this.#readable().value as DeepReadonly<T>;
+      }),
+    );
+  }
+
+  /** @internal Events queued and not yet taken by the fullest subscriber (telemetry). */
+  backlog(): number {
+    return this.#fanout.backlog();
   }
 
   /** Version, revision and freshness of the cache. */
@@ -276,7 +295,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    */
   update(fn: (draft: T) => T | void | Promise<T | void>, options: UpdateOptions = {}): Promise<WriteResult<T>> {
     return holding(async () => {
-      const r = await this.#writeLoop(async (makeDraft) => {
+      const r = await this.#writeLoop('update', async (makeDraft) => {
         const draft = makeDraft();
         const out = await fn(draft);
         return { next: out === undefined ? draft : out, result: undefined };
@@ -289,7 +308,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   set(value: T, options: UpdateOptions = {}): Promise<WriteResult<T>> {
     return holding(async () => {
       if (value === undefined) throw new SharedStructError('INVALID_VALUE', 'set() needs a value; undefined is not JSON (use delete() to remove the struct)');
-      const r = await this.#writeLoop(() => Promise.resolve({ next: value, result: undefined }), options);
+      const r = await this.#writeLoop('set', () => Promise.resolve({ next: value, result: undefined }), options);
       return r.written;
     });
   }
@@ -300,7 +319,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    */
   modify<R>(fn: (draft: T) => readonly [R, T] | Promise<readonly [R, T]>, options: UpdateOptions = {}): Promise<R> {
     return holding(async () => {
-      const r = await this.#writeLoop(async (makeDraft) => {
+      const r = await this.#writeLoop('modify', async (makeDraft) => {
         const out = await fn(makeDraft());
         if (!Array.isArray(out) || out.length !== 2) {
           throw new SharedStructError('INVALID_ARGUMENT', 'modify(fn): fn must return [result, next]');
@@ -580,22 +599,54 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     if (revision > this.#watchRevision) this.#watchRevision = revision;
   }
 
-  /** The CAS loop of `update`, `set` and `modify`; `compute` asks for a draft only if it needs one. */
-  async #writeLoop<R>(compute: (makeDraft: () => T) => Promise<{ next: T; result: R }>, options: UpdateOptions): Promise<{ written: WriteResult<T>; result: R }> {
+  /**
+   * The CAS loop of `update`, `set` and `modify` (`operation`), in a span and timed; `compute`
+   * asks for a draft only if it needs one.
+   */
+  #writeLoop<R>(operation: string, compute: (makeDraft: () => T) => Promise<{ next: T; result: R }>, options: UpdateOptions): Promise<{ written: WriteResult<T>; result: R }> {
+    const telemetry = this.#ctx.telemetry;
+    return telemetry.span(operation, { 'sharedstruct.struct': this.name }, async (span) => {
+      const startedAt = performance.now();
+      const tally = { attempts: 0, conflicts: 0, noop: false };
+      const record = (outcome: string): void => {
+        telemetry.updated(this.name, operation, performance.now() - startedAt, tally.attempts, tally.conflicts, outcome);
+        span.setAttribute('sharedstruct.attempts', tally.attempts);
+      };
+      try {
+        const r = await this.#casLoop(compute, options, tally);
+        record(tally.noop ? 'noop' : 'ok');
+        return r;
+      } catch (err) {
+        record(outcomeOf(err));
+        throw err;
+      }
+    });
+  }
+
+  async #casLoop<R>(
+    compute: (makeDraft: () => T) => Promise<{ next: T; result: R }>,
+    options: UpdateOptions,
+    tally: { attempts: number; conflicts: number; noop: boolean },
+  ): Promise<{ written: WriteResult<T>; result: R }> {
     const maxRetries = options.maxRetries ?? 10;
     if (!Number.isInteger(maxRetries) || maxRetries < 0) {
       throw new SharedStructError('INVALID_ARGUMENT', `option 'maxRetries' must be an integer >= 0, got ${String(maxRetries)}`);
     }
     for (let attempt = 0; ; attempt++) {
+      tally.attempts = attempt + 1;
       throwIfAborted(options.signal);
       const cache = this.#readable();
       let draft: T | undefined;
       const { next, result } = await compute(() => (draft = this.#values.draft(cache)));
       throwIfAborted(options.signal);
       const prepared = this.#values.prepare(cache, draft, next);
-      if (!prepared) return { written: { value: cache.value as DeepReadonly<T>, version: cache.version }, result };
+      if (!prepared) {
+        tally.noop = true;
+        return { written: { value: cache.value as DeepReadonly<T>, version: cache.version }, result };
+      }
       const r = await this.#put(this.#cache.writeBase(cache), prepared, options.signal);
       if (!('conflict' in r)) return { written: r, result };
+      tally.conflicts += 1;
       if (attempt >= maxRetries) {
         await this.#settle(r.conflict);
         throw new SharedStructError(

@@ -1,12 +1,13 @@
 /**
  * Metrics and spans through `@opentelemetry/api` only: every instrument is a no-op unless the
  * application registers an OpenTelemetry SDK, and the library ships no exporter. The metrics
- * API has no proxy provider, so a client takes its instruments when it is made: register the
- * SDK before `connect()`. Names are under `sharedstruct.`; attributes carry the backend and, for
+ * API has no proxy provider, so a client takes its instruments (and its tracer) when it is made:
+ * register the SDK before `connect()`. Names are under `sharedstruct.`; attributes carry the backend and, for
  * per-struct and per-lock figures, the name (bounded by what the application opens). Every
  * metric and what to alert on: docs/OPERATIONS.md "Telemetry".
  */
 import {
+  ProxyTracerProvider,
   SpanStatusCode,
   metrics,
   trace,
@@ -29,8 +30,8 @@ export const TELEMETRY_SCOPE = 'sharedstruct';
 export interface TelemetrySources {
   /** Requests sent so far, by operation (the seam's counters). */
   requests(): Readonly<Record<string, number>>;
-  /** Every open struct's name and staleness. */
-  structs(): Iterable<{ readonly name: string; readonly stalenessMs: number }>;
+  /** Every open struct's name, staleness and its fullest subscriber's unread events. */
+  structs(): Iterable<{ readonly name: string; readonly stalenessMs: number; readonly backlog: number }>;
 }
 
 /** The outcome attribute of a call: `ok`, or the error's code. */
@@ -48,6 +49,7 @@ export class Telemetry {
   readonly #conflicts: Counter;
   readonly #noops: Counter;
   readonly #events: Counter;
+  readonly #overflows: Counter;
   readonly #sessionChanges: Counter;
   readonly #lockWait: Histogram;
   readonly #lockHold: Histogram;
@@ -57,6 +59,7 @@ export class Telemetry {
   readonly #applyLatency: Histogram;
   readonly #requests: ObservableCounter;
   readonly #staleness: ObservableGauge;
+  readonly #backlog: ObservableGauge;
   readonly #observe: BatchObservableCallback;
 
   /**
@@ -65,7 +68,10 @@ export class Telemetry {
    */
   constructor(backend: string, client: string, sources: TelemetrySources) {
     this.#base = { 'sharedstruct.backend': backend, 'sharedstruct.client': client };
-    this.#tracer = trace.getTracer(TELEMETRY_SCOPE);
+    // Taken now, like the meter: a client made before the SDK was registered records nothing,
+    // spans included (the API's proxy tracer would otherwise start recording them later).
+    const provider = trace.getTracerProvider();
+    this.#tracer = (provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider).getTracer(TELEMETRY_SCOPE);
     const meter = metrics.getMeter(TELEMETRY_SCOPE);
     this.#meter = meter;
     const ms = { unit: 'ms' };
@@ -74,6 +80,7 @@ export class Telemetry {
     this.#conflicts = meter.createCounter('sharedstruct.update.conflicts', { description: 'compare-and-swap attempts lost to another writer (each one retried or returned)' });
     this.#noops = meter.createCounter('sharedstruct.update.noops', { description: 'update() calls that changed nothing and sent no write' });
     this.#events = meter.createCounter('sharedstruct.events', { description: 'change events delivered, by origin (local, remote, resync) and whether versions were coalesced' });
+    this.#overflows = meter.createCounter('sharedstruct.subscriber.overflows', { description: 'subscribers that fell more than their buffer behind and had their backlog replaced by one resync event' });
     this.#sessionChanges = meter.createCounter('sharedstruct.session.changes', { description: 'session state changes, by new state (suspended, reconnected, lost, ...)' });
     this.#lockWait = meter.createHistogram('sharedstruct.lock.wait', { ...ms, description: 'lock() from call to acquisition (or failure)' });
     this.#lockHold = meter.createHistogram('sharedstruct.lock.hold', { ...ms, description: 'from acquisition to release or loss' });
@@ -83,11 +90,20 @@ export class Telemetry {
     this.#applyLatency = meter.createHistogram('sharedstruct.server.apply.latency', { ...ms, description: 'from cast (enqueue) to the commit that applied the message' });
     this.#requests = meter.createObservableCounter('sharedstruct.requests', { description: 'requests sent to the store, by operation' });
     this.#staleness = meter.createObservableGauge('sharedstruct.staleness', { ...ms, description: 'age of each open struct\'s cache: time since it was last confirmed equal to the store' });
+    this.#backlog = meter.createObservableGauge('sharedstruct.subscriber.backlog', { description: 'events buffered and not yet taken by the slowest subscriber of each open struct' });
     this.#observe = (result) => {
       for (const [op, n] of Object.entries(sources.requests())) result.observe(this.#requests, n, this.#attrs({ 'sharedstruct.operation': op }));
-      for (const s of sources.structs()) result.observe(this.#staleness, s.stalenessMs, this.#attrs({ 'sharedstruct.struct': s.name }));
+      for (const s of sources.structs()) {
+        const attrs = this.#attrs({ 'sharedstruct.struct': s.name });
+        result.observe(this.#staleness, s.stalenessMs, attrs);
+        result.observe(this.#backlog, s.backlog, attrs);
+      }
     };
-    meter.addBatchObservableCallback(this.#observe, [this.#requests, this.#staleness]);
+    meter.addBatchObservableCallback(this.#observe, this.#observables());
+  }
+
+  #observables(): [ObservableCounter, ObservableGauge, ObservableGauge] {
+    return [this.#requests, this.#staleness, this.#backlog];
   }
 
   #attrs(extra: Attributes): Attributes {
@@ -116,9 +132,12 @@ export class Telemetry {
     });
   }
 
-  /** An update() or set() ended after `attempts` attempts (`conflicts` of them lost). */
-  updated(struct: string, ms: number, attempts: number, conflicts: number, outcome: string): void {
-    const attrs = this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.outcome': outcome });
+  /**
+   * An `update()`, `set()` or `modify()` (`operation`) ended after `attempts` attempts
+   * (`conflicts` of them lost); `outcome` is `ok`, `noop` (nothing to write) or the error's code.
+   */
+  updated(struct: string, operation: string, ms: number, attempts: number, conflicts: number, outcome: string): void {
+    const attrs = this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.operation': operation, 'sharedstruct.outcome': outcome });
     this.#updateDuration.record(ms, attrs);
     this.#updateAttempts.record(attempts, attrs);
     if (conflicts > 0) this.#conflicts.add(conflicts, this.#attrs({ 'sharedstruct.struct': struct }));
@@ -128,6 +147,11 @@ export class Telemetry {
   /** A change event was delivered to this instance's subscribers. */
   event(struct: string, origin: string, coalesced: boolean): void {
     this.#events.add(1, this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.origin': origin, 'sharedstruct.coalesced': coalesced }));
+  }
+
+  /** A subscriber of `struct` overflowed its buffer (its backlog became one resync event). */
+  overflowed(struct: string): void {
+    this.#overflows.add(1, this.#attrs({ 'sharedstruct.struct': struct }));
   }
 
   /** The session changed state. */
@@ -160,7 +184,7 @@ export class Telemetry {
 
   /** The client closed: its observable figures are no longer reported. */
   close(): void {
-    this.#meter.removeBatchObservableCallback(this.#observe, [this.#requests, this.#staleness]);
+    this.#meter.removeBatchObservableCallback(this.#observe, this.#observables());
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { isSharedStructError } from '../../lib/index.js';
+import { isSharedStructError, type Logger } from '../../lib/index.js';
 import { collect, installOtel, pointsOf, spansNamed } from '../support/otel.js';
 import { sleep } from '../support/process.js';
 import { storePerTest, type ContractTarget } from './target.js';
@@ -77,6 +77,104 @@ export function telemetryContract(target: ContractTarget): void {
       assert.equal(pointsOf(points, 'sharedstruct.server.applied', { 'sharedstruct.server': sname })[0]?.value, 3);
       const latency = pointsOf(points, 'sharedstruct.server.apply.latency', { 'sharedstruct.server': sname })[0];
       assert.equal(latency?.count, 3);
+      const handled = spansNamed('sharedstruct.server.handle').filter((s) => s.attributes['sharedstruct.server'] === sname && s.attributes['sharedstruct.committed'] === true);
+      assert.equal(handled.reduce((n, s) => n + Number(s.attributes['sharedstruct.handled']), 0), 3);
+    });
+
+    it('updates: duration, attempts and outcome (ok, noop, a conflict retried), events by origin, in spans with their attempt count; readConsistent and campaign spans', async () => {
+      const a = await ctx.store.connect();
+      const b = await ctx.store.connect();
+      const name = unique('updates');
+      const sa = await a.open<{ n: number }>(name, { initial: { n: 0 } });
+      const sb = await b.open<{ n: number }>(name);
+      await sa.update((d) => void (d.n += 1));
+      await sa.update(() => {}); // changes nothing: no write
+      let first = true;
+      // The other client writes inside the first run of fn: the CAS loses and fn runs again.
+      await sa.update(async (d) => {
+        if (first) {
+          first = false;
+          await sb.update((x) => void (x.n += 10));
+        }
+        d.n += 1;
+      });
+      assert.equal(sa.read().n, 12);
+      await sa.readConsistent();
+      const points = await collect();
+      const mine = { 'sharedstruct.client': a.telemetryId, 'sharedstruct.struct': name, 'sharedstruct.operation': 'update' };
+      const ok = pointsOf(points, 'sharedstruct.update.duration', { ...mine, 'sharedstruct.outcome': 'ok' })[0];
+      assert.equal(ok?.count, 2, JSON.stringify(ok));
+      assert.equal(pointsOf(points, 'sharedstruct.update.duration', { ...mine, 'sharedstruct.outcome': 'noop' })[0]?.count, 1);
+      // attempts recorded: 1 + 1 (noop) + 2 (the conflict) over three updates
+      const attempts = pointsOf(points, 'sharedstruct.update.attempts', { ...mine, 'sharedstruct.outcome': 'ok' })[0];
+      assert.equal(attempts?.value, 3, JSON.stringify(attempts));
+      assert.equal(pointsOf(points, 'sharedstruct.update.conflicts', { 'sharedstruct.client': a.telemetryId, 'sharedstruct.struct': name })[0]?.value, 1);
+      assert.equal(pointsOf(points, 'sharedstruct.update.noops', { 'sharedstruct.client': a.telemetryId, 'sharedstruct.struct': name })[0]?.value, 1);
+      const events = pointsOf(points, 'sharedstruct.events', { 'sharedstruct.client': a.telemetryId, 'sharedstruct.struct': name });
+      const byOrigin = Object.fromEntries(events.map((p) => [String(p.attributes['sharedstruct.origin']), p.value]));
+      assert.equal(byOrigin['local'], 2, JSON.stringify(byOrigin));
+      assert.equal(byOrigin['remote'], 1, JSON.stringify(byOrigin));
+      const spans = spansNamed('sharedstruct.update').filter((s) => s.attributes['sharedstruct.struct'] === name && s.attributes['sharedstruct.client'] === a.telemetryId);
+      assert.deepEqual(spans.map((s) => s.attributes['sharedstruct.attempts']), [1, 1, 2]);
+      assert.ok(spans.every((s) => s.attributes['sharedstruct.outcome'] === 'ok'));
+      assert.equal(spansNamed('sharedstruct.readConsistent').filter((s) => s.attributes['sharedstruct.struct'] === name).length, 1);
+      const ename = unique('campaign');
+      const term = await a.election(ename).campaign();
+      await term.resign();
+      assert.deepEqual(spansNamed('sharedstruct.campaign').filter((s) => s.attributes['sharedstruct.election'] === ename).map((s) => s.attributes['sharedstruct.outcome']), ['ok']);
+    });
+
+    it('a failed update records its error code; a slow subscriber\'s backlog is observed and its overflow counted', async () => {
+      const client = await ctx.store.connect();
+      const name = unique('backlog');
+      const s = await client.open<{ n: number }>(name, { initial: { n: 0 } });
+      await assert.rejects(s.update(() => ({ n: Number.NaN })), (err: unknown) => isSharedStructError(err, 'INVALID_VALUE'));
+      const it = s.changes({ maxBuffered: 3 })[Symbol.asyncIterator]();
+      for (let i = 0; i < 2; i += 1) await s.update((d) => void (d.n += 1));
+      let points = await collect();
+      const attrs = { 'sharedstruct.client': client.telemetryId, 'sharedstruct.struct': name };
+      assert.equal(pointsOf(points, 'sharedstruct.update.duration', { ...attrs, 'sharedstruct.outcome': 'INVALID_VALUE' })[0]?.count, 1);
+      assert.equal(pointsOf(points, 'sharedstruct.subscriber.backlog', attrs)[0]?.value, 2);
+      assert.equal(pointsOf(points, 'sharedstruct.subscriber.overflows', attrs).length, 0);
+      for (let i = 0; i < 3; i += 1) await s.update((d) => void (d.n += 1));
+      points = await collect();
+      assert.equal(pointsOf(points, 'sharedstruct.subscriber.overflows', attrs)[0]?.value, 1);
+      const r = await it.next();
+      assert.ok(!r.done);
+      assert.equal(r.value.origin, 'resync');
+      await it.return?.();
+    });
+
+    it('the logger: a corrupt remote value (warn, when the app handles error), the resync after it (info), a lost lock (warn, with its token)', async () => {
+      const lines: { level: string; message: string; fields: Record<string, unknown> | undefined }[] = [];
+      const logger: Logger = Object.fromEntries(
+        (['debug', 'info', 'warn', 'error'] as const).map((level) => [level, (message: string, fields?: Record<string, unknown>) => void lines.push({ level, message, fields })]),
+      ) as unknown as Logger;
+      const client = await ctx.store.connect({ logger });
+      const name = unique('logged');
+      const s = await client.open<{ n: number }>(name, { initial: { n: 1 } });
+      const errors: string[] = [];
+      s.on('error', (e) => errors.push(e.code));
+      const key = `${client.namespace}/${name}/payload`;
+      await ctx.store.rawPut(key, new Uint8Array([0xff, 0xfe, 0x00, 0x7b]));
+      const deadline = Date.now() + 10000;
+      while (errors.length === 0 && Date.now() < deadline) await sleep(20);
+      assert.deepEqual(errors, ['CORRUPT_REMOTE_VALUE']);
+      const corrupt = lines.filter((l) => l.level === 'warn' && l.message.startsWith(`struct '${name}': `));
+      assert.equal(corrupt.length, 1, JSON.stringify(lines));
+      assert.equal(corrupt[0]!.fields?.['code'], 'CORRUPT_REMOTE_VALUE');
+      await ctx.store.rawPut(key, new TextEncoder().encode('{"n":5}'));
+      while (s.readDirty().n !== 5 && Date.now() < deadline) await sleep(20);
+      assert.ok(lines.some((l) => l.level === 'info' && l.message.startsWith(`struct '${name}' resynced from version 1 to `)), JSON.stringify(lines));
+      const lname = unique('lost-lock');
+      const lock = await client.lock(lname);
+      await ctx.store.expireSession(client);
+      await Promise.race([new Promise<void>((resolve) => (lock.signal.aborted ? resolve() : lock.signal.addEventListener('abort', () => resolve(), { once: true }))), sleep(15000)]);
+      assert.ok(lock.signal.aborted, 'the lock was lost');
+      const lostLine = lines.find((l) => l.level === 'warn' && l.message.startsWith(`lock '${lname}' was lost after `));
+      assert.ok(lostLine, JSON.stringify(lines));
+      assert.equal(lostLine.fields?.['token'], lock.token);
+      assert.ok(lines.every((l) => l.level !== 'error'), JSON.stringify(lines.filter((l) => l.level === 'error')));
     });
 
     it('request counts by operation equal the seam\'s, per client; staleness of each open struct; collecting after close still works', async () => {

@@ -49,6 +49,7 @@ describe('package: the examples', function () {
   let runOnce: Promise<ExecResult>;
   let leaderOnMemory: Promise<ExecResult>;
   let durableOnMemory: Promise<ExecResult>;
+  let prometheus: Promise<ExecResult>;
 
   before(function () {
     // Side by side: each is a process of its own.
@@ -57,10 +58,11 @@ describe('package: the examples', function () {
     runOnce = runExample('03-run-once.ts');
     leaderOnMemory = runExample('02-leader-worker.ts');
     durableOnMemory = runExample('04-durable-counter.ts');
+    prometheus = runExample('05-prometheus.ts');
   });
 
   after(async function () {
-    await Promise.allSettled([flags, refused, runOnce, leaderOnMemory, durableOnMemory]);
+    await Promise.allSettled([flags, refused, runOnce, leaderOnMemory, durableOnMemory, prometheus]);
   });
 
   it('04 on memory: says in one line that its processes need etcd or ZooKeeper; exit 2', async function () {
@@ -93,6 +95,23 @@ describe('package: the examples', function () {
 
   it('03 on memory: one node runs the daily job, the others find it done; exit 0', async function () {
     assertRunningOnce(await runOnce);
+  });
+
+  it('05 on memory: its own /metrics endpoint serves the sharedstruct series Prometheus scrapes; exit 0', async function () {
+    const r = await prometheus;
+    assert.equal(r.code, 0, describeResult(r));
+    assert.equal(r.stderr, '', describeResult(r));
+    const out = lines(r.stdout);
+    const value = (metric: string, ...labels: string[]): number | undefined => {
+      const line = out.find((l) => l.startsWith(`${metric}{`) && labels.every((x) => l.includes(x)));
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    assert.equal(value('sharedstruct_update_duration_count', 'sharedstruct_outcome="ok"', 'sharedstruct_struct="config"'), 5, describeResult(r));
+    assert.equal(value('sharedstruct_update_noops_total', 'sharedstruct_struct="config"'), 1, describeResult(r));
+    assert.equal(value('sharedstruct_events_total', 'sharedstruct_origin="local"'), 5, describeResult(r));
+    assert.equal(value('sharedstruct_lock_hold_count', 'sharedstruct_lock="deploy"', 'sharedstruct_outcome="released"'), 1, describeResult(r));
+    assert.equal(value('sharedstruct_requests_total', 'sharedstruct_operation="put"'), 5, describeResult(r));
+    assert.match(out.at(-1)!, /^scraped \d+ sharedstruct series$/, describeResult(r));
   });
 
   it('02 on memory: says in one line that its processes need etcd or ZooKeeper; exit 2', async function () {
