@@ -135,12 +135,29 @@ export type TxnOp =
 export interface Txn {
   readonly compare: readonly TxnCompare[];
   readonly ops: readonly TxnOp[];
+  /**
+   * After the ops, also list the first `limit` children of `prefix` (in create order), as of the
+   * commit, in the same request. Only a store that reads inside a transaction does (etcd: a range
+   * in the Txn; memory); elsewhere (ZooKeeper: a multi holds writes only) it is ignored and the
+   * result has no `listed`.
+   */
+  readonly list?: { readonly prefix: string; readonly limit: number } | undefined;
+}
+
+/** Children listed inside a transaction, as of its commit. */
+export interface Listed {
+  readonly entries: readonly Entry[];
+  /** The commit's revision: the listing holds every change up to it. */
+  readonly revision: bigint;
 }
 
 /** Result of {@link Backend.txn}. */
 export type TxnResult =
-  /** `entries[i]` is the entry written by `ops[i]` (undefined for a delete). */
-  | { readonly ok: true; readonly entries: readonly (Entry | undefined)[] }
+  /**
+   * `entries[i]` is the entry written by `ops[i]` (undefined for a delete); `listed`, what
+   * {@link Txn.list} asked for (as of the commit's `revision`), where the store could answer it.
+   */
+  | { readonly ok: true; readonly entries: readonly (Entry | undefined)[]; readonly listed?: Listed }
   | { readonly ok: false };
 
 /** What a watch target covers. */

@@ -11,7 +11,7 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { Backend, Entry, SessionStateChange, TxnCompare, TxnOp, WatchEvent } from './backend.js';
+import type { Backend, Entry, Listed, SessionStateChange, TxnCompare, TxnOp, WatchEvent } from './backend.js';
 import { jsonCodec } from './codec.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { assertPlainJson, type DeepReadonly } from './json.js';
@@ -555,6 +555,15 @@ class ConsumerLoop<State, Msg, Reply> {
   readonly #goneReplies = new Set<string>();
   #wake: (() => void) | undefined;
   #dirty = true;
+  /**
+   * The queue's head as of this consumer's last commit, listed inside that commit's transaction
+   * (where the store reads in a transaction); the next round takes it instead of listing. It
+   * may be stale by then: a message taken by another consumer fails the compare, which is a
+   * lost round (and a fresh list), never a double apply.
+   */
+  #prefetched: Listed | undefined;
+  /** The newest revision the queue's watch has reported. */
+  #queueRevision = 0n;
 
   constructor(server: ServerInternals<State, Msg, Reply>, handle: NonNullable<ServerOptions<State, Msg, Reply>['handle']>, batch: number, signal: AbortSignal) {
     this.#s = server;
@@ -569,7 +578,7 @@ class ConsumerLoop<State, Msg, Reply> {
     // Watch first, then read: a message or a claim between the two is seen by one of them.
     const queueWatch = backend.watch({ prefix: this.#s.queue }, { signal, keysOnly: true });
     const claimsWatch = backend.watch({ prefix: this.#s.claims }, { signal, keysOnly: true });
-    const pumps = [this.#pump(queueWatch, () => undefined), this.#pump(claimsWatch, (ev) => this.#onClaimEvent(ev))];
+    const pumps = [this.#pump(queueWatch, (ev) => this.#onQueueEvent(ev)), this.#pump(claimsWatch, (ev) => this.#onClaimEvent(ev))];
     try {
       for (const c of await backend.list(this.#s.claims, { signal })) this.#claimed.set(lastSegment(c.key), c);
       while (!signal.aborted) {
@@ -606,6 +615,14 @@ class ConsumerLoop<State, Msg, Reply> {
       // The loop's own requests report the failure; the next round lists again.
     }
     this.#poke();
+  }
+
+  /** A queue change newer than the prefetched head makes it unusable (a message added, or taken elsewhere). */
+  #onQueueEvent(ev: WatchEvent): void {
+    if (ev.type === 'progress') return; // nothing changed
+    const revision = ev.type === 'put' ? ev.entry.revision : ev.revision;
+    if (revision > this.#queueRevision) this.#queueRevision = revision;
+    if (ev.type === 'reset' || (this.#prefetched && revision > this.#prefetched.revision)) this.#prefetched = undefined;
   }
 
   #onClaimEvent(ev: WatchEvent): void {
@@ -659,7 +676,10 @@ class ConsumerLoop<State, Msg, Reply> {
   /** One round: true when it did something (look again at once), false when there is nothing to do until a watch event. */
   async #round(): Promise<boolean> {
     const { backend } = this.#s;
-    const entries = await backend.list(this.#s.queue, { signal: this.#signal, limit: this.#batch });
+    // The head the last commit listed in its own request (etcd), else one list.
+    const prefetched = this.#prefetched;
+    this.#prefetched = undefined;
+    const entries = prefetched?.entries ?? (await backend.list(this.#s.queue, { signal: this.#signal, limit: this.#batch }));
     if (entries.length === 0) return false;
     const take: Queued[] = [];
     for (const entry of entries) {
@@ -686,6 +706,9 @@ class ConsumerLoop<State, Msg, Reply> {
       return r;
     });
     if (result?.ok) {
+      // Kept only if the queue's watch has brought nothing newer (its events and this reply
+      // travel apart); any newer event drops it (see #onQueueEvent).
+      if (result.listed && result.listed.revision >= this.#queueRevision) this.#prefetched = result.listed;
       this.#applied(handled);
       await this.#effects(handled, result.value);
       return true;
@@ -711,6 +734,8 @@ class ConsumerLoop<State, Msg, Reply> {
           next: plan.draft,
           compare: plan.handled.map((h): TxnCompare => ({ key: h.m.entry.key, version: h.m.entry.version })),
           ops: [...plan.handled.map((h): TxnOp => ({ op: 'delete', key: h.m.entry.key })), ...this.#replyOps(plan.handled)],
+          // The next round's head, as of this commit, in the same request where the store can.
+          list: { prefix: this.#s.queue, limit: this.#batch },
         };
       },
       { signal: this.#signal },

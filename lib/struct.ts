@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { Backend, Entry, TxnCompare, TxnOp, WatchEvent } from './backend.js';
+import type { Backend, Entry, Listed, Txn, TxnCompare, TxnOp, WatchEvent } from './backend.js';
 import { SharedStructError, abortError, throwIfAborted } from './errors.js';
 import { FanOut, changeEvent, type ChangeEvent, type ChangeOrigin } from './fanout.js';
 import type { DeepReadonly } from './json.js';
@@ -451,29 +451,33 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
    * returns undefined (nothing to send); durable servers commit their messages this way.
    */
   transact(
-    build: (makeDraft: () => T) => { readonly next: T; readonly compare: readonly TxnCompare[]; readonly ops: readonly TxnOp[] } | undefined,
+    build: (makeDraft: () => T) => { readonly next: T; readonly compare: readonly TxnCompare[]; readonly ops: readonly TxnOp[]; readonly list?: Txn['list'] } | undefined,
     options: { readonly signal?: AbortSignal | undefined; readonly base?: number | undefined } = {},
-  ): Promise<{ readonly ok: true; readonly value: DeepReadonly<T>; readonly version: number; readonly entries: readonly (Entry | undefined)[] } | { readonly ok: false } | undefined> {
+  ): Promise<
+    | { readonly ok: true; readonly value: DeepReadonly<T>; readonly version: number; readonly entries: readonly (Entry | undefined)[]; readonly listed?: Listed | undefined }
+    | { readonly ok: false }
+    | undefined
+  > {
     return holding(async () => {
       const cache = this.#readable();
       if (options.base !== undefined && options.base !== cache.version) return { ok: false } as const;
       let draft: T | undefined;
       const built = build(() => (draft = this.#values.draft(cache)));
       if (!built) return undefined;
-      const { next, compare, ops } = built;
+      const { next, compare, ops, list } = built;
       const prepared = this.#values.prepare(cache, draft, next);
       const base = this.#cache.writeBase(cache);
       const payload: TxnCompare = { key: this.#key, version: base, createRevision: cache.createRevision };
       if (!prepared) {
-        const r = await this.#backend.txn({ compare: [payload, ...compare], ops }, { signal: options.signal });
-        return r.ok ? ({ ok: true, value: cache.value as DeepReadonly<T>, version: cache.version, entries: r.entries } as const) : ({ ok: false } as const);
+        const r = await this.#backend.txn({ compare: [payload, ...compare], ops, list }, { signal: options.signal });
+        return r.ok ? ({ ok: true, value: cache.value as DeepReadonly<T>, version: cache.version, entries: r.entries, listed: r.listed } as const) : ({ ok: false } as const);
       }
       return this.#writes.writing(base + 1, async () => {
         const sentAt = Date.now();
-        const r = await this.#backend.txn({ compare: [payload, ...compare], ops: [{ op: 'put', key: this.#key, value: prepared.bytes }, ...ops] }, { signal: options.signal });
+        const r = await this.#backend.txn({ compare: [payload, ...compare], ops: [{ op: 'put', key: this.#key, value: prepared.bytes }, ...ops], list }, { signal: options.signal });
         if (!r.ok) return { ok: false } as const;
         const written = this.#committed(r.entries[0]!, prepared, sentAt);
-        return { ok: true, value: written.value, version: written.version, entries: r.entries.slice(1) } as const;
+        return { ok: true, value: written.value, version: written.version, entries: r.entries.slice(1), listed: r.listed } as const;
       });
     });
   }

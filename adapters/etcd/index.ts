@@ -4,7 +4,7 @@
  * revision, with an else-branch that reads the current value, so a conflict costs no second
  * request); the session is a lease; watches resume by revision. See docs/ETCD.md.
  */
-import type { ICompare, IRequestOp, ITxnResponse } from 'etcd3';
+import type { ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
 import type {
   AdapterOptions,
   Backend,
@@ -69,6 +69,16 @@ function createdAt(key: string, revision: bigint): ICompare {
 
 function rangeOp(key: string, keysOnly = false): IRequestOp {
   return { request_range: { key: keyBytes(key), ...(keysOnly && { keys_only: true }) } };
+}
+
+/** A range's head: etcd sorts by create revision itself and sends only the first `limit`. */
+function headOf(limit: number): { limit: string; sort_target: 'Create'; sort_order: 'Ascend' } {
+  return { limit: String(limit), sort_target: 'Create', sort_order: 'Ascend' };
+}
+
+/** The direct children of `prefix` among a range's kvs, in create order. */
+function childEntries(prefix: string, kvs: readonly IKeyValue[]): Entry[] {
+  return kvs.map((kv) => toEntry(kv)).filter((e) => isDirectChild(prefix, e.key)).sort(byCreateRevision);
 }
 
 /** The first kv of the range response at `index` of a Txn answer. */
@@ -257,13 +267,12 @@ export class EtcdBackend implements Backend {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<Entry[]> {
-    // With a limit, etcd sorts by create revision itself and sends only the head.
-    const limited = options.limit === undefined ? {} : { limit: String(options.limit), sort_target: 'Create' as const, sort_order: 'Ascend' as const };
+    const limited = options.limit === undefined ? {} : headOf(options.limit);
     const res = await this.#rpc.range(
       { ...childRange(prefix), ...this.#readMode(options), ...limited },
       { what: `etcd range ${prefix}/`, signal: options.signal },
     );
-    return res.kvs.map((kv) => toEntry(kv)).filter((e) => isDirectChild(prefix, e.key)).sort(byCreateRevision);
+    return childEntries(prefix, res.kvs);
   }
 
   async count(prefix: string, options: GetOptions = {}): Promise<number> {
@@ -311,6 +320,8 @@ export class EtcdBackend implements Backend {
       readBack.set(i, success.length);
       success.push(rangeOp(op.key, true));
     });
+    const listAt = success.length;
+    if (txn.list) success.push({ request_range: { ...childRange(txn.list.prefix), ...headOf(txn.list.limit) } });
     const res = await this.#rpc.txn({ compare, success, failure: [] }, { what: `etcd txn (${ops.length} ops)`, signal: options.signal });
     if (!res.succeeded) return { ok: false };
     const revision = BigInt(res.header.revision);
@@ -323,7 +334,8 @@ export class EtcdBackend implements Backend {
       if (!kv) throw new SharedStructError('CONNECTION', `etcd txn: the written key ${op.key} was not read back`);
       return toEntry(kv, op.value);
     });
-    return { ok: true, entries };
+    if (!txn.list) return { ok: true, entries };
+    return { ok: true, entries, listed: { entries: childEntries(txn.list.prefix, res.responses[listAt]?.response_range?.kvs ?? []), revision } };
   }
 
   watch(target: WatchTarget, options: WatchOptions = {}): Watch {

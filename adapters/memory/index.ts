@@ -136,7 +136,8 @@ export class MemoryBackend implements Backend {
     return this.#request('txn', options, () => {
       const ops = txn.ops.map((op) => (op.op === 'create' && op.sequential ? { ...op, key: this.store.sequentialKey(op.key), sequential: false } : op));
       const done = this.store.commit(txn.compare, ops, this.#sessionId);
-      return done ? { ok: true, entries: done } : { ok: false };
+      if (!done) return { ok: false };
+      return txn.list ? { ok: true, entries: done, listed: { entries: this.store.list(txn.list.prefix).slice(0, txn.list.limit), revision: this.store.revision } } : { ok: true, entries: done };
     });
   }
 
