@@ -599,7 +599,7 @@ in the contract suites, not by timing.
   }
 }
 
-main().catch((err: unknown) => {
+(process.argv.includes('--scale') ? import('./scale.js').then((m) => m.runScale(ONLY)) : main()).catch((err: unknown) => {
   console.error(err);
   process.exitCode = 1;
 });
