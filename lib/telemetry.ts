@@ -7,8 +7,11 @@
  * metric and what to alert on: docs/OPERATIONS.md "Telemetry".
  */
 import {
+  INVALID_SPAN_CONTEXT,
   ProxyTracerProvider,
   SpanStatusCode,
+  createNoopMeter,
+  isSpanContextValid,
   metrics,
   trace,
   type Attributes,
@@ -61,6 +64,11 @@ export class Telemetry {
   readonly #staleness: ObservableGauge;
   readonly #backlog: ObservableGauge;
   readonly #observe: BatchObservableCallback;
+  /** False when no SDK was registered: the hot paths then skip building attributes. */
+  readonly #metering: boolean;
+  readonly #tracing: boolean;
+  /** Attribute sets of the hot paths, built once per key. */
+  readonly #attrCache = new Map<string, Attributes>();
 
   /**
    * `client` tells this client's figures from other clients' in the same process (an
@@ -72,8 +80,12 @@ export class Telemetry {
     // spans included (the API's proxy tracer would otherwise start recording them later).
     const provider = trace.getTracerProvider();
     this.#tracer = (provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider).getTracer(TELEMETRY_SCOPE);
+    // A span the API's no-op tracer starts has an invalid context; an SDK's never (even when
+    // sampled out). The probe is never ended, so no processor exports it.
+    this.#tracing = isSpanContextValid(this.#tracer.startSpan('sharedstruct.probe').spanContext());
     const meter = metrics.getMeter(TELEMETRY_SCOPE);
     this.#meter = meter;
+    this.#metering = meter !== createNoopMeter();
     const ms = { unit: 'ms' };
     this.#updateDuration = meter.createHistogram('sharedstruct.update.duration', { ...ms, description: 'update() / set() from call to commit (or failure), retries included' });
     this.#updateAttempts = meter.createHistogram('sharedstruct.update.attempts', { description: 'compare-and-swap attempts of one update() / set()' });
@@ -115,6 +127,7 @@ export class Telemetry {
    * code) and whatever `fn` records on it.
    */
   async span<R>(what: string, attributes: Attributes, fn: (span: Span) => Promise<R>): Promise<R> {
+    if (!this.#tracing) return fn(NO_SPAN);
     return this.#tracer.startActiveSpan(`sharedstruct.${what}`, { attributes: this.#attrs(attributes) }, async (span) => {
       try {
         const r = await fn(span);
@@ -137,16 +150,25 @@ export class Telemetry {
    * (`conflicts` of them lost); `outcome` is `ok`, `noop` (nothing to write) or the error's code.
    */
   updated(struct: string, operation: string, ms: number, attempts: number, conflicts: number, outcome: string): void {
-    const attrs = this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.operation': operation, 'sharedstruct.outcome': outcome });
+    if (!this.#metering) return;
+    const attrs = this.#cached(`u\0${struct}\0${operation}\0${outcome}`, () => ({ 'sharedstruct.struct': struct, 'sharedstruct.operation': operation, 'sharedstruct.outcome': outcome }));
     this.#updateDuration.record(ms, attrs);
     this.#updateAttempts.record(attempts, attrs);
-    if (conflicts > 0) this.#conflicts.add(conflicts, this.#attrs({ 'sharedstruct.struct': struct }));
-    if (outcome === 'noop') this.#noops.add(1, this.#attrs({ 'sharedstruct.struct': struct }));
+    if (conflicts > 0) this.#conflicts.add(conflicts, this.#cached(`s\0${struct}`, () => ({ 'sharedstruct.struct': struct })));
+    if (outcome === 'noop') this.#noops.add(1, this.#cached(`s\0${struct}`, () => ({ 'sharedstruct.struct': struct })));
   }
 
   /** A change event was delivered to this instance's subscribers. */
   event(struct: string, origin: string, coalesced: boolean): void {
-    this.#events.add(1, this.#attrs({ 'sharedstruct.struct': struct, 'sharedstruct.origin': origin, 'sharedstruct.coalesced': coalesced }));
+    if (!this.#metering) return;
+    this.#events.add(1, this.#cached(`e\0${struct}\0${origin}\0${coalesced}`, () => ({ 'sharedstruct.struct': struct, 'sharedstruct.origin': origin, 'sharedstruct.coalesced': coalesced })));
+  }
+
+  /** The attribute set under `key`, built by `make` the first time (bounded by what the app opens). */
+  #cached(key: string, make: () => Attributes): Attributes {
+    let attrs = this.#attrCache.get(key);
+    if (!attrs) this.#attrCache.set(key, (attrs = this.#attrs(make())));
+    return attrs;
   }
 
   /** A subscriber of `struct` overflowed its buffer (its backlog became one resync event). */
@@ -187,6 +209,9 @@ export class Telemetry {
     this.#meter.removeBatchObservableCallback(this.#observe, this.#observables());
   }
 }
+
+/** What `span()` hands `fn` when nothing traces: records nothing. */
+const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** The outcome attribute of a failed call. @internal */
 export { outcomeOf };
