@@ -526,6 +526,18 @@ with the machine; the ratios are the claim. ${held} of ${rows.filter((r) => r.ho
   etcd's \`concurrency.Mutex\`), a read of the version, a write with it, the lock deleted: five requests.
 - a raw watch (ZooKeeper: one-shot watches re-armed by \`getData\`), a plain get (ZooKeeper: \`getData\`
   without \`sync\`, so it may be stale; ours is \`sync\` + \`getData\`).
+- **queue drain** (durable servers): the raw loop reads the queue's head and commits the state and the
+  message's removal in one etcd Txn / ZooKeeper multi per message (etcd: a limited range + a Txn;
+  ZooKeeper: \`getChildren\` + \`getData\` + \`multi\`); ours is \`server.serve({ batch })\` with its
+  watches, exactly-once bookkeeping and the state kept as a struct. Since issue 14 an etcd consumer
+  sends one Txn per batch (the commit's Txn also lists the next head) and a ZooKeeper consumer a
+  \`getData\` and a \`multi\` per message (names from its persistent watch).
+- **telemetry**: the "raw" side of that row is \`update()\` on a client made before an OpenTelemetry
+  SDK was registered (the API's no-ops); ours, a client made after it, with metrics on a periodic
+  reader and spans through a batch processor (both exporters discard).
+
+Many clients on one server (1,000 sessions, propagation to all, server load) are measured by
+\`npm run bench -- --scale\`: [SCALE.md](SCALE.md).
 
 Each side of a pair is warmed up (300 untimed calls; 1,500 for the sequential pairs, which claim a
 steady-state rate: after 300 calls a ZooKeeper update still cost 1.8× the CPU it costs after 1,500, and
