@@ -118,8 +118,8 @@ interface ScaleResult {
   connectS: number;
   bytesPerClient: number;
   propagation: { p50: number; p99: number; max: number; missing: number; expected: number };
-  idle: { cpuPct: number; rssMiB: number; keepalivesPerS: number };
-  busy: { cpuPct: number; rssMiB: number };
+  idle: { cpuPct: number; rssMiB: number; keepalivesPerS: number; cpuUsPerKeepalive: number };
+  busy: { cpuPct: number; rssMiB: number; cpuUsPerEvent: number };
   shared: { subscribers: number; p50: number; p99: number; oneDiff: boolean; cpuMsPerUpdate: number };
 }
 
@@ -175,8 +175,9 @@ async function scaleOn(server: Server): Promise<ScaleResult> {
       connectS,
       bytesPerClient,
       propagation: { p50: pct(latencies, 50), p99: pct(latencies, 99), max: Math.max(...latencies), missing: expected - received, expected },
-      idle: { cpuPct: ((s1.cpuS - s0.cpuS) / idleS) * 100, rssMiB: s1.rssBytes / 2 ** 20, keepalivesPerS: (k1 - k0) / idleS },
-      busy: { cpuPct: ((s2.cpuS - s1.cpuS) / busyS) * 100, rssMiB: s2.rssBytes / 2 ** 20 },
+      idle: { cpuPct: ((s1.cpuS - s0.cpuS) / idleS) * 100, rssMiB: s1.rssBytes / 2 ** 20, keepalivesPerS: (k1 - k0) / idleS, cpuUsPerKeepalive: ((s1.cpuS - s0.cpuS) * 1e6) / Math.max(1, k1 - k0) },
+      // The fan-out's own share: busy CPU minus what the idle rate would have spent meanwhile.
+      busy: { cpuPct: ((s2.cpuS - s1.cpuS) / busyS) * 100, rssMiB: s2.rssBytes / 2 ** 20, cpuUsPerEvent: (Math.max(0, s2.cpuS - s1.cpuS - ((s1.cpuS - s0.cpuS) / idleS) * busyS) * 1e6) / Math.max(1, received) },
       shared,
     };
   } finally {
@@ -245,10 +246,10 @@ async function sharedSubscribers(url: string, namespace: string): Promise<ScaleR
 const f1 = (n: number): string => n.toFixed(1);
 
 function report(results: readonly ScaleResult[], totalS: number): string {
-  const head = '| backend | clients (sessions) | connect all | memory per client (session, watch, one struct, one subscriber) | propagation p50 / p99 / max | not delivered | server CPU idle / busy | server RSS idle / busy | keepalives (etcd) or packets (ZooKeeper) per s, idle |\n| --- | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |';
+  const head = '| backend | clients (sessions) | connect all | memory per client (session, watch, one struct, one subscriber) | propagation p50 / p99 / max | not delivered | server CPU idle / busy | server RSS idle / busy | keepalives (etcd) or packets (ZooKeeper) per s, idle | server CPU per keepalive / per event delivered |\n| --- | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | --- |';
   const lines = results.map(
     (r) =>
-      `| ${r.backend} | ${r.clients} | ${f1(r.connectS)} s | ${f1(r.bytesPerClient / 1024)} KiB | ${f1(r.propagation.p50)} / ${f1(r.propagation.p99)} / ${f1(r.propagation.max)} ms | ${r.propagation.missing} of ${r.propagation.expected} | ${f1(r.idle.cpuPct)} % / ${f1(r.busy.cpuPct)} % | ${f1(r.idle.rssMiB)} / ${f1(r.busy.rssMiB)} MiB | ${f1(r.idle.keepalivesPerS)} |`,
+      `| ${r.backend} | ${r.clients} | ${f1(r.connectS)} s | ${f1(r.bytesPerClient / 1024)} KiB | ${f1(r.propagation.p50)} / ${f1(r.propagation.p99)} / ${f1(r.propagation.max)} ms | ${r.propagation.missing} of ${r.propagation.expected} | ${f1(r.idle.cpuPct)} % / ${f1(r.busy.cpuPct)} % | ${f1(r.idle.rssMiB)} / ${f1(r.busy.rssMiB)} MiB | ${f1(r.idle.keepalivesPerS)} | ${f1(r.idle.cpuUsPerKeepalive)} / ${f1(r.busy.cpuUsPerEvent)} µs |`,
   );
   const shared = '| backend | subscribers of one struct, one process | propagation p50 / p99 | one diff shared by all | process CPU per update |\n| --- | ---: | --- | --- | ---: |';
   const sharedLines = results.map((r) => `| ${r.backend} | ${r.shared.subscribers} | ${f1(r.shared.p50)} / ${f1(r.shared.p99)} ms | ${r.shared.oneDiff ? 'yes' : '**no**'} | ${r.shared.cpuMsPerUpdate.toFixed(2)} ms |`);
