@@ -2,8 +2,10 @@
  * One process of the scale bench (bench/scale.ts): `count` clients, each its own session, each
  * with the struct `name` open and one subscriber. Talks to its parent over IPC:
  * - sends `{ kind: 'ready', clients, bytesPerClient }` once every client follows the struct;
- * - on `{ kind: 'report' }`, sends `{ kind: 'report', receipts }`: for each version, the epoch
- *   milliseconds (sub-ms precision) at which each client's subscriber received it;
+ * - on `{ kind: 'mark' }`, sends `{ kind: 'mark', cpuUs }`: the process's CPU time since `ready`;
+ * - on `{ kind: 'report' }`, sends `{ kind: 'report', receipts, cpuUs }`: for each version, the
+ *   epoch milliseconds (sub-ms precision) at which each client's subscriber received it, and the
+ *   process's CPU time since `ready`;
  * - on `{ kind: 'stop' }`, closes every client and exits.
  * Started as `node --expose-gc --import tsx bench/scale-agent.ts URL NAMESPACE NAME COUNT`.
  */
@@ -45,9 +47,17 @@ async function main(): Promise<void> {
     );
   }
   const bytesPerClient = (heapAndExternal() - before) / count;
+  const cpuAtReady = process.cpuUsage();
   process.send!({ kind: 'ready', clients: clients.length, bytesPerClient });
   process.on('message', (msg: { kind: string }) => {
-    if (msg.kind === 'report') process.send!({ kind: 'report', receipts: [...receipts.entries()] });
+    if (msg.kind === 'mark') {
+      const cpu = process.cpuUsage(cpuAtReady);
+      process.send!({ kind: 'mark', cpuUs: cpu.user + cpu.system });
+    }
+    if (msg.kind === 'report') {
+      const cpu = process.cpuUsage(cpuAtReady);
+      process.send!({ kind: 'report', receipts: [...receipts.entries()], cpuUs: cpu.user + cpu.system });
+    }
     if (msg.kind === 'stop') {
       void Promise.allSettled(clients.map((c) => c.close())).then(() => process.exit(0));
     }

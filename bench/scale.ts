@@ -82,7 +82,10 @@ async function zooKeeperServer(): Promise<Server> {
 interface Agent {
   readonly child: ChildProcess;
   readonly ready: Promise<{ clients: number; bytesPerClient: number }>;
-  next(kind: string): Promise<{ receipts: [number, number[]][] }>;
+  next(kind: 'report'): Promise<{ receipts: [number, number[]][]; cpuUs: number }>;
+  next(kind: 'mark'): Promise<{ cpuUs: number }>;
+  /** Asks it to close its clients and waits (bounded) for its exit; then SIGKILL. */
+  stop(): Promise<void>;
 }
 
 function startAgent(url: string, namespace: string, name: string, count: number): Agent {
@@ -91,7 +94,10 @@ function startAgent(url: string, namespace: string, name: string, count: number)
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const waiters = new Map<string, (msg: never) => void>();
+  let failure: Error | undefined;
+  child.on('error', (err) => (failure = err)); // a send to an agent that has exited
   child.on('message', (msg: { kind: string }) => waiters.get(msg.kind)?.(msg as never));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const once = <T>(kind: string, ms: number): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`scale agent ${child.pid}: no '${kind}' within ${ms} ms`)), ms);
@@ -104,10 +110,17 @@ function startAgent(url: string, namespace: string, name: string, count: number)
   return {
     child,
     ready: once('ready', 180_000),
-    next: (kind) => {
-      const p = once<{ receipts: [number, number[]][] }>(kind, 30_000);
+    next: (kind: string): Promise<never> => {
+      if (failure || child.exitCode !== null) return Promise.reject(failure ?? new Error(`scale agent ${child.pid} exited (${child.exitCode})`));
+      const p = once<never>(kind, 30_000);
       child.send({ kind });
       return p;
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.connected) child.send({ kind: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
     },
   };
 }
@@ -119,7 +132,7 @@ interface ScaleResult {
   bytesPerClient: number;
   propagation: { p50: number; p99: number; max: number; missing: number; expected: number };
   idle: { cpuPct: number; rssMiB: number; keepalivesPerS: number; cpuUsPerKeepalive: number };
-  busy: { cpuPct: number; rssMiB: number; cpuUsPerEvent: number };
+  busy: { cpuPct: number; rssMiB: number; cpuUsPerEvent: number; clientCpuUsPerEvent: number };
   shared: { subscribers: number; p50: number; p99: number; oneDiff: boolean; cpuMsPerUpdate: number };
 }
 
@@ -144,6 +157,9 @@ async function scaleOn(server: Server): Promise<ScaleResult> {
     const s1 = processStats(server.pid);
     const k1 = await server.keepalives();
     const idleS = (performance.now() - t0) / 1000;
+    // The clients' own CPU while idle (keepalives, pings), to take out of their busy figure.
+    const idleClientCpuUs = (await Promise.all(agents.map((a) => a.next('mark')))).reduce((n, m) => n + m.cpuUs, 0);
+    const idleClientS = (performance.now() - started) / 1000 - connectS;
     // Busy: one writer, every subscriber told of every version.
     const sentAt = new Map<number, number>();
     const t1 = performance.now();
@@ -158,8 +174,10 @@ async function scaleOn(server: Server): Promise<ScaleResult> {
     const busyS = (performance.now() - t1) / 1000;
     const latencies: number[] = [];
     let received = 0;
+    let clientCpuUs = 0;
     for (const a of agents) {
-      const { receipts } = await a.next('report');
+      const { receipts, cpuUs } = await a.next('report');
+      clientCpuUs += cpuUs;
       for (const [version, times] of receipts) {
         const at = sentAt.get(version);
         if (at === undefined) continue;
@@ -168,6 +186,8 @@ async function scaleOn(server: Server): Promise<ScaleResult> {
       }
     }
     const expected = clients * sentAt.size;
+    // Busy client CPU minus what idling would have cost over the same time.
+    const fanoutClientCpuUs = Math.max(0, clientCpuUs - idleClientCpuUs - (idleClientCpuUs / idleClientS) * busyS);
     const shared = await sharedSubscribers(server.url, namespace);
     return {
       backend: server.backend,
@@ -177,12 +197,11 @@ async function scaleOn(server: Server): Promise<ScaleResult> {
       propagation: { p50: pct(latencies, 50), p99: pct(latencies, 99), max: Math.max(...latencies), missing: expected - received, expected },
       idle: { cpuPct: ((s1.cpuS - s0.cpuS) / idleS) * 100, rssMiB: s1.rssBytes / 2 ** 20, keepalivesPerS: (k1 - k0) / idleS, cpuUsPerKeepalive: ((s1.cpuS - s0.cpuS) * 1e6) / Math.max(1, k1 - k0) },
       // The fan-out's own share: busy CPU minus what the idle rate would have spent meanwhile.
-      busy: { cpuPct: ((s2.cpuS - s1.cpuS) / busyS) * 100, rssMiB: s2.rssBytes / 2 ** 20, cpuUsPerEvent: (Math.max(0, s2.cpuS - s1.cpuS - ((s1.cpuS - s0.cpuS) / idleS) * busyS) * 1e6) / Math.max(1, received) },
+      busy: { cpuPct: ((s2.cpuS - s1.cpuS) / busyS) * 100, rssMiB: s2.rssBytes / 2 ** 20, cpuUsPerEvent: (Math.max(0, s2.cpuS - s1.cpuS - ((s1.cpuS - s0.cpuS) / idleS) * busyS) * 1e6) / Math.max(1, received), clientCpuUsPerEvent: fanoutClientCpuUs / Math.max(1, received) },
       shared,
     };
   } finally {
-    await Promise.allSettled(agents.map((a) => a.next('stop').catch(() => undefined)));
-    for (const a of agents) if (a.child.exitCode === null) a.child.kill('SIGKILL');
+    await Promise.allSettled(agents.map((a) => a.stop()));
     await writer.delete().catch(() => {});
     await writerClient.close();
   }
@@ -246,10 +265,10 @@ async function sharedSubscribers(url: string, namespace: string): Promise<ScaleR
 const f1 = (n: number): string => n.toFixed(1);
 
 function report(results: readonly ScaleResult[], totalS: number): string {
-  const head = '| backend | clients (sessions) | connect all | memory per client (session, watch, one struct, one subscriber) | propagation p50 / p99 / max | not delivered | server CPU idle / busy | server RSS idle / busy | keepalives (etcd) or packets (ZooKeeper) per s, idle | server CPU per keepalive / per event delivered |\n| --- | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | --- |';
+  const head = '| backend | clients (sessions) | connect all | memory per client (session, watch, one struct, one subscriber) | propagation p50 / p99 / max | not delivered | server CPU idle / busy | server RSS idle / busy | keepalives (etcd) or packets (ZooKeeper) per s, idle | server CPU per keepalive / per event delivered | client CPU per event received |\n| --- | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | --- | ---: |';
   const lines = results.map(
     (r) =>
-      `| ${r.backend} | ${r.clients} | ${f1(r.connectS)} s | ${f1(r.bytesPerClient / 1024)} KiB | ${f1(r.propagation.p50)} / ${f1(r.propagation.p99)} / ${f1(r.propagation.max)} ms | ${r.propagation.missing} of ${r.propagation.expected} | ${f1(r.idle.cpuPct)} % / ${f1(r.busy.cpuPct)} % | ${f1(r.idle.rssMiB)} / ${f1(r.busy.rssMiB)} MiB | ${f1(r.idle.keepalivesPerS)} | ${f1(r.idle.cpuUsPerKeepalive)} / ${f1(r.busy.cpuUsPerEvent)} µs |`,
+      `| ${r.backend} | ${r.clients} | ${f1(r.connectS)} s | ${f1(r.bytesPerClient / 1024)} KiB | ${f1(r.propagation.p50)} / ${f1(r.propagation.p99)} / ${f1(r.propagation.max)} ms | ${r.propagation.missing} of ${r.propagation.expected} | ${f1(r.idle.cpuPct)} % / ${f1(r.busy.cpuPct)} % | ${f1(r.idle.rssMiB)} / ${f1(r.busy.rssMiB)} MiB | ${f1(r.idle.keepalivesPerS)} | ${f1(r.idle.cpuUsPerKeepalive)} / ${f1(r.busy.cpuUsPerEvent)} µs | ${f1(r.busy.clientCpuUsPerEvent)} µs |`,
   );
   const shared = '| backend | subscribers of one struct, one process | propagation p50 / p99 | one diff shared by all | process CPU per update |\n| --- | ---: | --- | --- | ---: |';
   const sharedLines = results.map((r) => `| ${r.backend} | ${r.shared.subscribers} | ${f1(r.shared.p50)} / ${f1(r.shared.p99)} ms | ${r.shared.oneDiff ? 'yes' : '**no**'} | ${r.shared.cpuMsPerUpdate.toFixed(2)} ms |`);
