@@ -2,12 +2,15 @@
  * A client's own link to a cluster: one TCP proxy on 127.0.0.1 in front of every member, so a
  * test cuts off, slows down or resets one client while the others talk to the servers directly.
  */
-import { startTcpProxy, type ProxyDelay, type TcpProxy } from './tcp-proxy.js';
-
-export type { ProxyDelay } from './tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 /** What {@link ClusterLink.delay} takes: every chunk waits a uniform random time in [minMs, maxMs]. */
-export type LinkDelay = ProxyDelay;
+export interface LinkDelay {
+  /** The shortest delay, ms. */
+  readonly minMs: number;
+  /** The longest delay, ms. */
+  readonly maxMs: number;
+}
 
 /**
  * One client's proxies in front of every member of a cluster, made by `proxy()` of a cluster.

@@ -51,6 +51,8 @@ export interface ZooKeeperMember {
   readonly port: number;
   /** PID of the running JVM (changes after `restart`); -1 in a container. */
   readonly pid: number;
+  /** The server's directory on the host (its `zoo.cfg` and data). */
+  readonly dataDir: string;
   /** The JVM's log file (runtime `'binary'`; `''` in a container, see {@link ZooKeeperMember.logTail}). */
   readonly logFile: string;
   /** True while the server runs (paused counts as running). */
@@ -297,6 +299,7 @@ export async function startZooKeeper(options: StartZooKeeperOptions = {}): Promi
       get pid() {
         return procs[i]?.pid ?? -1;
       },
+      dataDir: nodeDir,
       logFile,
       get running() {
         return procs[i]?.running() ?? false;

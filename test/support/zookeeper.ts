@@ -19,7 +19,7 @@ export interface ZooKeeperOptions {
 }
 
 /** One server of a {@link ZooKeeperCluster}. */
-export type ZooKeeperNode = SyncResume<Omit<ZooKeeperMember, 'running' | 'logTail'>>;
+export type ZooKeeperNode = SyncResume<Omit<ZooKeeperMember, 'running' | 'logTail' | 'dataDir'>>;
 
 /** A running ZooKeeper: one standalone server or an ensemble. */
 export interface ZooKeeperCluster {
