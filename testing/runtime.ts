@@ -99,8 +99,12 @@ export function spawnBinary(spec: BinarySpec): MemberProcess {
 
 let loaded: Promise<typeof Testcontainers> | undefined;
 
-/** testcontainers, imported on first use only; a missing package is one line saying what to install. */
-export function loadTestcontainers(): Promise<typeof Testcontainers> {
+/**
+ * testcontainers, imported on first use only; a missing package is one line saying what to
+ * install. Not exported: no declaration we ship may name testcontainers' types, or a strict app
+ * without the optional peer installed (skipLibCheck off) could not type-check our `.d.ts`.
+ */
+function loadTestcontainers(): Promise<typeof Testcontainers> {
   loaded ??= import('testcontainers').catch((err: unknown) => {
     loaded = undefined;
     throw new SharedStructError('UNSUPPORTED', "runtime 'container' needs the testcontainers package: npm install --save-dev testcontainers@12", { cause: err });
