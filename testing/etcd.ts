@@ -160,7 +160,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
           image,
           command: ['etcd', ...argsOf(spec)],
           binds: [{ source: spec.dataDir, target: spec.dataDir }],
-          readyLog: /ready to serve client requests/,
+          // etcd 3.4's zap logger says the first once it serves, 3.5 both.
+          readyLog: /serving client traffic|ready to serve client requests/,
           startTimeoutMs,
           cluster: token,
         });
