@@ -105,6 +105,10 @@ let loaded: Promise<typeof Testcontainers> | undefined;
  * without the optional peer installed (skipLibCheck off) could not type-check our `.d.ts`.
  */
 function loadTestcontainers(): Promise<typeof Testcontainers> {
+  // Every container here is on the host's network and every address is 127.0.0.1, so the host
+  // testcontainers would work out (by inspecting the engine's 'bridge' network, which an engine
+  // run with --bridge=none does not have, and then it finds no working runtime) is known.
+  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
   loaded ??= import('testcontainers').catch((err: unknown) => {
     loaded = undefined;
     throw new SharedStructError('UNSUPPORTED', "runtime 'container' needs the testcontainers package: npm install --save-dev testcontainers@12", { cause: err });
