@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
 import { ROOT, describeResult, exec, type ExecResult } from './exec.js';
+import { runTestingApp, testingAppExpected } from './testing-app.js';
 
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -159,50 +160,6 @@ typed.read().regions.push('us');
 console.log(regions, token, bad);
 `;
 
-/**
- * A user's own integration test, in strict TypeScript: a 3-member etcd from `sharedstruct/testing`
- * (installed binaries), its leader killed, the user's code retrying what the library marks
- * retryable, the cluster stopped. Compiled with the repository's `tsc`, then run.
- */
-const TS_TESTING_APP = `
-import { connect, isSharedStructError, type SharedStruct } from 'sharedstruct';
-import { startEtcd, type EtcdCluster, type ClusterLink } from 'sharedstruct/testing';
-
-async function bump(counter: SharedStruct<{ n: number }>): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return (await counter.update((draft) => { draft.n += 1; })).value.n;
-    } catch (err) {
-      if (!isSharedStructError(err) || !err.retryable || attempt >= 50) throw err;
-    }
-  }
-}
-
-const etcd: EtcdCluster = await startEtcd({ members: 3, runtime: 'binary' });
-try {
-  console.log('members', etcd.members.length, etcd.runtime, /^etcd:\\/\\/(127\\.0\\.0\\.1:\\d+,?){3}$/.test(etcd.url));
-  await using client = await connect(etcd.url, { sessionTtlMs: 3000, requestTimeoutMs: 1500 });
-  const counter = await client.open<{ n: number }>('counter', { initial: { n: 0 } });
-  const before = await bump(counter);
-  const leader: number = await etcd.leader();
-  await etcd.members[leader]!.kill();
-  const after = await bump(counter);
-  const next = await etcd.leader();
-  console.log('leader killed', etcd.members[leader]!.running, next !== leader);
-  console.log('client survived', after > before, client.state);
-  const link: ClusterLink = await etcd.proxy();
-  link.blackhole();
-  link.heal();
-  // @ts-expect-error runtimes are a closed set
-  await startEtcd({ runtime: 'vm' }).catch((err: unknown) => console.log('bad runtime', isSharedStructError(err) && err.code));
-} finally {
-  await etcd.stop();
-}
-console.log('stopped', etcd.members.every((m) => !m.running));
-`;
-
-const TS_TESTING_EXPECTED = ['members 3 binary true', 'leader killed false true', 'client survived true connected', 'bad runtime INVALID_ARGUMENT', 'stopped true'];
-
 const TS_CONSUMER_CJS = `
 import sharedstruct = require('sharedstruct');
 
@@ -269,32 +226,7 @@ describe('package: the packed tarball in a fresh app', function () {
     cjs = exec(process.execPath, ['main.js'], { cwd: join(app, 'cjs'), env, timeoutMs: 30_000 });
     tsc = exec(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: join(app, 'ts'), timeoutMs: 120_000 });
     // The user's own test: compiled (strict, NodeNext, our .d.ts checked), then run.
-    const testingDir = join(app, 'testing-app');
-    mkdirSync(testingDir);
-    writeFileSync(join(testingDir, 'cluster.test.ts'), TS_TESTING_APP);
-    writeFileSync(
-      join(testingDir, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          lib: ['ES2022', 'ESNext.Disposable'],
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          exactOptionalPropertyTypes: true,
-          noUncheckedIndexedAccess: true,
-          outDir: 'out',
-          skipLibCheck: false,
-          skipDefaultLibCheck: true,
-          types: ['node'],
-          typeRoots: [join(ROOT, 'node_modules', '@types')],
-        },
-        files: ['cluster.test.ts'],
-      }),
-    );
-    testingApp = exec(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: testingDir, timeoutMs: 120_000 }).then((built) =>
-      built.code === 0 ? exec(process.execPath, [join('out', 'cluster.test.js')], { cwd: testingDir, env, timeoutMs: 90_000 }) : built,
-    );
+    testingApp = runTestingApp(app, 'binary');
   });
 
   after(async function () {
@@ -367,6 +299,6 @@ describe('package: the packed tarball in a fresh app', function () {
     const r = await testingApp;
     assert.equal(r.code, 0, describeResult(r));
     assert.equal(r.stderr, '', describeResult(r));
-    assert.deepEqual(r.stdout.trimEnd().split('\n'), TS_TESTING_EXPECTED, describeResult(r));
+    assert.deepEqual(r.stdout.trimEnd().split('\n'), testingAppExpected('binary'), describeResult(r));
   });
 });
