@@ -155,6 +155,16 @@ export function harnessSuite(target: HarnessTarget): void {
       await eventually('w1 back', async () => (await group.members()).some((m) => m.id === 'w1'), 20000);
     });
 
+    it('expireSession(client) of a client connected straight to the members (no link)', async () => {
+      const client = await open(cluster.url);
+      const states: string[] = [];
+      client.on('state', (s) => states.push(s.state));
+      const before = await bump(client, 'direct-expiry', 5000);
+      await cluster.expireSession(client);
+      await eventually('lost, then reconnected', () => states.includes('lost') && states.at(-1) === 'reconnected', 20000);
+      assert.ok((await bump(client, 'direct-expiry', 10000)) > before, 'the client works on its new session');
+    });
+
     it('stop() is idempotent and leaves no process, container or data behind', async () => {
       const pids = cluster.members.map((m) => m.pid);
       const dirs = cluster.members.map((m) => m.dataDir);
