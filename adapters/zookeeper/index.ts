@@ -287,6 +287,11 @@ export class ZooKeeperBackend implements Backend {
     return { ...this.#conn.credentials(), timeoutMs: this.#conn.sessionTimeoutMs };
   }
 
+  /** The `host:port,...` this backend connects to (test tooling finds a client's proxies by it). */
+  get connectString(): string {
+    return this.#connectString;
+  }
+
   /** Liveness pings sent so far, over all sessions (kept out of {@link counters}: they carry no operation). */
   get heartbeats(): number {
     return this.#heartbeats.count;

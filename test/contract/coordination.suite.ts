@@ -276,6 +276,9 @@ export function coordinationContract(target: ContractTarget): void {
         const observing = (async () => {
           for await (const leader of elections[0]!.observe({ signal: ctl.signal })) seen.push(leader?.id ?? 'null');
         })().catch(() => {});
+        // The observer's first answer (no leader yet) before anyone campaigns: on a 3-member
+        // cluster behind proxies a campaign could otherwise win before the observer's first list.
+        await eventually('the observer answered', () => seen.length > 0);
         const first = await elections[0]!.campaign();
         await eventually('n0 observed', () => seen.includes('n0'));
         // Queue n1 before n2: through two connections their creates could land in either order.
@@ -298,7 +301,9 @@ export function coordinationContract(target: ContractTarget): void {
         await eventually('n2 observed', () => seen.includes('n2'));
         await elections[2]!.resign();
         // Observing started before anyone campaigned: null first, then each leader once, then null.
-        await eventually(`observed every leader (${seen.join(',')})`, () => seen.join(',') === 'null,n0,n1,n2,null', 10000);
+        await eventually('observed every leader, then none', () => seen.join(',') === 'null,n0,n1,n2,null', 10000).catch((err: unknown) => {
+          throw new Error(`${(err as Error).message}: observed ${seen.join(',')}`, { cause: err });
+        });
         ctl.abort();
         await observing;
       });

@@ -29,6 +29,23 @@ function loopbackPort(endpoint: string): number {
   return Number(m[2]);
 }
 
+/** A foreign writer's raw access to etcd (plain etcd3: no compare, no lease), for a contract store. */
+export function etcdRawOps(raw: () => Etcd3): Pick<ContractStore, 'rawPut' | 'rawGet' | 'rawDelete'> {
+  return {
+    async rawPut(key: string, bytes: Uint8Array) {
+      await raw().put(key).value(Buffer.from(bytes)).exec();
+    },
+    async rawGet(key: string) {
+      const res = await raw().get(key).exec();
+      const kv = res.kvs[0];
+      return kv ? new Uint8Array(kv.value) : undefined;
+    },
+    async rawDelete(key: string) {
+      await raw().delete().key(key).exec();
+    },
+  };
+}
+
 let raw: Etcd3 | undefined;
 let serverPort = 0;
 
@@ -63,18 +80,7 @@ export const etcdTarget: ContractTarget = {
           return Promise.resolve();
         });
       },
-      async rawPut(key: string, bytes: Uint8Array) {
-        // A plain etcd put, as any foreign etcd client writes: no compare, no lease.
-        await raw!.put(key).value(Buffer.from(bytes)).exec();
-      },
-      async rawGet(key: string) {
-        const res = await raw!.get(key).exec();
-        const kv = res.kvs[0];
-        return kv ? new Uint8Array(kv.value) : undefined;
-      },
-      async rawDelete(key: string) {
-        await raw!.delete().key(key).exec();
-      },
+      ...etcdRawOps(() => raw!),
       close: () => clients.close(),
     });
   },

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { connect, type Client, type SharedStructError } from '../../lib/index.js';
 import { eventually, Recorder } from '../contract/struct.suite.js';
+import { memoryStore, type MemoryTestStore } from '../../testing/index.js';
 import { memoryBackendOf } from './target.js';
 
 type Counter = { n: number };
@@ -14,6 +15,7 @@ const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 describe('[memory] recovery paths of the core', function () {
   this.timeout(20000);
   let url: string;
+  let store: MemoryTestStore;
   const clients: Client[] = [];
   const open = async (): Promise<Client> => {
     const c = await connect(url, { requestTimeoutMs: 1000 });
@@ -21,7 +23,8 @@ describe('[memory] recovery paths of the core', function () {
     return c;
   };
   beforeEach(() => {
-    url = `memory://rec-${randomUUID().slice(0, 8)}`;
+    store = memoryStore(`rec-${randomUUID().slice(0, 8)}`);
+    url = store.url;
   });
   afterEach(async () => {
     await Promise.allSettled(clients.splice(0).map((c) => c.close()));
@@ -35,7 +38,7 @@ describe('[memory] recovery paths of the core', function () {
     const rec = new Recorder(sb);
     for (let i = 0; i < 5; i++) {
       await sa.update((d) => void (d.n += 1));
-      memoryBackendOf(b).dropWatches();
+      store.dropWatches(b);
       await sa.update((d) => void (d.n += 1));
     }
     await eventually('b caught up', () => sb.readDirty().n === 10);
@@ -48,7 +51,7 @@ describe('[memory] recovery paths of the core', function () {
     const b = await open();
     const sa = await a.open<Counter>('c', { initial: { n: 0 } });
     const sb = await b.open<Counter>('c');
-    memoryBackendOf(a).delayDelivery(50);
+    store.delayDelivery(a, 50);
     const rec = new Recorder(sa);
     await sa.update((d) => void (d.n = 1));
     await sb.update((d) => void (d.n = 2));
@@ -65,11 +68,11 @@ describe('[memory] recovery paths of the core', function () {
     const sa = await a.open<Counter & { extra?: string }>('c', { initial: { n: 0 } });
     const sb = await b.open<Counter & { extra?: string }>('c');
     const rec = new Recorder(sb);
-    const heal = memoryBackendOf(b).partition();
+    const heal = store.partition(b);
     for (let i = 0; i < 4; i++) await sa.update((d) => void (d.n += 1));
     await sa.update((d) => void (d.extra = 'x'));
-    memoryBackendOf(b).compact();
-    memoryBackendOf(b).dropWatches();
+    store.compact();
+    store.dropWatches(b);
     heal();
     await eventually('b resynced', () => sb.readDirty().extra === 'x');
     const resyncs = rec.events.filter((e) => e.origin === 'resync');

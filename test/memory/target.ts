@@ -1,8 +1,12 @@
-/** The memory backend as a contract target: isolated `memory://NAME` stores and its test hooks. */
+/**
+ * The memory backend as a contract target: isolated `memory://NAME` stores and their fault hooks,
+ * reached through `sharedstruct/testing`'s `memoryStore()` as a user's tests reach them.
+ */
 import { randomUUID } from 'node:crypto';
 import { memoryStore, type MemoryBackend } from '../../adapters/memory/index.js';
 import { backendOf } from '../../lib/client.js';
 import { connect, type Client, type ConnectOptions } from '../../lib/index.js';
+import { memoryStore as testStore } from '../../testing/index.js';
 import type { ContractStore, ContractTarget } from '../contract/target.js';
 
 /**
@@ -20,38 +24,27 @@ export const memoryTarget: ContractTarget = {
   setup: () => Promise.resolve(),
   teardown: () => Promise.resolve(),
   newStore(): Promise<ContractStore> {
-    const url = `memory://ct-${randomUUID().slice(0, 8)}`;
+    const faults = testStore(`ct-${randomUUID().slice(0, 8)}`);
+    const url = faults.url;
     const clients: Client[] = [];
-    const partitioned = new Set<Client>();
     return Promise.resolve({
       async connect(options: Partial<ConnectOptions> = {}) {
         const c = await connect(url, { requestTimeoutMs: 2000, ...options });
         clients.push(c);
         return c;
       },
-      expireSession(client: Client) {
-        const backend = memoryBackendOf(client);
-        // A cut-off client learns of the expiry when the partition heals; a connected one at
-        // once, as a real client's next keepalive would tell it (ending the session in the store
-        // alone, it would never learn).
-        if (partitioned.has(client)) backend.store.endSession(backend.session.id);
-        else backend.expireSession();
-        return Promise.resolve();
-      },
+      expireSession: (client: Client) => faults.expireSession(client),
       partition(client: Client) {
-        const heal = memoryBackendOf(client).partition();
-        partitioned.add(client);
+        const heal = faults.partition(client);
         return Promise.resolve(() => {
-          partitioned.delete(client);
           heal();
           return Promise.resolve();
         });
       },
       slowLink(client: Client, ms: number) {
-        const backend = memoryBackendOf(client);
-        backend.delayDelivery(ms);
+        faults.delayDelivery(client, ms);
         return Promise.resolve(() => {
-          backend.delayDelivery(0);
+          faults.delayDelivery(client, 0);
           return Promise.resolve();
         });
       },

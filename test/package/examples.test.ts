@@ -3,10 +3,13 @@
  * each in its own process: exit status, the lines that show they did what they say, one readable
  * line when they fail, and nothing left in the store afterwards. 01 and 03 run on memory://;
  * 02's workers are separate processes and its crash is a real SIGKILL, so it needs a store that
- * processes share: the run's etcd (test/support/etcd.ts).
+ * processes share: the run's etcd (test/support/etcd.ts). 05 is a user's node:test file: it
+ * starts its own cluster through `sharedstruct/testing` (binaries here; in containers in
+ * test/containers/).
  */
 import assert from 'node:assert/strict';
 import { rawEtcd, sharedEtcd } from '../support/etcd.js';
+import { assertTestExamplePassed, runTestExample } from './example05.js';
 import { ROOT, describeResult, exec, type ExecResult } from './exec.js';
 
 function runExample(file: string, args: readonly string[] = [], timeoutMs = 60_000): Promise<ExecResult> {
@@ -50,6 +53,7 @@ describe('package: the examples', function () {
   let leaderOnMemory: Promise<ExecResult>;
   let durableOnMemory: Promise<ExecResult>;
   let prometheus: Promise<ExecResult>;
+  let userTests: Promise<ExecResult>;
 
   before(function () {
     // Side by side: each is a process of its own.
@@ -58,11 +62,16 @@ describe('package: the examples', function () {
     runOnce = runExample('03-run-once.ts');
     leaderOnMemory = runExample('02-leader-worker.ts');
     durableOnMemory = runExample('04-durable-counter.ts');
-    prometheus = runExample('05-prometheus.ts');
+    prometheus = runExample('06-prometheus.ts');
+    userTests = runTestExample('binary');
   });
 
   after(async function () {
-    await Promise.allSettled([flags, refused, runOnce, leaderOnMemory, durableOnMemory, prometheus]);
+    await Promise.allSettled([flags, refused, runOnce, leaderOnMemory, durableOnMemory, prometheus, userTests]);
+  });
+
+  it("05, a user's node:test file with sharedstruct/testing: passes on memory and on a 3-member etcd (binaries) whose leader it kills", async function () {
+    assertTestExamplePassed(await userTests);
   });
 
   it('04 on memory: says in one line that its processes need etcd or ZooKeeper; exit 2', async function () {
@@ -97,7 +106,7 @@ describe('package: the examples', function () {
     assertRunningOnce(await runOnce);
   });
 
-  it('05 on memory: its own /metrics endpoint serves the sharedstruct series Prometheus scrapes; exit 0', async function () {
+  it('06 on memory: its own /metrics endpoint serves the sharedstruct series Prometheus scrapes; exit 0', async function () {
     const r = await prometheus;
     assert.equal(r.code, 0, describeResult(r));
     assert.equal(r.stderr, '', describeResult(r));

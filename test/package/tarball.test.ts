@@ -1,15 +1,17 @@
 /**
  * The package as a user gets it: `npm pack` (its prepack builds), the tarball installed into a
  * fresh app from the registry, and that app run in child processes: an ES module, a CommonJS
- * module (`require(esm)`, Node >= 20.19), and a strict TypeScript consumer type-checked against
- * the installed `.d.ts`. Nothing here imports the repository's sources. Packed once, installed
- * once; the three checks run side by side.
+ * module (`require(esm)`, Node >= 20.19), a strict TypeScript consumer type-checked against
+ * the installed `.d.ts`, and a strict TypeScript test of the user's own that starts a 3-member
+ * etcd through `sharedstruct/testing` (binaries), kills its leader and carries on. Nothing here
+ * imports the repository's sources. Packed once, installed once; the checks run side by side.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
 import { ROOT, describeResult, exec, type ExecResult } from './exec.js';
+import { runTestingApp, testingAppExpected } from './testing-app.js';
 
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -28,7 +30,7 @@ function walk(dir: string): string[] {
 function allowed(path: string): string | undefined {
   if (['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md'].includes(path)) return 'package metadata';
   if (/^docs\/[A-Z]+\.md$/.test(path)) return 'a guide the README links';
-  const built = /^dist\/((?:lib|adapters|schemas)\/[\w/-]+)\.(js|js\.map|d\.ts)$/.exec(path);
+  const built = /^dist\/((?:lib|adapters|testing|schemas)\/[\w/-]+)\.(js|js\.map|d\.ts)$/.exec(path);
   if (built && built[1] !== 'schemas/generate' && existsSync(join(ROOT, `${built[1]}.ts`))) return `built from ${built[1]}.ts`;
   const schema = /^dist\/schemas\/([\w-]+\.schema\.json)$/.exec(path);
   if (schema && existsSync(join(ROOT, 'schemas', schema[1]!))) return 'a shipped schema';
@@ -40,6 +42,7 @@ function required(): string[] {
   const modules = [
     ...walk(join(ROOT, 'lib')).map((f) => `lib/${f}`),
     ...walk(join(ROOT, 'adapters')).map((f) => `adapters/${f}`),
+    ...walk(join(ROOT, 'testing')).map((f) => `testing/${f}`),
     'schemas/index.ts',
     ...walk(join(ROOT, 'schemas', 'types')).map((f) => `schemas/types/${f}`),
   ].filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
@@ -173,6 +176,7 @@ describe('package: the packed tarball in a fresh app', function () {
   let esm: Promise<ExecResult>;
   let cjs: Promise<ExecResult>;
   let tsc: Promise<ExecResult>;
+  let testingApp: Promise<ExecResult>;
 
   before(async function () {
     work = mkdtempSync(join(tmpdir(), 'sharedstruct-package-'));
@@ -221,10 +225,12 @@ describe('package: the packed tarball in a fresh app', function () {
     esm = exec(process.execPath, ['--enable-source-maps', 'esm.js'], { cwd: app, env, timeoutMs: 30_000 });
     cjs = exec(process.execPath, ['main.js'], { cwd: join(app, 'cjs'), env, timeoutMs: 30_000 });
     tsc = exec(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: join(app, 'ts'), timeoutMs: 120_000 });
+    // The user's own test: compiled (strict, NodeNext, our .d.ts checked), then run.
+    testingApp = runTestingApp(app, 'binary');
   });
 
   after(async function () {
-    await Promise.allSettled([esm, cjs, tsc]);
+    await Promise.allSettled([esm, cjs, tsc, testingApp]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -252,7 +258,7 @@ describe('package: the packed tarball in a fresh app', function () {
       assert.equal(map.sourcesContent?.length, map.sources.length, `${mapPath} embeds every source (sourcesContent)`);
       map.sources.forEach((source, i) => {
         const repoPath = posix.normalize(posix.join(posix.dirname(mapPath), map.sourceRoot ?? '', source));
-        assert.match(repoPath, /^(lib|adapters|schemas)\//, `${mapPath}: ${source} points inside the package`);
+        assert.match(repoPath, /^(lib|adapters|testing|schemas)\//, `${mapPath}: ${source} points inside the package`);
         assert.equal(map.sourcesContent![i], readFileSync(join(ROOT, repoPath), 'utf8'), `${mapPath}: the embedded ${repoPath} is the repository's`);
       });
     }
@@ -287,5 +293,12 @@ describe('package: the packed tarball in a fresh app', function () {
   it('type-checks a strict TypeScript consumer (strict, NodeNext, exactOptionalPropertyTypes, noUncheckedIndexedAccess) against the installed .d.ts', async function () {
     const r = await tsc;
     assert.equal(r.code, 0, describeResult(r));
+  });
+
+  it("a strict TypeScript app's own test imports sharedstruct/testing, starts 3 etcd members (binaries), kills the leader, and its client survives", async function () {
+    const r = await testingApp;
+    assert.equal(r.code, 0, describeResult(r));
+    assert.equal(r.stderr, '', describeResult(r));
+    assert.deepEqual(r.stdout.trimEnd().split('\n'), testingAppExpected('binary'), describeResult(r));
   });
 });

@@ -20,6 +20,9 @@ interface PackageJson {
   exports: Record<string, unknown>;
   scripts: Record<string, string>;
   allowScripts?: Record<string, boolean>;
+  dependencies: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
 }
 
 const pkg = JSON.parse(read('package.json')) as PackageJson;
@@ -47,9 +50,16 @@ describe('package metadata', () => {
     assert.match(changelog, new RegExp(`^## \\[${pkg.version.replaceAll('.', '\\.')}\\] - \\d{4}-\\d{2}-\\d{2}$`, 'm'));
   });
 
-  it("exports one module to import and require alike: types first, then 'default' (no 'import'-only entry)", () => {
-    assert.deepEqual(Object.keys(pkg.exports), ['.', './package.json']);
+  it("exports the library and sharedstruct/testing, each one module to import and require alike: types first, then 'default' (no 'import'-only entry)", () => {
+    assert.deepEqual(Object.keys(pkg.exports), ['.', './testing', './package.json']);
     assert.deepEqual(pkg.exports['.'], { types: './dist/lib/index.d.ts', default: './dist/lib/index.js' });
+    assert.deepEqual(pkg.exports['./testing'], { types: './dist/testing/index.d.ts', default: './dist/testing/index.js' });
+  });
+
+  it('testcontainers is an optional peer dependency (loaded by sharedstruct/testing only for runtime container), never a dependency', () => {
+    assert.equal(pkg.dependencies.testcontainers, undefined);
+    assert.equal(pkg.peerDependencies?.testcontainers, '^12.0.1');
+    assert.deepEqual(pkg.peerDependenciesMeta?.testcontainers, { optional: true });
   });
 
   it('the install-script policy (allowScripts) decides every dependency that has an install script, and nothing else', () => {

@@ -10,6 +10,7 @@ import { createBackend } from '../../adapters/zookeeper/index.js';
 import { zookeeper, type ZkClient } from '../../adapters/zookeeper/zk-client.js';
 import { sharedZooKeeper, type ZooKeeperCluster } from '../support/zookeeper.js';
 import type { ProxyMode, TcpProxy } from '../support/tcp-proxy.js';
+import { expireZooKeeperSession } from '../../testing/zookeeper.js';
 
 /** A logger that keeps quiet unless `ZK_TEST_LOG` is set. */
 export const quietLogger: Logger = process.env.ZK_TEST_LOG
@@ -157,40 +158,16 @@ export function expireSession(
 }
 
 /**
- * Expires a session for real: a second client attaches to it (id and password) and closes it;
- * the server ends the session and drops its ephemerals. The owner must reach the server through
- * `proxies`: they are blackholed meanwhile, because otherwise the owner's own reconnect (with the
- * same credentials) can take the session back before the second client's close arrives.
- * Resolves once a further attach is refused as expired; the proxies are then put into `restore`.
+ * Expires a session for real: a second client attaches to it and closes it, with the owner's
+ * `proxies` blackholed meanwhile (`sharedstruct/testing`'s session expiry, testing/zookeeper.ts).
  */
-export async function expireSessionOf(
+export function expireSessionOf(
   connectString: string,
   credentials: SessionCredentials,
   proxies: readonly TcpProxy[],
   restore: ProxyMode = 'pass',
 ): Promise<void> {
-  const { sessionId, password, timeoutMs } = credentials;
-  for (const p of proxies) p.setMode('blackhole');
-  try {
-    for (let attempt = 1; ; attempt += 1) {
-      let twin: RawClient;
-      try {
-        twin = await RawClient.connect(connectString, { sessionId, sessionPassword: password, timeoutMs });
-      } catch (err) {
-        if (String(err).includes('expired')) return;
-        throw err;
-      }
-      await twin.close();
-      if (attempt >= 5) throw new Error('the session survived five closes');
-    }
-  } finally {
-    for (const p of proxies) {
-      p.setMode(restore);
-      // The owner's reconnect attempt went into the blackhole; a reset lets it retry now
-      // instead of after its handshake timeout.
-      if (restore === 'pass') p.resetAll();
-    }
-  }
+  return expireZooKeeperSession(connectString, credentials, proxies, restore);
 }
 
 /** Collects session state changes of a backend. */

@@ -22,6 +22,41 @@ export function zkBackendOf(client: Client): ZooKeeperBackend {
   return b as ZooKeeperBackend;
 }
 
+/**
+ * A foreign writer's raw access to ZooKeeper: the plain library on its own session, straight to
+ * the servers (setData / create / remove with version -1), connected on first use.
+ */
+export function zkRawOps(connectString: string): Pick<ContractStore, 'rawPut' | 'rawGet' | 'rawDelete'> & { close(): Promise<void> } {
+  let raw: Promise<RawClient> | undefined;
+  const rawClient = (): Promise<RawClient> => (raw ??= RawClient.connect(connectString));
+  return {
+    async rawPut(key: string, value: Uint8Array) {
+      const client = await rawClient();
+      const data = Buffer.from(value);
+      if (await client.exists(key)) {
+        await client.setData(key, data, -1);
+      } else {
+        await client.mkdirp(key.slice(0, key.lastIndexOf('/')) || '/');
+        await client.create(key, data);
+      }
+    },
+    async rawGet(key: string) {
+      const client = await rawClient();
+      if (!(await client.exists(key))) return undefined;
+      return new Uint8Array((await client.getData(key)).data);
+    },
+    async rawDelete(key: string) {
+      const client = await rawClient();
+      if (await client.exists(key)) await client.remove(key);
+    },
+    async close() {
+      const pending = raw;
+      raw = undefined;
+      await Promise.allSettled([pending?.then((c) => c.close())]);
+    },
+  };
+}
+
 let server: ZooKeeperCluster | undefined;
 
 /** The ZooKeeper {@link ContractTarget}. */
@@ -39,9 +74,7 @@ export const zookeeperTarget: ContractTarget = {
     if (!zk) return Promise.reject(new Error('zookeeperTarget.setup() was not called'));
     const namespace = `/ct-${randomUUID().slice(0, 8)}`;
     const clients = proxiedClients(zk.nodes[0]!.port, (port) => `zk://127.0.0.1:${port}`, { namespace, requestTimeoutMs: 2000, logger: quietLogger });
-    // The foreign writer: the plain library on its own session, straight to the server.
-    let raw: Promise<RawClient> | undefined;
-    const rawClient = (): Promise<RawClient> => (raw ??= RawClient.connect(zk.connectString));
+    const raw = zkRawOps(zk.connectString);
     return Promise.resolve({
       connect: (options?: Partial<ConnectOptions>) => clients.connect(options),
       async expireSession(client: Client) {
@@ -56,29 +89,11 @@ export const zookeeperTarget: ContractTarget = {
           return Promise.resolve();
         });
       },
-      async rawPut(key: string, value: Uint8Array) {
-        const client = await rawClient();
-        const data = Buffer.from(value);
-        if (await client.exists(key)) {
-          await client.setData(key, data, -1);
-        } else {
-          await client.mkdirp(key.slice(0, key.lastIndexOf('/')) || '/');
-          await client.create(key, data);
-        }
-      },
-      async rawGet(key: string) {
-        const client = await rawClient();
-        if (!(await client.exists(key))) return undefined;
-        return new Uint8Array((await client.getData(key)).data);
-      },
-      async rawDelete(key: string) {
-        const client = await rawClient();
-        if (await client.exists(key)) await client.remove(key);
-      },
+      rawPut: raw.rawPut,
+      rawGet: raw.rawGet,
+      rawDelete: raw.rawDelete,
       async close() {
-        const pendingRaw = raw;
-        raw = undefined;
-        await Promise.allSettled([pendingRaw?.then((c) => c.close())]);
+        await raw.close();
         await clients.close();
       },
     });

@@ -4,12 +4,12 @@
  * updates, a lock and a subscriber later, it scrapes its own `/metrics` endpoint as Prometheus
  * would and prints the `sharedstruct_*` series:
  *
- *   npx tsx examples/05-prometheus.ts                        # memory://
- *   npx tsx examples/05-prometheus.ts etcd://127.0.0.1:2379   # a real etcd (or zk://...)
+ *   npx tsx examples/06-prometheus.ts                        # memory://
+ *   npx tsx examples/06-prometheus.ts etcd://127.0.0.1:2379   # a real etcd (or zk://...)
  *
  * The app needs `@opentelemetry/sdk-metrics` and `@opentelemetry/exporter-prometheus` (versions
  * that share one `@opentelemetry/api`; this repo pins 2.12.0 and 0.223.0). Exit status 0 on
- * success; otherwise 1 and one line: `example 05: CODE: message`.
+ * success; otherwise 1 and one line: `example 06: CODE: message`.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -55,6 +55,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const what = isSharedStructError(err) ? `${err.code}: ${err.message}` : String(err);
-  console.error(`example 05: ${what}`);
+  console.error(`example 06: ${what}`);
   process.exitCode = 1;
 });
