@@ -263,6 +263,8 @@ export async function startZooKeeper(options: StartZooKeeperOptions = {}): Promi
         '4lw.commands.whitelist=srvr,ruok,mntr',
         // Snapshots of a test store are tiny; keep the dir from growing during long runs.
         'autopurge.snapRetainCount=3',
+        // Every client of a test comes from 127.0.0.1: no per-address cap (ZooKeeper's is 60).
+        'maxClientCnxns=0',
         ...(count > 1 ? ['initLimit=10', 'syncLimit=5', ...servers] : []),
         '',
       ].join('\n'),
