@@ -8,14 +8,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ChangeEvent, type Client } from '../../lib/index.js';
-import { buildCli, runCli, type CliOptions, type CliResult } from '../support/cli.js';
+import { CLI_BIN, buildCli, runCli, startCli, startCliInPty, type CliOptions, type CliResult } from '../support/cli.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 import { quietLogger } from '../support/etcd.js';
 
 /** A store the CLI can reach by URL. */
 export interface CliTarget {
   readonly name: string;
-  /** The store's URL (its server started on first use). */
-  url(): Promise<string>;
+  /** The loopback port of the store's (first) server, started on first use. */
+  port(): Promise<number>;
+  /** The URL of a server listening on `port` (the store's own, or a proxy's in front of it). */
+  url(port: number): string;
 }
 
 /** Asserts an exit status, showing the output when it differs. */
@@ -35,7 +38,8 @@ export function cliContract(target: CliTarget): void {
 
     before(async function () {
       this.timeout(180_000);
-      [url] = await Promise.all([target.url(), buildCli()]);
+      const [port] = await Promise.all([target.port(), buildCli()]);
+      url = target.url(port);
       scratch = mkdtempSync(join(tmpdir(), 'sharedstruct-cli-'));
     });
     beforeEach(async () => {
@@ -135,6 +139,199 @@ export function cliContract(target: CliTarget): void {
       assert.deepEqual(JSON.parse(viaEnv.stdout), { where: 'ns' });
       const other = exited(await runCli(['get', 'envs', '--namespace', `${namespace}-other`], { env: { SHAREDSTRUCT_URL: url, SHAREDSTRUCT_NAMESPACE: namespace } }), 1);
       assert.match(other.stderr, new RegExp(`NOT_FOUND: struct 'envs' does not exist in namespace '${namespace}-other'`));
+    });
+  });
+
+  describe(`cli on ${target.name}: watch and edit`, function () {
+    this.timeout(90_000);
+    let port: number;
+    let url: string;
+    let namespace: string;
+    let client: Client;
+    let scratch: string;
+    let editor: string;
+    const args = (...rest: string[]): string[] => ['--url', url, '--namespace', namespace, ...rest];
+    const cli = (rest: readonly string[], options: CliOptions = {}): Promise<CliResult> => runCli(args(...rest), options);
+
+    before(async function () {
+      this.timeout(180_000);
+      [port] = await Promise.all([target.port(), buildCli()]);
+      url = target.url(port);
+      scratch = mkdtempSync(join(tmpdir(), 'sharedstruct-cli-'));
+      // A scripted $EDITOR: EDIT_MODE says what it does to the file it is given.
+      editor = join(scratch, 'editor.mjs');
+      writeFileSync(
+        editor,
+        `import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+const file = process.argv[2];
+const read = () => JSON.parse(readFileSync(file, 'utf8'));
+let value;
+switch (process.env.EDIT_MODE) {
+  case 'bump': value = read(); value.n += 1; value.edited = true; writeFileSync(file, JSON.stringify(value, null, 2)); break;
+  case 'invalid': writeFileSync(file, '{ "n": '); break;
+  case 'same': break;
+  case 'invalid-once': {
+    // Invalid the first time, a valid edit the next (the state file counts the runs).
+    const state = process.env.EDIT_STATE;
+    let runs = 0;
+    try { runs = Number(readFileSync(state, 'utf8')); } catch {}
+    writeFileSync(state, String(runs + 1));
+    if (runs === 0) writeFileSync(file, '{ "n": ');
+    else writeFileSync(file, JSON.stringify({ n: 42 }));
+    break;
+  }
+  case 'fail': process.exit(3);
+  case 'conflict':
+    value = read();
+    // Another writer commits while the editor is open.
+    execFileSync(process.execPath, [${JSON.stringify(CLI_BIN)}, '--url', process.env.EDIT_URL, '--namespace', process.env.EDIT_NS, 'set', process.env.EDIT_NAME, JSON.stringify({ ...value, other: 'writer' })]);
+    value.n = 100; writeFileSync(file, JSON.stringify(value, null, 2)); break;
+}
+`,
+      );
+    });
+    beforeEach(async () => {
+      namespace = `/cli-${randomUUID().slice(0, 8)}`;
+      client = await connect(url, { namespace, logger: quietLogger });
+    });
+    afterEach(() => client.close());
+    after(() => rmSync(scratch, { recursive: true, force: true }));
+
+    const editorEnv = (mode: string, name: string): Record<string, string> => ({ EDITOR: `${process.execPath} ${editor}`, VISUAL: '', EDIT_MODE: mode, EDIT_URL: url, EDIT_NS: namespace, EDIT_NAME: name });
+
+    it('watch --json: one line per event, the current value first, then writes of the library and of the CLI in order; SIGINT exits 0', async () => {
+      const s = await client.open<{ n: number; by?: string }>('live', { initial: { n: 0 } });
+      const watching = startCli(args('watch', 'live', '--json'));
+      try {
+        const first = JSON.parse(await watching.nextLine(20_000)) as Record<string, unknown>;
+        assert.deepEqual([first.version, first.previousVersion, first.origin, first.value], [1, 0, 'resync', { n: 0 }]);
+        await s.update((d) => void (d.n = 1));
+        const second = JSON.parse(await watching.nextLine()) as Record<string, unknown>;
+        assert.deepEqual([second.version, second.previousVersion, second.origin], [2, 1, 'remote']);
+        assert.deepEqual(second.changes, [{ kind: 'Modified', path: ['n'], oldValue: 0, value: 1 }]);
+        assert.deepEqual(second.value, { n: 1 });
+        assert.equal(typeof second.revision, 'string');
+        exited(await cli(['set', 'live', '{"n":1,"by":"cli"}']), 0);
+        const third = JSON.parse(await watching.nextLine()) as Record<string, unknown>;
+        assert.deepEqual([third.version, third.changes], [3, [{ kind: 'Added', path: ['by'], value: 'cli' }]]);
+      } finally {
+        const end = await watching.stop('SIGINT');
+        assert.equal(end.code, 0, end.stderr);
+        assert.equal(end.signal, null);
+        assert.deepEqual(end.rest, [], 'no line after the last event');
+        assert.equal(end.stderr, '');
+      }
+    });
+
+    it('watch for people: a header per version with origin and revision, the diff lines, and stderr saying when it started and stopped', async () => {
+      const s = await client.open<{ mode: string; old?: boolean; added?: number }>('human', { initial: { mode: 'a', old: true } });
+      const watching = startCli(args('watch', 'human'));
+      assert.match(await watching.nextLine(20_000), new RegExp(`^human v1 revision ${s.stat().revision} \\d{4}-`), 'the header of the current value');
+      assert.equal(await watching.nextLine(), '{');
+      await s.update(() => ({ mode: 'b', added: 1 }));
+      const lines: string[] = [];
+      for (let i = 0; i < 30 && !lines.some((l) => l.includes('+ added')); i++) lines.push(await watching.nextLine());
+      const end = await watching.stop('SIGINT');
+      assert.equal(end.code, 0, end.stderr);
+      const text = lines.join('\n');
+      assert.match(text, /^human v1 → v2 remote revision \d+ \d{4}-\d\d-\d\dT/m);
+      assert.match(text, /^ {2}~ mode: "a" → "b"$/m);
+      assert.match(text, /^ {2}- old: true$/m);
+      assert.match(text, /^ {2}\+ added: 1$/m);
+      assert.ok(!text.includes('\x1b['), 'no colour into a pipe');
+      assert.match(end.stderr, /^watching human in \/cli-\w+ \(\w+\); Ctrl-C to stop$/m);
+      assert.match(end.stderr, /^stopped watching human$/m);
+    });
+
+    it('watch survives a dropped connection: says so on stderr, then shows the change committed meanwhile', async () => {
+      const s = await client.open<{ n: number }>('flaky', { initial: { n: 0 } });
+      const proxy = await startTcpProxy(port);
+      const watching = startCli(['--url', target.url(proxy.port), '--namespace', namespace, 'watch', 'flaky', '--json', '--timeout-ms', '2000']);
+      try {
+        await watching.nextLine(20_000);
+        proxy.setMode('blackhole');
+        proxy.resetAll();
+        await s.update((d) => void (d.n = 7));
+        const deadline = Date.now() + 20_000;
+        while (!/connection to the store lost/.test(watching.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        assert.match(watching.stderr(), /flaky: connection to the store lost/);
+        proxy.setMode('pass');
+        const event = JSON.parse(await watching.nextLine(30_000)) as Record<string, unknown>;
+        assert.equal((event.value as { n: number }).n, 7);
+        while (!/flaky: (reconnected|the session expired)/.test(watching.stderr()) && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 100));
+        assert.match(watching.stderr(), /flaky: (reconnected|the session expired)/);
+      } finally {
+        const end = await watching.stop('SIGINT');
+        await proxy.close();
+        assert.equal(end.code, 0, end.stderr);
+      }
+    });
+
+    it('edit: the scripted $EDITOR changes the value; the diff is shown and the write is one CAS on the version opened', async () => {
+      const s = await client.open<{ n: number; edited?: boolean }>('doc', { initial: { n: 1 } });
+      const r = exited(await cli(['edit', 'doc'], { env: editorEnv('bump', 'doc') }), 0);
+      assert.match(r.stderr, /^~ n: 1 → 2$/m);
+      assert.match(r.stderr, /^\+ edited: true$/m);
+      assert.match(r.stderr, /^doc: version 1 → 2$/m);
+      assert.deepEqual(await s.readConsistent(), { n: 2, edited: true });
+      const json = exited(await cli(['edit', 'doc', '--json'], { env: editorEnv('same', 'doc') }), 0);
+      assert.deepEqual(JSON.parse(json.stdout), { name: 'doc', version: 2, previousVersion: 2, changes: [] });
+      assert.equal(s.stat().version, 2);
+    });
+
+    it('edit: invalid JSON from the editor is never written (INVALID_VALUE, exit 1); an editor that fails writes nothing (exit 1)', async () => {
+      const s = await client.open<{ n: number }>('doc', { initial: { n: 1 } });
+      const bad = exited(await cli(['edit', 'doc'], { env: editorEnv('invalid', 'doc') }), 1);
+      assert.match(bad.stderr, /^sharedstruct: INVALID_VALUE: the edited file is not valid JSON: .*; nothing was written$/m);
+      const failed = exited(await cli(['edit', 'doc'], { env: editorEnv('fail', 'doc') }), 1);
+      assert.match(failed.stderr, /^sharedstruct: ABORTED: the editor \(.*editor\.mjs\) exited with status 3; nothing was written$/m);
+      assert.deepEqual(await s.readConsistent(), { n: 1 });
+      assert.equal(s.stat().version, 1);
+    });
+
+    it("edit: another writer commits while the editor is open: CONFLICT (exit 1), their change shown, theirs kept", async () => {
+      const s = await client.open<{ n: number; other?: string }>('doc', { initial: { n: 1 } });
+      const r = exited(await cli(['edit', 'doc'], { env: editorEnv('conflict', 'doc') }), 1);
+      assert.match(r.stderr, /^doc was changed by another writer while you edited \(version 1 → 2\); their change:$/m);
+      assert.match(r.stderr, /^ {2}\+ other: "writer"$/m);
+      assert.match(r.stderr, /^sharedstruct: CONFLICT: struct 'doc' changed from version 1 to 2 while it was edited; nothing was written/m);
+      assert.deepEqual(await s.readConsistent(), { n: 1, other: 'writer' });
+    });
+
+    it('in a terminal (a pty): watch colours its diffs, NO_COLOR turns that off, Ctrl-C ends it with status 0', async () => {
+      const s = await client.open<{ mode: string; old?: boolean; added?: number }>('tty', { initial: { mode: 'a', old: true } });
+      const coloured = startCliInPty(args('watch', 'tty'));
+      await coloured.waitFor(/Ctrl-C to stop/, 20_000);
+      await coloured.waitFor(/"mode": "a"/);
+      await s.update(() => ({ mode: 'b', added: 1 }));
+      await coloured.waitFor(/added/);
+      const text = coloured.output();
+      assert.ok(text.includes('\x1b[32m+ added: 1\x1b[39m'), `Added in green: ${text}`);
+      assert.ok(text.includes('\x1b[31m- old: true\x1b[39m'), 'Removed in red');
+      assert.ok(text.includes('\x1b[33m~ mode: "a" → "b"\x1b[39m'), 'Modified in yellow');
+      coloured.type('\x03');
+      assert.equal(await coloured.exit(), 0, coloured.output());
+      assert.match(coloured.output(), /stopped watching tty/);
+
+      const plain = startCliInPty(args('watch', 'tty'), { env: { NO_COLOR: '1' } });
+      await plain.waitFor(/"mode": "b"/, 20_000);
+      plain.type('\x03');
+      assert.equal(await plain.exit(), 0, plain.output());
+      const styled = plain.output().split('\x1b[').slice(1).filter((part) => /^\d+(;\d+)*m/.test(part));
+      assert.deepEqual(styled, [], 'NO_COLOR: no colour on a terminal');
+    });
+
+    it('in a terminal (a pty): edit re-opens the editor on invalid JSON after asking, then writes the valid edit', async () => {
+      const s = await client.open<{ n: number }>('doc', { initial: { n: 1 } });
+      const env = { ...editorEnv('invalid-once', 'doc'), EDIT_STATE: join(scratch, `state-${randomUUID()}`) };
+      const editing = startCliInPty(args('edit', 'doc'), { env });
+      await editing.waitFor(/re-open the editor\? \[Y\/n\]/, 20_000);
+      assert.match(editing.output(), /the edited file is not valid JSON/);
+      editing.type('\r');
+      assert.equal(await editing.exit(), 0, editing.output());
+      assert.match(editing.output(), /doc: version 1 → 2/);
+      assert.deepEqual(await s.readConsistent(), { n: 42 });
     });
   });
 }

@@ -2,4 +2,8 @@
 import { cliContract } from '../contract/cli.suite.js';
 import { sharedEtcd } from '../support/etcd.js';
 
-cliContract({ name: 'etcd', url: async () => `etcd://${(await sharedEtcd()).endpoints.join(',')}` });
+cliContract({
+  name: 'etcd',
+  port: async () => Number((await sharedEtcd()).endpoints[0]!.split(':')[1]),
+  url: (port) => `etcd://127.0.0.1:${port}`,
+});

@@ -150,3 +150,51 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
     },
   };
 }
+
+/** A word quoted for `/bin/sh`. */
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The CLI on a pseudo-terminal (util-linux `script`), as a person runs it. */
+export interface PtyCli {
+  /** Everything the terminal showed so far (stdout and stderr together, `\r\n` line ends). */
+  output(): string;
+  /** Types `text` (`\x03` is Ctrl-C: the terminal sends SIGINT). */
+  type(text: string): void;
+  /** Resolves once the output matches `pattern`; rejects after `timeoutMs` (default 15 s). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** Resolves the exit status once it ends (SIGKILL after `timeoutMs`, default 15 s). */
+  exit(timeoutMs?: number): Promise<number | null>;
+}
+
+/** Starts the CLI under `script -qfec`, so its stdin, stdout and stderr are a terminal. */
+export function startCliInPty(args: readonly string[], options: Omit<CliOptions, 'stdin'> = {}): PtyCli {
+  const command = [process.execPath, CLI_BIN, ...args].map(shellQuote).join(' ');
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: options.cwd ?? ROOT, env: cliEnv({ TERM: 'xterm-256color', ...options.env }), stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const hardLimit = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+  void exited.finally(() => clearTimeout(hardLimit));
+  return {
+    output: () => output,
+    type: (text) => void child.stdin.write(text),
+    async waitFor(pattern, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!pattern.test(output)) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the terminal did not show ${String(pattern)} within ${timeoutMs} ms; it shows:\n${output}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async exit(timeoutMs = 15_000) {
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      try {
+        return (await exited)[0];
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

@@ -2,4 +2,8 @@
 import { cliContract } from '../contract/cli.suite.js';
 import { sharedZooKeeper } from '../support/zookeeper.js';
 
-cliContract({ name: 'zookeeper', url: async () => `zk://${(await sharedZooKeeper()).hosts.join(',')}` });
+cliContract({
+  name: 'zookeeper',
+  port: async () => (await sharedZooKeeper()).nodes[0]!.port,
+  url: (port) => `zk://127.0.0.1:${port}`,
+});
