@@ -67,6 +67,12 @@ export class MemoryStore {
       .sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
   }
 
+  /** Every entry below `prefix` at any depth, ordered by key. */
+  scan(prefix: string): Entry[] {
+    const head = `${prefix}/`;
+    return [...this.#entries.values()].filter((e) => e.key.startsWith(head)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
   /** Current entries under a watch target (what a `reset` carries). */
   snapshot(target: WatchTarget): Entry[] {
     if ('key' in target) {
@@ -170,6 +176,24 @@ export class MemoryStore {
   historyAfter(target: WatchTarget, revision: bigint): HistoryRecord[] | undefined {
     if (revision < this.#compactedRevision) return undefined;
     return this.#history.filter((r) => r.revision > revision && matchesTarget(target, r.type === 'put' ? r.entry.key : r.key));
+  }
+
+  /**
+   * `key`'s versions in its current life, newest first, at most `limit`, from the history (the
+   * current entry is always there); `compactedBefore` when compaction removed older ones.
+   */
+  keyHistory(key: string, limit: number): { entries: Entry[]; compactedBefore?: bigint } {
+    const current = this.#entries.get(key);
+    if (!current) return { entries: [] };
+    const entries = [current];
+    for (let i = this.#history.length - 1; i >= 0 && entries.length < limit; i--) {
+      const r = this.#history[i]!;
+      if (r.type !== 'put' || r.entry.key !== key || r.revision >= entries[entries.length - 1]!.revision) continue;
+      if (r.entry.createRevision !== current.createRevision) break;
+      entries.push(r.entry);
+    }
+    const oldest = entries[entries.length - 1]!;
+    return oldest.version > 1 && entries.length < limit ? { entries, compactedBefore: oldest.revision } : { entries };
   }
 
   /** Forgets history up to and including `revision` (default: all), like etcd's compaction. */
