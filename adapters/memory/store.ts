@@ -38,6 +38,8 @@ export class MemoryStore {
   #nextSessionId = 1;
   readonly #entries = new Map<string, Entry>();
   readonly #history: HistoryRecord[] = [];
+  /** Each key's entry as of the compacted revision (what etcd still answers for a range at it). */
+  readonly #compactedState = new Map<string, Entry>();
   readonly #watchers = new Set<StoreWatcher>();
   readonly #sessions = new Map<string, StoreSession>();
   /** Records older than this many are dropped automatically, as etcd's auto-compaction would. */
@@ -192,6 +194,10 @@ export class MemoryStore {
       if (r.entry.createRevision !== current.createRevision) break;
       entries.push(r.entry);
     }
+    // As etcd, the state at the compacted revision itself is still readable.
+    const kept = this.#compactedState.get(key);
+    const last = entries[entries.length - 1]!;
+    if (entries.length < limit && kept && kept.createRevision === current.createRevision && kept.version === last.version - 1) entries.push(kept);
     const oldest = entries[entries.length - 1]!;
     return oldest.version > 1 && entries.length < limit ? { entries, compactedBefore: oldest.revision } : { entries };
   }
@@ -201,7 +207,11 @@ export class MemoryStore {
     if (revision <= this.#compactedRevision) return;
     this.#compactedRevision = revision;
     let drop = 0;
-    while (drop < this.#history.length && this.#history[drop]!.revision <= revision) drop += 1;
+    for (; drop < this.#history.length && this.#history[drop]!.revision <= revision; drop++) {
+      const r = this.#history[drop]!;
+      if (r.type === 'put') this.#compactedState.set(r.entry.key, r.entry);
+      else this.#compactedState.delete(r.key);
+    }
     this.#history.splice(0, drop);
   }
 

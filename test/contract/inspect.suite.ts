@@ -3,11 +3,14 @@
  * every backend; history is etcd's and memory's (ZooKeeper keeps no past values: UNSUPPORTED).
  */
 import assert from 'node:assert/strict';
-import { isSharedStructError } from '../../lib/index.js';
+import { isSharedStructError, type Client } from '../../lib/index.js';
 import { storePerTest, type ContractTarget } from './target.js';
 
 /** Registers the inspection tests under `[name] inspection contract`. */
-export function inspectContract(target: ContractTarget, options: { readonly history: boolean }): void {
+export function inspectContract(
+  target: ContractTarget,
+  options: { readonly history: boolean; /** Compacts the store's history up to its current revision. */ readonly compact?: (client: Client) => Promise<void> },
+): void {
   describe(`[${target.name}] inspection contract`, function () {
     this.timeout(60000);
     const ctx = storePerTest(target);
@@ -122,6 +125,17 @@ export function inspectContract(target: ContractTarget, options: { readonly hist
         assert.deepEqual(all.versions[5]!.value, { n: 0 });
         assert.equal(all.compactedBefore, undefined);
         await assert.rejects(c.inspect.history('missing'), (err) => isSharedStructError(err, 'NOT_FOUND'));
+      });
+      it('history() after compaction: the versions still kept, and where compaction cut them off', async () => {
+        const c = await ctx.store.connect();
+        const s = await c.open<{ n: number }>('compacted', { initial: { n: 0 } });
+        await s.update((d) => void (d.n = 1));
+        await options.compact!(c);
+        const { version } = await s.update((d) => void (d.n = 2));
+        const h = await c.inspect.history('compacted', { limit: 10 });
+        assert.deepEqual(h.versions.map((v) => v.version), [version, version - 1]);
+        assert.equal(h.compactedBefore, h.versions[1]!.revision);
+        assert.deepEqual(h.versions[0]!.changes, [{ kind: 'Modified', path: ['n'], oldValue: 1, value: 2 }]);
       });
     } else {
       it('history(): UNSUPPORTED, saying why', async () => {
