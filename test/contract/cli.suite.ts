@@ -19,6 +19,8 @@ export interface CliTarget {
   port(): Promise<number>;
   /** The URL of a server listening on `port` (the store's own, or a proxy's in front of it). */
   url(port: number): string;
+  /** Whether the store keeps past versions (etcd) or not (ZooKeeper: `history` is UNSUPPORTED). */
+  readonly history: boolean;
 }
 
 /** Asserts an exit status, showing the output when it differs. */
@@ -332,6 +334,160 @@ switch (process.env.EDIT_MODE) {
       assert.equal(await editing.exit(), 0, editing.output());
       assert.match(editing.output(), /doc: version 1 → 2/);
       assert.deepEqual(await s.readConsistent(), { n: 42 });
+    });
+  });
+
+  describe(`cli on ${target.name}: ls, listeners, members, locks, elections, history, queue, doctor`, function () {
+    this.timeout(90_000);
+    let port: number;
+    let url: string;
+    let namespace: string;
+    let client: Client;
+    let other: Client;
+    const cli = (rest: readonly string[], options: CliOptions = {}): Promise<CliResult> => runCli(['--url', url, '--namespace', namespace, ...rest], options);
+    const json = async <T>(rest: readonly string[]): Promise<T> => JSON.parse(exited(await cli([...rest, '--json']), 0).stdout) as T;
+
+    before(async function () {
+      this.timeout(180_000);
+      [port] = await Promise.all([target.port(), buildCli()]);
+      url = target.url(port);
+    });
+    beforeEach(async () => {
+      namespace = `/cli-${randomUUID().slice(0, 8)}`;
+      [client, other] = await Promise.all([connect(url, { namespace, logger: quietLogger }), connect(url, { namespace, logger: quietLogger })]);
+    });
+    afterEach(() => Promise.all([client.close(), other.close()]));
+
+    it('ls lists the structs the library made, with version, size, layout and listeners; a prefix narrows it; listeners shows who has one open', async () => {
+      const flags = await client.open('flags', { initial: { beta: false }, label: 'app-1' });
+      await other.open('flags', { label: 'app-2' });
+      await flags.update((d) => void (d.beta = true));
+      await client.open('team/config', { initial: { replicas: 3 } });
+      const structs = await json<{ name: string; version: number; sizeBytes: number; layout: string; listeners: number }[]>(['ls']);
+      assert.deepEqual(structs.map((s) => [s.name, s.version, s.sizeBytes, s.layout, s.listeners]), [
+        ['flags', 2, 13, 'single', 2],
+        ['team/config', 1, 14, 'single', 1],
+      ]);
+      const plain = exited(await cli(['ls']), 0);
+      assert.match(plain.stdout, /^NAME +VERSION +SIZE +LAYOUT +LISTENERS +SERVER$/m);
+      assert.match(plain.stdout, /^flags +2 +13 B +single +2$/m);
+      assert.deepEqual((await json<{ name: string }[]>(['ls', 'team/'])).map((s) => s.name), ['team/config']);
+      const none = exited(await cli(['ls', 'nothing/']), 0);
+      assert.match(none.stderr, /no structs in \/cli-\w+ starting with 'nothing\/'/);
+      const listeners = await json<{ id: string; data: { host: string; pid: number } }[]>(['listeners', 'flags']);
+      assert.deepEqual(listeners.map((l) => l.id).sort(), ['app-1', 'app-2']);
+      assert.equal(listeners[0]!.data.pid, process.pid);
+      assert.match(exited(await cli(['listeners', 'flags']), 0).stdout, /^app-\d {2}\d+ ms|^app-\d {2}[\d.]+ s/m);
+    });
+
+    it('members lists a group without joining it; locks shows the holder, the queue and tokens; elections the leader', async () => {
+      await client.join('workers', { id: 'w1', data: { zone: 'eu' } });
+      await other.join('workers', { id: 'w2' });
+      const members = await json<{ id: string; data: unknown }[]>(['members', 'workers']);
+      assert.deepEqual(members.map((m) => [m.id, m.data]).sort(), [['w1', { zone: 'eu' }], ['w2', null]]);
+      assert.match(exited(await cli(['members', 'workers']), 0).stdout, /^w1 +\S+ \S+ +\{"zone":"eu"\}$/m);
+
+      const held = await client.lock('nightly');
+      const waiting = other.lock('nightly', { waitMs: 30_000 });
+      let locks: { name: string; kind: string; holder: { token: string; pid: number }; waiting: { token: string }[] }[] = [];
+      for (let i = 0; i < 50 && locks[0]?.waiting.length !== 1; i++) locks = await json(['locks', 'nightly']);
+      assert.equal(locks.length, 1);
+      assert.equal(locks[0]!.holder.token, held.token);
+      assert.equal(locks[0]!.holder.pid, process.pid);
+      const text = exited(await cli(['locks']), 0).stdout;
+      assert.match(text, /^nightly: 1 waiting$/m);
+      assert.match(text, new RegExp(`^  held by \\S+ \\S+:${process.pid} token ${held.token}, queued \\S+ \\S+ ago, session ttl 10.0 s$`, 'm'));
+      assert.match(text, new RegExp(`^  1\\. \\S+ \\S+:${process.pid} token ${locks[0]!.waiting[0]!.token},`, 'm'));
+      await held.release();
+      await (await waiting).release();
+      assert.match(exited(await cli(['locks', 'nightly']), 0).stderr, /lock 'nightly' is free/);
+
+      const leader = client.election('scheduler', { id: 'node-1', data: { addr: 'a:1' } });
+      const term = await leader.campaign();
+      const elections = await json<{ name: string; leader: { id: string; token: string; data: unknown } }[]>(['elections']);
+      assert.deepEqual(elections.map((e) => [e.name, e.leader.id, e.leader.token, e.leader.data]), [['scheduler', 'node-1', term.token, { addr: 'a:1' }]]);
+      assert.match(exited(await cli(['elections']), 0).stdout, new RegExp(`^  leader node-1 token ${term.token} \\{"addr":"a:1"\\}$`, 'm'));
+      await leader.resign();
+    });
+
+    if (target.history) {
+      it('history shows past versions newest first with their diffs; --limit bounds it', async () => {
+        const s = await client.open<{ n: number; tag?: string }>('h', { initial: { n: 0 } });
+        await s.update((d) => void (d.n = 1));
+        await s.update((d) => void (d.tag = 'x'));
+        const h = await json<{ versions: { version: number; changes: unknown[] }[] }>(['history', 'h']);
+        assert.deepEqual(h.versions.map((v) => v.version), [3, 2, 1]);
+        assert.deepEqual(h.versions[0]!.changes, [{ kind: 'Added', path: ['tag'], value: 'x' }]);
+        const text = exited(await cli(['history', 'h', '--limit', '2']), 0);
+        assert.match(text.stdout, /^h v3 revision \d+\n {2}\+ tag: "x"\nh v2 revision \d+\n {2}~ n: 0 → 1$/m);
+        assert.match(text.stderr, /older versions: sharedstruct history h --limit 4/);
+        assert.match(exited(await cli(['history', 'h', '--limit', '5']), 0).stdout, /^h v1 revision \d+\n {2}created: \{"n":0\}$/m);
+      });
+    } else {
+      it('history is UNSUPPORTED (exit 1) and says why', async () => {
+        await client.open('h', { initial: { n: 0 } });
+        const r = exited(await cli(['history', 'h']), 1);
+        assert.match(r.stderr, /^sharedstruct: UNSUPPORTED: history of \S+: ZooKeeper keeps only a znode's current data/m);
+      });
+    }
+
+    it("queue shows a durable server's pending messages and dead letters; --retry requeues one, --drop deletes one", async () => {
+      const server = await client.server<{ n: number }, { by?: number; bad?: boolean }>('jobs', {
+        initial: { n: 0 },
+        maxAttempts: 1,
+        handle(draft, msg) {
+          if (msg.bad) throw new Error('bad message');
+          draft.n += msg.by ?? 0;
+        },
+      });
+      await server.cast({ bad: true });
+      await server.cast({ by: 2 });
+      const waiting = await json<{ pending: number; claimed: number; head: { msg: unknown; attempts: number }; dead: unknown[] }>(['queue', 'jobs']);
+      assert.deepEqual([waiting.pending, waiting.claimed, waiting.head.msg, waiting.head.attempts, waiting.dead], [2, 0, { bad: true }, 0, []]);
+      assert.match(exited(await cli(['queue', 'jobs']), 0).stdout, /^jobs: 2 pending \(0 claimed\), 0 dead letter\(s\)\n {2}head \S+: queued .* ago, 0 failed attempt\(s\): \{"bad":true\}$/m);
+      const consumer = await server.serve();
+      let dead: { id: string; error: { message: string } }[] = [];
+      for (let i = 0; i < 100 && dead.length === 0; i++) {
+        dead = (await server.deadLetters()).map((d) => ({ id: d.id, error: d.error }));
+        if (dead.length === 0) await new Promise((r) => setTimeout(r, 50));
+      }
+      await consumer.stop();
+      const view = exited(await cli(['queue', 'jobs']), 0).stdout;
+      assert.match(view, /^jobs: 0 pending \(0 claimed\), 1 dead letter\(s\)$/m);
+      assert.match(view, new RegExp(`^${dead[0]!.id} +\\S+ \\S+ ago +1 +bad message +\\{"bad":true\\}$`, 'm'));
+      const retried = await json<{ retried: string; id: string }>(['queue', 'jobs', '--retry', dead[0]!.id]);
+      assert.equal(retried.retried, dead[0]!.id);
+      assert.deepEqual((await server.pending()).map((m) => m.id), [retried.id]);
+      assert.deepEqual(await server.deadLetters(), []);
+      const again = exited(await cli(['queue', 'jobs', '--drop', dead[0]!.id]), 1);
+      assert.match(again.stderr, /^sharedstruct: NOT_FOUND: server 'jobs' has no dead letter/m);
+      const consumer2 = await server.serve();
+      for (let i = 0; i < 100 && (await server.deadLetters()).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await consumer2.stop();
+      const [letter] = await server.deadLetters();
+      exited(await cli(['queue', 'jobs', '--drop', letter!.id]), 0);
+      assert.deepEqual(await server.deadLetters(), []);
+      exited(await cli(['queue', 'jobs', '--drop', 'x', '--retry', 'y']), 2);
+    });
+
+    it('doctor: every endpoint reachable with its version and role, the round trip and session; an unreachable endpoint is a problem (exit 1)', async () => {
+      const ok = exited(await cli(['doctor']), 0);
+      assert.match(ok.stdout, /^(etcd|zookeeper): connected in \S+ \S+, round trip \S+ \S+ \(median of 3 reads\)$/m);
+      assert.match(ok.stdout, new RegExp(`^127\\.0\\.0\\.1:${port} +ok +\\d+\\.\\d+\\.\\d+ +(leader|standalone|follower)`, 'm'));
+      assert.match(ok.stdout, /^no problems found$/m);
+      const report = await json<{ endpoints: { reachable: boolean; version: string; roundTripMs: number }[]; session: { ttlMs: number }; problems: string[] }>(['doctor']);
+      assert.equal(report.endpoints.length, 1);
+      assert.equal(report.endpoints[0]!.reachable, true);
+      assert.match(report.endpoints[0]!.version, /^3\.\d+\.\d+$/);
+      assert.ok(report.session.ttlMs > 0);
+      assert.deepEqual(report.problems, []);
+      const dead = await startTcpProxy(1);
+      const deadPort = dead.port;
+      await dead.close();
+      const withDead = `${target.url(port)},127.0.0.1:${deadPort}`;
+      const bad = exited(await runCli(['--url', withDead, '--namespace', namespace, 'doctor', '--timeout-ms', '3000']), 1);
+      assert.match(bad.stdout, new RegExp(`^127\\.0\\.0\\.1:${deadPort} +unreachable`, 'm'), bad.stderr);
+      assert.match(bad.stderr, new RegExp(`^sharedstruct: CONNECTION: 1 problem\\(s\\) found: 127\\.0\\.0\\.1:${deadPort} is unreachable`, 'm'));
     });
   });
 }

@@ -6,4 +6,5 @@ cliContract({
   name: 'etcd',
   port: async () => Number((await sharedEtcd()).endpoints[0]!.split(':')[1]),
   url: (port) => `etcd://127.0.0.1:${port}`,
+  history: true,
 });

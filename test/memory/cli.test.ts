@@ -20,7 +20,7 @@ describe('cli: usage, help and exit status (memory://)', function () {
 
   it('--help lists every command and the global options; COMMAND --help shows its own options (exit 0)', async () => {
     const help = exited(await runCli(['--help']), 0);
-    for (const command of ['get', 'set']) assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
+    for (const command of ['get', 'set', 'edit', 'watch', 'ls', 'listeners', 'members', 'locks', 'elections', 'history', 'queue', 'doctor']) assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
     assert.match(help.stdout, /--url URL .*SHAREDSTRUCT_URL/);
     assert.match(help.stdout, /--namespace NS .*SHAREDSTRUCT_NAMESPACE/);
     const set = exited(await runCli(['set', '--help']), 0);

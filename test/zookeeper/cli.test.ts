@@ -6,4 +6,5 @@ cliContract({
   name: 'zookeeper',
   port: async () => (await sharedZooKeeper()).nodes[0]!.port,
   url: (port) => `zk://127.0.0.1:${port}`,
+  history: false,
 });
