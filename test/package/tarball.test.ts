@@ -28,7 +28,7 @@ function walk(dir: string): string[] {
 function allowed(path: string): string | undefined {
   if (['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md'].includes(path)) return 'package metadata';
   if (/^docs\/[A-Z]+\.md$/.test(path)) return 'a guide the README links';
-  const built = /^dist\/((?:lib|adapters|schemas)\/[\w/-]+)\.(js|js\.map|d\.ts)$/.exec(path);
+  const built = /^dist\/((?:lib|adapters|schemas|cli)\/[\w/-]+)\.(js|js\.map|d\.ts)$/.exec(path);
   if (built && built[1] !== 'schemas/generate' && existsSync(join(ROOT, `${built[1]}.ts`))) return `built from ${built[1]}.ts`;
   const schema = /^dist\/schemas\/([\w-]+\.schema\.json)$/.exec(path);
   if (schema && existsSync(join(ROOT, 'schemas', schema[1]!))) return 'a shipped schema';
@@ -40,6 +40,7 @@ function required(): string[] {
   const modules = [
     ...walk(join(ROOT, 'lib')).map((f) => `lib/${f}`),
     ...walk(join(ROOT, 'adapters')).map((f) => `adapters/${f}`),
+    ...walk(join(ROOT, 'cli')).map((f) => `cli/${f}`),
     'schemas/index.ts',
     ...walk(join(ROOT, 'schemas', 'types')).map((f) => `schemas/types/${f}`),
   ].filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
@@ -173,6 +174,7 @@ describe('package: the packed tarball in a fresh app', function () {
   let esm: Promise<ExecResult>;
   let cjs: Promise<ExecResult>;
   let tsc: Promise<ExecResult>;
+  let bin: Promise<ExecResult[]>;
 
   before(async function () {
     work = mkdtempSync(join(tmpdir(), 'sharedstruct-package-'));
@@ -221,10 +223,13 @@ describe('package: the packed tarball in a fresh app', function () {
     esm = exec(process.execPath, ['--enable-source-maps', 'esm.js'], { cwd: app, env, timeoutMs: 30_000 });
     cjs = exec(process.execPath, ['main.js'], { cwd: join(app, 'cjs'), env, timeoutMs: 30_000 });
     tsc = exec(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: join(app, 'ts'), timeoutMs: 120_000 });
+    // The `bin`: what `npx sharedstruct` runs in the app, as a user types it.
+    const npx = (args: string[]): Promise<ExecResult> => exec('npx', ['--no-install', 'sharedstruct', ...args], { cwd: app, env, timeoutMs: 60_000 });
+    bin = Promise.all([npx(['--help']), npx(['--version']), npx(['--url', 'memory://', 'set', 'flags', '{"beta":true}', '--json']), npx(['--url', 'memory://', 'get', 'nothing']), npx(['frobnicate'])]);
   });
 
   after(async function () {
-    await Promise.allSettled([esm, cjs, tsc]);
+    await Promise.allSettled([esm, cjs, tsc, bin]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -252,7 +257,7 @@ describe('package: the packed tarball in a fresh app', function () {
       assert.equal(map.sourcesContent?.length, map.sources.length, `${mapPath} embeds every source (sourcesContent)`);
       map.sources.forEach((source, i) => {
         const repoPath = posix.normalize(posix.join(posix.dirname(mapPath), map.sourceRoot ?? '', source));
-        assert.match(repoPath, /^(lib|adapters|schemas)\//, `${mapPath}: ${source} points inside the package`);
+        assert.match(repoPath, /^(lib|adapters|schemas|cli)\//, `${mapPath}: ${source} points inside the package`);
         assert.equal(map.sourcesContent![i], readFileSync(join(ROOT, repoPath), 'utf8'), `${mapPath}: the embedded ${repoPath} is the repository's`);
       });
     }
@@ -287,5 +292,23 @@ describe('package: the packed tarball in a fresh app', function () {
   it('type-checks a strict TypeScript consumer (strict, NodeNext, exactOptionalPropertyTypes, noUncheckedIndexedAccess) against the installed .d.ts', async function () {
     const r = await tsc;
     assert.equal(r.code, 0, describeResult(r));
+  });
+
+  it('ships the sharedstruct bin: npx sharedstruct --help, --version, a command on memory://, exit 1 and 2 with one line on stderr', async function () {
+    const [help, version, set, missing, unknown] = await bin;
+    assert.equal(help!.code, 0, describeResult(help!));
+    assert.match(help!.stdout, /^Usage: sharedstruct \[options\] COMMAND \[arguments\]$/m);
+    for (const command of ['get', 'set', 'edit', 'watch', 'ls', 'listeners', 'members', 'locks', 'elections', 'history', 'queue', 'doctor']) {
+      assert.match(help!.stdout, new RegExp(`^  ${command} `, 'm'), command);
+    }
+    assert.equal(help!.stderr, '', describeResult(help!));
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version!.stdout, `${pkg.version}\n`, describeResult(version!));
+    assert.equal(set!.code, 0, describeResult(set!));
+    assert.deepEqual(JSON.parse(set!.stdout), { name: 'flags', version: 1, previousVersion: 0, created: true, changes: [{ kind: 'Added', path: [], value: { beta: true } }] });
+    assert.equal(missing!.code, 1, describeResult(missing!));
+    assert.match(missing!.stderr, /^sharedstruct: NOT_FOUND: struct 'nothing' does not exist/);
+    assert.equal(unknown!.code, 2, describeResult(unknown!));
+    assert.equal(unknown!.stderr, "sharedstruct: INVALID_ARGUMENT: unknown command 'frobnicate' (commands: get, set, edit, watch, ls, listeners, members, locks, elections, history, queue, doctor)\n");
   });
 });
