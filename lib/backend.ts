@@ -248,7 +248,7 @@ export interface KeyHistory {
   readonly compactedBefore?: bigint | undefined;
 }
 
-/** How one endpoint of the store answered a health probe ({@link Backend.endpoints}). */
+/** How one endpoint of the store answered a health probe (`client.inspect.endpoints()`). */
 export interface EndpointStatus {
   /** `host:port` (for memory: the store's name). */
   readonly endpoint: string;
