@@ -13,11 +13,14 @@ export async function openExisting(client: Client, name: string, options: { sche
   try {
     return await client.open<unknown>(name, { data: CLI_LISTENER_DATA, ...options });
   } catch (err) {
-    if (isSharedStructError(err, 'NOT_FOUND')) {
-      throw new SharedStructError('NOT_FOUND', `struct '${name}' does not exist in namespace '${client.namespace}'; check the name and --namespace, or create it with 'sharedstruct set ${name} JSON'`, { cause: err });
-    }
-    throw err;
+    throw inCliWords(client, name, err);
   }
+}
+
+/** A library `NOT_FOUND` for struct `name` in the CLI's words (what to type); other errors as they are. */
+export function inCliWords(client: Client, name: string, err: unknown): unknown {
+  if (!isSharedStructError(err, 'NOT_FOUND')) return err;
+  return new SharedStructError('NOT_FOUND', `struct '${name}' does not exist in namespace '${client.namespace}'; check the name and --namespace, or create it with 'sharedstruct set ${name} JSON'`, { cause: err });
 }
 
 /** Parses JSON text from `where` (an argument, a file, stdin): `INVALID_VALUE` with the parser's words. */

@@ -1,6 +1,7 @@
 /** `queue NAME [--retry ID | --drop ID]`: a durable server's queue and dead letters. */
 import { usageError, type Command } from '../command.js';
 import { durationText, table, toJson } from '../output.js';
+import { inCliWords } from '../structs.js';
 
 export const queue: Command = {
   name: 'queue',
@@ -20,7 +21,9 @@ export const queue: Command = {
     const drop = ctx.values.drop;
     if (typeof retry === 'string' && typeof drop === 'string') throw usageError('queue: give --retry or --drop, not both');
     const client = await ctx.connect();
-    const server = await client.server(name, { signal: ctx.signal });
+    const server = await client.server(name, { signal: ctx.signal }).catch((err: unknown) => {
+      throw inCliWords(client, name, err);
+    });
     try {
       if (typeof retry === 'string') {
         const { id } = await server.retry(retry, { signal: ctx.signal });

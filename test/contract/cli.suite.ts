@@ -217,6 +217,12 @@ switch (process.env.EDIT_MODE) {
         exited(await cli(['set', 'live', '{"n":1,"by":"cli"}']), 0);
         const third = JSON.parse(await watching.nextLine()) as Record<string, unknown>;
         assert.deepEqual([third.version, third.changes], [3, [{ kind: 'Added', path: ['by'], value: 'cli' }]]);
+        const listeners = await client.inspect.listeners('live');
+        assert.deepEqual(
+          listeners.filter((l) => (l.data as { tool?: string }).tool === 'sharedstruct-cli').length,
+          1,
+          `the watching CLI is a listener, and says it is the CLI: ${JSON.stringify(listeners)}`,
+        );
       } finally {
         const end = await watching.stop('SIGINT');
         assert.equal(end.code, 0, end.stderr);
@@ -272,7 +278,12 @@ switch (process.env.EDIT_MODE) {
 
     it('edit: the scripted $EDITOR changes the value; the diff is shown and the write is one CAS on the version opened', async () => {
       const s = await client.open<{ n: number; edited?: boolean }>('doc', { initial: { n: 1 } });
+      const events = s.changes()[Symbol.asyncIterator]();
+      const next = events.next();
       const r = exited(await cli(['edit', 'doc'], { env: editorEnv('bump', 'doc') }), 0);
+      const event = (await next).value as ChangeEvent<unknown>;
+      assert.deepEqual([event.version, event.origin, event.changes], [2, 'remote', [{ kind: 'Modified', path: ['n'], oldValue: 1, value: 2 }, { kind: 'Added', path: ['edited'], value: true }]]);
+      await events.return?.();
       assert.match(r.stderr, /^~ n: 1 → 2$/m);
       assert.match(r.stderr, /^\+ edited: true$/m);
       assert.match(r.stderr, /^doc: version 1 → 2$/m);
@@ -468,6 +479,7 @@ switch (process.env.EDIT_MODE) {
       exited(await cli(['queue', 'jobs', '--drop', letter!.id]), 0);
       assert.deepEqual(await server.deadLetters(), []);
       exited(await cli(['queue', 'jobs', '--drop', 'x', '--retry', 'y']), 2);
+      assert.match(exited(await cli(['queue', 'no-server']), 1).stderr, /^sharedstruct: NOT_FOUND: struct 'no-server' does not exist in namespace/m);
     });
 
     it('doctor: every endpoint reachable with its version and role, the round trip and session; an unreachable endpoint is a problem (exit 1)', async () => {
