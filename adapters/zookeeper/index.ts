@@ -424,10 +424,11 @@ export class ZooKeeperBackend implements Backend {
   }
 
   async scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
-    validateKey(prefix);
+    // '' is the root (the empty namespace): its children are listed as those of '/'.
+    if (prefix !== '') validateKey(prefix);
     // A walk, level by level: every node's children (and their data) in one listing each.
     const out: Entry[] = [];
-    let level = [prefix];
+    let level = [prefix === '' ? '/' : prefix];
     for (let depth = 0; level.length > 0 && depth < MAX_SCAN_DEPTH; depth++) {
       const found = (await Promise.all(level.map((p) => this.list(p, options)))).flat();
       out.push(...found);

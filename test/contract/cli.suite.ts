@@ -232,6 +232,22 @@ switch (process.env.EDIT_MODE) {
       }
     });
 
+    it('watch --json says when the struct is deleted: { name, deleted: true, revision }', async () => {
+      const s = await client.open<{ n: number }>('gone', { initial: { n: 0 } });
+      const watching = startCli(args('watch', 'gone', '--json'));
+      try {
+        await watching.nextLine(20_000);
+        await s.delete();
+        const line = JSON.parse(await watching.nextLine()) as Record<string, unknown>;
+        assert.equal(line.deleted, true);
+        assert.equal(line.name, 'gone');
+        assert.match(String(line.revision), /^\d+$/);
+      } finally {
+        const end = await watching.stop('SIGINT');
+        assert.equal(end.code, 0, end.stderr);
+      }
+    });
+
     it('watch for people: a header per version with origin and revision, the diff lines, and stderr saying when it started and stopped', async () => {
       const s = await client.open<{ mode: string; old?: boolean; added?: number }>('human', { initial: { mode: 'a', old: true } });
       const watching = startCli(args('watch', 'human'));

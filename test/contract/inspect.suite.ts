@@ -43,6 +43,10 @@ export function inspectContract(
       assert.equal(f.sizeBytes, JSON.stringify({ beta: true }).length);
       assert.deepEqual(structs.find((s) => s.name === 'counter')!.server, { pending: 1, dead: 0 });
       assert.deepEqual((await b.inspect.structs({ prefix: 'team/' })).map((s) => s.name), ['team/config']);
+      // From the empty namespace, the same structs have the namespace in their names.
+      const root = await ctx.store.connect({ namespace: '' });
+      const ns = a.namespace.slice(1);
+      assert.deepEqual((await root.inspect.structs({ prefix: `${ns}/` })).map((s) => s.name), [`${ns}/counter`, `${ns}/flags`, `${ns}/team/config`]);
     });
 
     it('listeners() and members() without opening or joining; locks() shows holder, queue order and tokens; elections() the leader', async () => {

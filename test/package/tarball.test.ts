@@ -118,7 +118,7 @@ const { connect } = require('sharedstruct');
 
 /** What a strict user project writes. Unused '@ts-expect-error' lines are errors: types that went `any` fail. */
 const TS_CONSUMER = `
-import { connect, isSharedStructError, type Change, type ErrorCode, type SharedStruct } from 'sharedstruct';
+import { connect, isSharedStructError, type Change, type ErrorCode, type LockInfo, type SharedStruct, type StructInfo } from 'sharedstruct';
 
 interface Flags { beta: boolean; rollout: number; banner?: string }
 
@@ -155,7 +155,12 @@ typed.read().rollout satisfies string;
 flags.read().rollout = 1;
 // @ts-expect-error deeply
 typed.read().regions.push('us');
-console.log(regions, token, bad);
+const structs: StructInfo[] = await client.inspect.structs({ prefix: 'fl' });
+const locks: readonly LockInfo[] = await client.inspect.locks();
+const holder: string | undefined = locks[0]?.holder?.token;
+// @ts-expect-error client.inspect is a getter, not something to replace
+client.inspect = client.inspect;
+console.log(regions, token, bad, structs.length, holder);
 `;
 
 const TS_CONSUMER_CJS = `
