@@ -39,11 +39,6 @@ export const doctor: Command = {
         hints.push(`${e.endpoint}'s clock is about ${durationText(Math.abs(e.clockOffsetMs))} ${e.clockOffsetMs > 0 ? 'ahead of' : 'behind'} this host's: ages and timestamps (since, enqueuedAt) written by other hosts may mislead; sessions, leases and locks are timed by the server, so they are not affected`);
       }
     }
-    const reachable = endpoints.filter((e) => e.reachable);
-    if (client.backendKind === 'etcd' && reachable.length > 0 && !reachable.some((e) => e.role === 'leader')) {
-      const roles = reachable.map((e) => e.role).filter((r) => r !== undefined);
-      if (roles.length === reachable.length && endpoints.length === reachable.length) problems.push('no endpoint of the URL is the leader');
-    }
     if (client.backendKind === 'zookeeper') hints.push('ZooKeeper tells no time: compare `date` on the hosts for clock skew (sessions are timed by the server either way)');
     if (session.ttlMs !== ASKED_TTL_MS) {
       hints.push(`the server granted a session ttl of ${session.ttlMs} ms for the ${ASKED_TTL_MS} ms asked: its limits (ZooKeeper minSessionTimeout/maxSessionTimeout, 2 to 20 ticks) decide how long locks survive an unreachable holder`);

@@ -173,6 +173,17 @@ switch (process.env.EDIT_MODE) {
   case 'bump': value = read(); value.n += 1; value.edited = true; writeFileSync(file, JSON.stringify(value, null, 2)); break;
   case 'invalid': writeFileSync(file, '{ "n": '); break;
   case 'same': break;
+  case 'conflict-once': {
+    // The first time another writer commits while the editor is open; the next, the replayed text is kept.
+    const state = process.env.EDIT_STATE;
+    let runs = 0;
+    try { runs = Number(readFileSync(state, 'utf8')); } catch {}
+    writeFileSync(state, String(runs + 1));
+    if (runs > 0) break;
+    value = read();
+    execFileSync(process.execPath, [${JSON.stringify(CLI_BIN)}, '--url', process.env.EDIT_URL, '--namespace', process.env.EDIT_NS, 'set', process.env.EDIT_NAME, JSON.stringify({ ...value, other: 'writer' })]);
+    value.n = 100; writeFileSync(file, JSON.stringify(value, null, 2)); break;
+  }
   case 'invalid-once': {
     // Invalid the first time, a valid edit the next (the state file counts the runs).
     const state = process.env.EDIT_STATE;
@@ -349,6 +360,18 @@ switch (process.env.EDIT_MODE) {
       assert.equal(await plain.exit(), 0, plain.output());
       const styled = plain.output().split('\x1b[').slice(1).filter((part) => /^\d+(;\d+)*m/.test(part));
       assert.deepEqual(styled, [], 'NO_COLOR: no colour on a terminal');
+    });
+
+    it('in a terminal (a pty): after a CONFLICT, edit replays your change on the other writer\'s version and writes both', async () => {
+      const s = await client.open<{ n: number; other?: string }>('doc', { initial: { n: 1 } });
+      const env = { ...editorEnv('conflict-once', 'doc'), EDIT_STATE: join(scratch, `state-${randomUUID()}`) };
+      const editing = startCliInPty(args('edit', 'doc'), { env });
+      await editing.waitFor(/re-edit with your change replayed on their version\? \[Y\/n\]/, 20_000);
+      assert.match(editing.output(), /\+ other: "writer"/);
+      editing.type('y\r');
+      assert.equal(await editing.exit(), 0, editing.output());
+      assert.match(editing.output(), /doc: version 2 → 3/);
+      assert.deepEqual(await s.readConsistent(), { n: 100, other: 'writer' });
     });
 
     it('in a terminal (a pty): edit re-opens the editor on invalid JSON after asking, then writes the valid edit', async () => {

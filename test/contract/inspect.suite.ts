@@ -81,6 +81,13 @@ export function inspectContract(
       assert.equal((await viewer.inspect.locks({ name: 'nightly' }))[0]!.holder!.token, second.token);
       await second.release();
       assert.deepEqual(await viewer.inspect.locks({ name: 'nightly' }), []);
+      const jobs = await a.open<{ n: number }>('jobs', { initial: { n: 0 } });
+      let seen: unknown;
+      await jobs.updateLocked(async (d) => {
+        seen = (await viewer.inspect.locks({ name: 'jobs' })).map((l) => [l.name, l.kind, l.holder?.pid]);
+        d.n = 1;
+      });
+      assert.deepEqual(seen, [['jobs', 'write_lock', process.pid]]);
       const leader = a.election('scheduler', { id: 'node-1', data: { addr: 'a:1' } });
       await leader.campaign();
       const follower = b.election('scheduler', { id: 'node-2' });
