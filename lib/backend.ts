@@ -247,6 +247,44 @@ export interface Session {
   onStateChange(listener: (change: SessionStateChange) => void): () => void;
 }
 
+/** Options of {@link Backend.history}. */
+export interface HistoryOptions extends RequestOptions {
+  /** At most this many versions, newest first. */
+  readonly limit: number;
+}
+
+/** What {@link Backend.history} found: a key's versions in its current life, newest first. */
+export interface KeyHistory {
+  /** The current entry first, then each earlier version of the same life, each as it was stored. */
+  readonly entries: readonly Entry[];
+  /**
+   * Set when older versions of this life exist but the store no longer has them (etcd
+   * compaction): the revision of the oldest entry that could not be read back from (its
+   * predecessor is gone).
+   */
+  readonly compactedBefore?: bigint | undefined;
+}
+
+/** How one endpoint of the store answered a health probe (`client.inspect.endpoints()`). */
+export interface EndpointStatus {
+  /** `host:port` (for memory: the store's name). */
+  readonly endpoint: string;
+  readonly reachable: boolean;
+  /** The server's version, when it tells it. */
+  readonly version?: string | undefined;
+  /** `leader`, `follower`, `standalone`, `observer`..., when the server tells it. */
+  readonly role?: string | undefined;
+  /** Time of the probe's round trip, ms. */
+  readonly roundTripMs?: number | undefined;
+  /**
+   * The server's clock minus ours, ms (from an HTTP `Date` header: to the second), where the
+   * server tells its time.
+   */
+  readonly clockOffsetMs?: number | undefined;
+  /** Why it is unreachable, or what the probe could not learn. */
+  readonly note?: string | undefined;
+}
+
 /** Limits the core checks before sending. */
 export interface BackendLimits {
   /** Largest value the store accepts in one write, in bytes. */
@@ -261,8 +299,9 @@ export interface BackendLimits {
  * - `everyVersion`: a key watch delivers every version one by one (etcd, memory), never
  *   coalesced (ZooKeeper's notifications carry no data, so a re-read may skip), so the core may
  *   wait for the watch rather than jump ahead.
+ * - `history`: past versions of a key can be read ({@link Backend.history}; etcd, until compaction).
  */
-export type BackendFeature = 'txn' | 'everyVersion';
+export type BackendFeature = 'txn' | 'everyVersion' | 'history';
 
 /**
  * Count of requests sent to the store, by operation, for the cost contract. Each adapter
@@ -305,6 +344,21 @@ export interface Backend {
   count(prefix: string, options?: GetOptions): Promise<number>;
   /** A multi-key transaction (feature `txn`). */
   txn(txn: Txn, options?: RequestOptions): Promise<TxnResult>;
+  /**
+   * Every key below `prefix` at any depth, ordered by key (read-only tooling: listing structs,
+   * lock queues, elections). etcd: one range; ZooKeeper: a walk of the tree, one listing per
+   * node that has children (intermediate znodes are entries too, with empty values); memory: a
+   * filter of its map.
+   */
+  scan(prefix: string, options?: GetOptions): Promise<Entry[]>;
+  /**
+   * Past versions of `key` in its current life, newest first (feature `history`). etcd: one
+   * range at each earlier revision, until version 1, `limit`, or the compacted boundary; stores
+   * that keep no history (ZooKeeper, memory) reject `UNSUPPORTED` saying why.
+   */
+  history(key: string, options: HistoryOptions): Promise<KeyHistory>;
+  /** Probes every endpoint of the URL: reachable, server version, role, round trip, clock. */
+  endpoints(options?: RequestOptions): Promise<EndpointStatus[]>;
   /** Watches a key or the children of a prefix. */
   watch(target: WatchTarget, options?: WatchOptions): Watch;
   /** Ends the session (ephemerals go at once) and releases every resource. Idempotent. */

@@ -8,6 +8,7 @@ import { resolveOpenOptions, type OpenOptions, type ResolvedConnectOptions } fro
 import type { SchemaName, SchemaTypes } from '../schemas/index.js';
 import { SharedStruct, type Member, type StructHandle } from './struct.js';
 import { Group, toMember } from './group.js';
+import { Inspector } from './inspect.js';
 import { Election, type ElectionOptions } from './election.js';
 import { DurableServer, type ServerOptions } from './server.js';
 import type { Lock} from './lock.js';
@@ -73,6 +74,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   readonly #sessions = new Map<number, Promise<Backend>>();
   #epoch: number;
   #closed = false;
+  #inspector: Inspector | undefined;
   #reregistering: Promise<void> | undefined;
   /** This client's metrics and spans (no-ops without an OpenTelemetry SDK). */
   readonly #telemetry: Telemetry;
@@ -108,6 +110,16 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   /** The backend's kind: `memory`, `etcd` or `zookeeper`. */
   get backendKind(): string {
     return this[BACKEND].kind;
+  }
+
+  /**
+   * Read-only views of this client's namespace: structs, listeners, members, lock queues,
+   * elections, a struct's past versions, the store's endpoints (see {@link Inspector}). It
+   * registers and writes nothing.
+   */
+  get inspect(): Inspector {
+    this.#inspector ??= new Inspector(this[BACKEND], this.namespace);
+    return this.#inspector;
   }
 
   /** Requests sent to the store so far, by operation (the cost contract is tested with these). */

@@ -13,12 +13,8 @@ export interface MemberChange {
   readonly member: Member;
 }
 
-/**
- * Decodes a registration record; undefined when it is not one. Group records are
- * `{ id, since, data }` and a member's data is that `data`; listener records are
- * `{ id, host, pid, since }` and a member's data is `{ host, pid }` (every field but id and since).
- */
-export function toMember(entry: Entry, prefix: string): Member | undefined {
+/** A registration, lock or election record: the JSON object a key holds, undefined when it holds none. */
+export function decodeRecord(entry: Entry): Record<string, unknown> | undefined {
   let record: unknown;
   try {
     record = jsonCodec.decode(entry.value);
@@ -26,6 +22,17 @@ export function toMember(entry: Entry, prefix: string): Member | undefined {
     return undefined;
   }
   if (typeof record !== 'object' || record === null || Array.isArray(record)) return undefined;
+  return record as Record<string, unknown>;
+}
+
+/**
+ * Decodes a registration record; undefined when it is not one. Group records are
+ * `{ id, since, data }` and a member's data is that `data`; listener records are
+ * `{ id, host, pid, since }` and a member's data is `{ host, pid }` (every field but id and since).
+ */
+export function toMember(entry: Entry, prefix: string): Member | undefined {
+  const record = decodeRecord(entry);
+  if (!record) return undefined;
   // `instance` tells one registration from another with the same id (see the client); not data.
   const { id, since, instance: _instance, ...rest } = record as { id?: unknown; since?: unknown; instance?: unknown } & Record<string, unknown>;
   return Object.freeze({

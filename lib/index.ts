@@ -19,6 +19,16 @@ export { Lock, type LockOptions } from './lock.js';
 export { Election, type ElectionOptions, type ElectionEvents, type Leader, type Leadership } from './election.js';
 export { Group, type MemberChange } from './group.js';
 export {
+  Inspector,
+  type StructInfo,
+  type QueueEntry,
+  type LockInfo,
+  type ElectionInfo,
+  type StructVersion,
+  type StructHistory,
+  type SessionInfo,
+} from './inspect.js';
+export {
   DurableServer,
   type ServerOptions,
   type ServerEvents,
@@ -48,4 +58,4 @@ export {
 } from './options.js';
 export { exponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from './retry.js';
 export type { JsonValue, DeepReadonly } from './json.js';
-export type { Logger, SessionState, SessionStateChange } from './backend.js';
+export type { Logger, SessionState, SessionStateChange, EndpointStatus } from './backend.js';

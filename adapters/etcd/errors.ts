@@ -100,8 +100,8 @@ export function toSharedError(err: unknown, what: string, kind: CallKind = 'read
   }
   if (err instanceof GRPCDeadlineExceededError || /deadline exceeded/i.test(message)) return transport('TIMEOUT');
   if (err instanceof GRPCOutOfRangeError || /required revision has been compacted/.test(message)) {
-    // Only a range at an old revision says this; this adapter never sends one.
-    return new SharedStructError('CONNECTION', `${what}: ${message}`, { cause: err });
+    // Only a range at an old revision says this (history): asking again cannot help.
+    return new SharedStructError('CONNECTION', `${what}: ${message}`, { cause: err, retryable: false, details: { compacted: true } });
   }
   if (err instanceof GRPCInvalidArgumentError) return new SharedStructError('INVALID_ARGUMENT', `${what}: ${message}`, { cause: err });
   // Everything else is the transport or the cluster failing to answer (unavailable, cancelled,

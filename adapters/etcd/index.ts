@@ -14,9 +14,12 @@ import type {
   BackendLimits,
   CreateOptions,
   CreateResult,
+  EndpointStatus,
   Entry,
   EntryStat,
   GetOptions,
+  HistoryOptions,
+  KeyHistory,
   ListOptions,
   PutResult,
   PutOptions,
@@ -37,6 +40,7 @@ import { unreachableError } from './errors.js';
 import { EtcdRpc } from './rpc.js';
 import { LeaseSession } from './session.js';
 import { EtcdWatch } from './watch.js';
+import { probeEtcd } from './probe.js';
 import { splitHosts, type AddressRules } from '../../lib/options.js';
 
 /**
@@ -45,7 +49,7 @@ import { splitHosts, type AddressRules } from '../../lib/options.js';
  */
 export const ETCD_MAX_VALUE_BYTES = 1_572_864 - 16 * 1024;
 
-const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion']);
+const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion', 'history']);
 
 /** `create_revision == 0`: the key does not exist. */
 function absent(key: string): ICompare {
@@ -102,11 +106,13 @@ export class EtcdBackend implements Backend {
   readonly #options: AdapterOptions;
   readonly #watches = new Set<EtcdWatch>();
   readonly #singleEndpoint: boolean;
+  readonly #hosts: readonly string[];
   #sequence = 0;
   #closing: Promise<void> | undefined;
 
-  private constructor(rpc: EtcdRpc, lease: LeaseSession, options: AdapterOptions, endpoints: number) {
-    this.#singleEndpoint = endpoints === 1;
+  private constructor(rpc: EtcdRpc, lease: LeaseSession, options: AdapterOptions, hosts: readonly string[]) {
+    this.#singleEndpoint = hosts.length === 1;
+    this.#hosts = hosts;
     this.#rpc = rpc;
     this.#lease = lease;
     this.#options = options;
@@ -135,7 +141,7 @@ export class EtcdBackend implements Backend {
         connectTimeoutMs: options.connectTimeoutMs,
         giveUp: () => rpc.unreachable(startedAt),
       });
-      return new EtcdBackend(rpc, lease, options, address.hosts.length);
+      return new EtcdBackend(rpc, lease, options, address.hosts);
     } catch (err) {
       rpc.close();
       if (isSharedStructError(err, 'TIMEOUT', 'CONNECTION')) throw unreachableError(rpc.endpoints.all, { connectTimeoutMs: options.connectTimeoutMs, tls: options.tls !== undefined }, err);
@@ -273,6 +279,38 @@ export class EtcdBackend implements Backend {
       { what: `etcd range ${prefix}/`, signal: options.signal },
     );
     return childEntries(prefix, res.kvs);
+  }
+
+  async scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+    const res = await this.#rpc.range({ ...childRange(prefix), ...this.#readMode(options) }, { what: `etcd range ${prefix}/ (scan)`, signal: options.signal });
+    return res.kvs.map((kv) => toEntry(kv)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async history(key: string, options: HistoryOptions): Promise<KeyHistory> {
+    const what = `etcd history ${key}`;
+    const current = (await this.#rpc.range({ key: keyBytes(key) }, { what, signal: options.signal })).kvs[0];
+    if (!current) return { entries: [] };
+    const entries = [toEntry(current)];
+    // Each earlier version is the key as of the revision before the one that replaced it.
+    while (entries.length < options.limit) {
+      const last = entries[entries.length - 1]!;
+      if (last.version <= 1) break;
+      let res;
+      try {
+        res = await this.#rpc.range({ key: keyBytes(key), revision: String(last.revision - 1n) }, { what, signal: options.signal });
+      } catch (err) {
+        if (isSharedStructError(err) && (err.details as { compacted?: boolean } | undefined)?.compacted === true) return { entries, compactedBefore: last.revision };
+        throw err;
+      }
+      const kv = res.kvs[0];
+      if (!kv || BigInt(kv.create_revision) !== last.createRevision) break;
+      entries.push(toEntry(kv));
+    }
+    return { entries };
+  }
+
+  endpoints(options: RequestOptions = {}): Promise<EndpointStatus[]> {
+    return Promise.all(this.#hosts.map((h) => probeEtcd(h, this.#options.tls, this.#options.requestTimeoutMs, options.signal)));
   }
 
   async count(prefix: string, options: GetOptions = {}): Promise<number> {

@@ -337,6 +337,7 @@ export class EtcdRpc {
           retryIf: (err) =>
             !this.#closed &&
             isSharedStructError(err, 'CONNECTION') &&
+            err.retryable &&
             (spec.kind === 'read' || spec.idempotent === true || notSent) &&
             !(spec.giveUp?.() ?? false),
         },

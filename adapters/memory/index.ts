@@ -13,8 +13,11 @@ import type {
   CreateOptions,
   CreateResult,
   Entry,
+  EndpointStatus,
   EntryStat,
   GetOptions,
+  HistoryOptions,
+  KeyHistory,
   ListOptions,
   PutResult,
   PutOptions,
@@ -50,7 +53,7 @@ interface LiveWatch {
 export class MemoryBackend implements Backend {
   readonly kind = 'memory';
   readonly limits: { maxValueBytes: number };
-  readonly features: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion']);
+  readonly features: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion', 'history']);
   readonly counters = new Counters();
   readonly session: SessionTracker;
   readonly store: MemoryStore;
@@ -126,6 +129,18 @@ export class MemoryBackend implements Backend {
       const all = this.store.list(prefix);
       return options.limit === undefined ? all : all.slice(0, options.limit);
     });
+  }
+
+  scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+    return this.#request('scan', options, () => this.store.scan(prefix));
+  }
+
+  history(key: string, options: HistoryOptions): Promise<KeyHistory> {
+    return this.#request('history', options, () => this.store.keyHistory(key, options.limit));
+  }
+
+  endpoints(options: RequestOptions = {}): Promise<EndpointStatus[]> {
+    return this.#request('endpoints', options, () => [{ endpoint: `memory://${this.store.name}`, reachable: true, version: 'in-process', role: 'standalone', roundTripMs: 0 }]);
   }
 
   count(prefix: string, options: GetOptions = {}): Promise<number> {

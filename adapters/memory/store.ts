@@ -38,6 +38,8 @@ export class MemoryStore {
   #nextSessionId = 1;
   readonly #entries = new Map<string, Entry>();
   readonly #history: HistoryRecord[] = [];
+  /** Each key's entry as of the compacted revision (what etcd still answers for a range at it). */
+  readonly #compactedState = new Map<string, Entry>();
   readonly #watchers = new Set<StoreWatcher>();
   readonly #sessions = new Map<string, StoreSession>();
   /** Records older than this many are dropped automatically, as etcd's auto-compaction would. */
@@ -65,6 +67,12 @@ export class MemoryStore {
     return [...this.#entries.values()]
       .filter((e) => matchesTarget(target, e.key))
       .sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+  }
+
+  /** Every entry below `prefix` at any depth, ordered by key. */
+  scan(prefix: string): Entry[] {
+    const head = `${prefix}/`;
+    return [...this.#entries.values()].filter((e) => e.key.startsWith(head)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   /** Current entries under a watch target (what a `reset` carries). */
@@ -172,12 +180,38 @@ export class MemoryStore {
     return this.#history.filter((r) => r.revision > revision && matchesTarget(target, r.type === 'put' ? r.entry.key : r.key));
   }
 
+  /**
+   * `key`'s versions in its current life, newest first, at most `limit`, from the history (the
+   * current entry is always there); `compactedBefore` when compaction removed older ones.
+   */
+  keyHistory(key: string, limit: number): { entries: Entry[]; compactedBefore?: bigint } {
+    const current = this.#entries.get(key);
+    if (!current) return { entries: [] };
+    const entries = [current];
+    for (let i = this.#history.length - 1; i >= 0 && entries.length < limit; i--) {
+      const r = this.#history[i]!;
+      if (r.type !== 'put' || r.entry.key !== key || r.revision >= entries[entries.length - 1]!.revision) continue;
+      if (r.entry.createRevision !== current.createRevision) break;
+      entries.push(r.entry);
+    }
+    // As etcd, the state at the compacted revision itself is still readable.
+    const kept = this.#compactedState.get(key);
+    const last = entries[entries.length - 1]!;
+    if (entries.length < limit && kept && kept.createRevision === current.createRevision && kept.version === last.version - 1) entries.push(kept);
+    const oldest = entries[entries.length - 1]!;
+    return oldest.version > 1 && entries.length < limit ? { entries, compactedBefore: oldest.revision } : { entries };
+  }
+
   /** Forgets history up to and including `revision` (default: all), like etcd's compaction. */
   compact(revision: bigint = this.#revision): void {
     if (revision <= this.#compactedRevision) return;
     this.#compactedRevision = revision;
     let drop = 0;
-    while (drop < this.#history.length && this.#history[drop]!.revision <= revision) drop += 1;
+    for (; drop < this.#history.length && this.#history[drop]!.revision <= revision; drop++) {
+      const r = this.#history[drop]!;
+      if (r.type === 'put') this.#compactedState.set(r.entry.key, r.entry);
+      else this.#compactedState.delete(r.key);
+    }
     this.#history.splice(0, drop);
   }
 

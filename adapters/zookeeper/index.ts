@@ -13,9 +13,12 @@ import type {
   BackendLimits,
   CreateOptions,
   CreateResult,
+  EndpointStatus,
   Entry,
   EntryStat,
   GetOptions,
+  HistoryOptions,
+  KeyHistory,
   ListOptions,
   Logger,
   PutResult,
@@ -35,6 +38,7 @@ import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.j
 import { Counters } from '../../lib/util/counters.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { ZkConnection, convertCode, describeError, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
+import { probeZooKeeper } from './probe.js';
 import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
 import {
   createRequest,
@@ -56,6 +60,8 @@ import { splitHosts, type AclEntry, type AddressRules } from '../../lib/options.
 
 /** The suffix ZooKeeper appends to a sequential znode's name: the parent's counter, 10 digits. */
 const SEQUENTIAL_SUFFIX = /\d{10}$/;
+/** How deep `scan` walks (names have at most 200 characters, so far fewer levels in practice). */
+const MAX_SCAN_DEPTH = 128;
 
 /**
  * The `limit` oldest of `names` when every one ends in a sequential create's 10-digit counter
@@ -420,6 +426,30 @@ export class ZooKeeperBackend implements Backend {
       const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal, { limit });
       return limit === undefined ? entries : entries.slice(0, limit);
     });
+  }
+
+  async scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+    // '' is the root (the empty namespace): its children are listed as those of '/'.
+    if (prefix !== '') validateKey(prefix);
+    // A walk, level by level: every node's children (and their data) in one listing each.
+    const out: Entry[] = [];
+    let level = [prefix === '' ? '/' : prefix];
+    for (let depth = 0; level.length > 0 && depth < MAX_SCAN_DEPTH; depth++) {
+      const found = (await Promise.all(level.map((p) => this.list(p, options)))).flat();
+      out.push(...found);
+      level = found.map((e) => e.key);
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  history(key: string, _options: HistoryOptions): Promise<KeyHistory> {
+    return Promise.reject(
+      new SharedStructError('UNSUPPORTED', `history of ${key}: ZooKeeper keeps only a znode's current data (its version counts the writes, but past values are not stored or readable); use etcd, which keeps revisions until compaction, or record changes with watch`),
+    );
+  }
+
+  endpoints(_options: RequestOptions = {}): Promise<EndpointStatus[]> {
+    return Promise.all(this.#connectString.split(',').map((h) => probeZooKeeper(h, this.#tls, this.#options.requestTimeoutMs)));
   }
 
   async count(prefix: string, options: GetOptions = {}): Promise<number> {

@@ -30,7 +30,7 @@ function walk(dir: string): string[] {
 function allowed(path: string): string | undefined {
   if (['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md'].includes(path)) return 'package metadata';
   if (/^docs\/[A-Z]+\.md$/.test(path)) return 'a guide the README links';
-  const built = /^dist\/((?:lib|adapters|testing|schemas)\/[\w/-]+)\.(js|js\.map|d\.ts)$/.exec(path);
+  const built = /^dist\/((?:lib|adapters|testing|schemas|cli)\/[\w/-]+)\.(js|js\.map|d\.ts)$/.exec(path);
   if (built && built[1] !== 'schemas/generate' && existsSync(join(ROOT, `${built[1]}.ts`))) return `built from ${built[1]}.ts`;
   const schema = /^dist\/schemas\/([\w-]+\.schema\.json)$/.exec(path);
   if (schema && existsSync(join(ROOT, 'schemas', schema[1]!))) return 'a shipped schema';
@@ -43,6 +43,7 @@ function required(): string[] {
     ...walk(join(ROOT, 'lib')).map((f) => `lib/${f}`),
     ...walk(join(ROOT, 'adapters')).map((f) => `adapters/${f}`),
     ...walk(join(ROOT, 'testing')).map((f) => `testing/${f}`),
+    ...walk(join(ROOT, 'cli')).map((f) => `cli/${f}`),
     'schemas/index.ts',
     ...walk(join(ROOT, 'schemas', 'types')).map((f) => `schemas/types/${f}`),
   ].filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
@@ -120,7 +121,7 @@ const { connect } = require('sharedstruct');
 
 /** What a strict user project writes. Unused '@ts-expect-error' lines are errors: types that went `any` fail. */
 const TS_CONSUMER = `
-import { connect, isSharedStructError, type Change, type ErrorCode, type SharedStruct } from 'sharedstruct';
+import { connect, isSharedStructError, type Change, type ErrorCode, type LockInfo, type SharedStruct, type StructInfo } from 'sharedstruct';
 
 interface Flags { beta: boolean; rollout: number; banner?: string }
 
@@ -157,7 +158,12 @@ typed.read().rollout satisfies string;
 flags.read().rollout = 1;
 // @ts-expect-error deeply
 typed.read().regions.push('us');
-console.log(regions, token, bad);
+const structs: StructInfo[] = await client.inspect.structs({ prefix: 'fl' });
+const locks: readonly LockInfo[] = await client.inspect.locks();
+const holder: string | undefined = locks[0]?.holder?.token;
+// @ts-expect-error client.inspect is a getter, not something to replace
+client.inspect = client.inspect;
+console.log(regions, token, bad, structs.length, holder);
 `;
 
 const TS_CONSUMER_CJS = `
@@ -177,6 +183,7 @@ describe('package: the packed tarball in a fresh app', function () {
   let cjs: Promise<ExecResult>;
   let tsc: Promise<ExecResult>;
   let testingApp: Promise<ExecResult>;
+  let bin: Promise<ExecResult[]>;
 
   before(async function () {
     work = mkdtempSync(join(tmpdir(), 'sharedstruct-package-'));
@@ -227,10 +234,13 @@ describe('package: the packed tarball in a fresh app', function () {
     tsc = exec(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: join(app, 'ts'), timeoutMs: 120_000 });
     // The user's own test: compiled (strict, NodeNext, our .d.ts checked), then run.
     testingApp = runTestingApp(app, 'binary');
+    // The `bin`: what `npx sharedstruct` runs in the app, as a user types it.
+    const npx = (args: string[]): Promise<ExecResult> => exec('npx', ['--no-install', 'sharedstruct', ...args], { cwd: app, env, timeoutMs: 60_000 });
+    bin = Promise.all([npx(['--help']), npx(['--version']), npx(['--url', 'memory://', 'set', 'flags', '{"beta":true}', '--json']), npx(['--url', 'memory://', 'get', 'nothing']), npx(['frobnicate'])]);
   });
 
   after(async function () {
-    await Promise.allSettled([esm, cjs, tsc, testingApp]);
+    await Promise.allSettled([esm, cjs, tsc, testingApp, bin]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -258,7 +268,7 @@ describe('package: the packed tarball in a fresh app', function () {
       assert.equal(map.sourcesContent?.length, map.sources.length, `${mapPath} embeds every source (sourcesContent)`);
       map.sources.forEach((source, i) => {
         const repoPath = posix.normalize(posix.join(posix.dirname(mapPath), map.sourceRoot ?? '', source));
-        assert.match(repoPath, /^(lib|adapters|testing|schemas)\//, `${mapPath}: ${source} points inside the package`);
+        assert.match(repoPath, /^(lib|adapters|testing|schemas|cli)\//, `${mapPath}: ${source} points inside the package`);
         assert.equal(map.sourcesContent![i], readFileSync(join(ROOT, repoPath), 'utf8'), `${mapPath}: the embedded ${repoPath} is the repository's`);
       });
     }
@@ -300,5 +310,23 @@ describe('package: the packed tarball in a fresh app', function () {
     assert.equal(r.code, 0, describeResult(r));
     assert.equal(r.stderr, '', describeResult(r));
     assert.deepEqual(r.stdout.trimEnd().split('\n'), testingAppExpected('binary'), describeResult(r));
+  });
+
+  it('ships the sharedstruct bin: npx sharedstruct --help, --version, a command on memory://, exit 1 and 2 with one line on stderr', async function () {
+    const [help, version, set, missing, unknown] = await bin;
+    assert.equal(help!.code, 0, describeResult(help!));
+    assert.match(help!.stdout, /^Usage: sharedstruct \[options\] COMMAND \[arguments\]$/m);
+    for (const command of ['get', 'set', 'edit', 'watch', 'ls', 'listeners', 'members', 'locks', 'elections', 'history', 'queue', 'doctor']) {
+      assert.match(help!.stdout, new RegExp(`^  ${command} `, 'm'), command);
+    }
+    assert.equal(help!.stderr, '', describeResult(help!));
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version!.stdout, `${pkg.version}\n`, describeResult(version!));
+    assert.equal(set!.code, 0, describeResult(set!));
+    assert.deepEqual(JSON.parse(set!.stdout), { name: 'flags', version: 1, previousVersion: 0, created: true, changes: [{ kind: 'Added', path: [], value: { beta: true } }] });
+    assert.equal(missing!.code, 1, describeResult(missing!));
+    assert.match(missing!.stderr, /^sharedstruct: NOT_FOUND: struct 'nothing' does not exist/);
+    assert.equal(unknown!.code, 2, describeResult(unknown!));
+    assert.equal(unknown!.stderr, "sharedstruct: INVALID_ARGUMENT: unknown command 'frobnicate' (commands: get, set, edit, watch, ls, listeners, members, locks, elections, history, queue, doctor)\n");
   });
 });

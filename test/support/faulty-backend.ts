@@ -13,6 +13,9 @@ import type {
   CreateResult,
   Entry,
   EntryStat,
+  EndpointStatus,
+  HistoryOptions,
+  KeyHistory,
   GetOptions,
   ListOptions,
   PutOptions,
@@ -75,6 +78,15 @@ export class ForwardingBackend implements Backend {
   }
   list(prefix: string, options?: ListOptions): Promise<Entry[]> {
     return this.inner.list(prefix, options);
+  }
+  scan(prefix: string, options?: GetOptions): Promise<Entry[]> {
+    return this.inner.scan(prefix, options);
+  }
+  history(key: string, options: HistoryOptions): Promise<KeyHistory> {
+    return this.inner.history(key, options);
+  }
+  endpoints(options?: RequestOptions): Promise<EndpointStatus[]> {
+    return this.inner.endpoints(options);
   }
   count(prefix: string, options?: GetOptions): Promise<number> {
     return this.inner.count(prefix, options);

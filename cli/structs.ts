@@ -1,0 +1,72 @@
+/** Opening structs and reading values the way every struct command does. */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { SharedStructError, isSharedStructError, loadSchema, schemaNames, type Client, type SharedStruct } from '../lib/index.js';
+import { usageError, type CommandContext } from './command.js';
+
+/** The listener data the CLI registers with, so `listeners` tells it from applications. */
+export const CLI_LISTENER_DATA = Object.freeze({ tool: 'sharedstruct-cli' });
+
+/** Opens `name`, which must exist: `NOT_FOUND` says how to create it. */
+export async function openExisting(client: Client, name: string, options: { schema?: object; signal?: AbortSignal } = {}): Promise<SharedStruct<unknown>> {
+  try {
+    return await client.open<unknown>(name, { data: CLI_LISTENER_DATA, ...options });
+  } catch (err) {
+    throw inCliWords(client, name, err);
+  }
+}
+
+/** A library `NOT_FOUND` for struct `name` in the CLI's words (what to type); other errors as they are. */
+export function inCliWords(client: Client, name: string, err: unknown): unknown {
+  if (!isSharedStructError(err, 'NOT_FOUND')) return err;
+  return new SharedStructError('NOT_FOUND', `struct '${name}' does not exist in namespace '${client.namespace}'; check the name and --namespace, or create it with 'sharedstruct set ${name} JSON'`, { cause: err });
+}
+
+/** Parses JSON text from `where` (an argument, a file, stdin): `INVALID_VALUE` with the parser's words. */
+export function parseJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new SharedStructError('INVALID_VALUE', `${where} is not valid JSON: ${err instanceof Error ? err.message : String(err)}; nothing was written`, { cause: err });
+  }
+}
+
+async function readStream(stream: Readable): Promise<string> {
+  let text = '';
+  stream.setEncoding('utf8');
+  for await (const chunk of stream) text += chunk as string;
+  return text;
+}
+
+/** The value of `set`: the JSON argument, `-f FILE`, or `-` (stdin). Exactly one of them. */
+export async function valueArgument(ctx: CommandContext, arg: string | undefined): Promise<unknown> {
+  const file = ctx.values.file;
+  if (typeof file === 'string') {
+    if (arg !== undefined) throw usageError(`set: give the value either as an argument or with -f FILE, not both`);
+    const text = await readFile(file, 'utf8').catch((err: unknown) => {
+      throw new SharedStructError('INVALID_ARGUMENT', `cannot read -f ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
+    return parseJson(text, `file ${file}`);
+  }
+  if (arg === undefined) throw usageError("set: missing the value: JSON, -f FILE, or - for stdin (usage: sharedstruct set NAME JSON|-f FILE|-)");
+  if (arg === '-') return parseJson(await readStream(ctx.stdin), 'stdin');
+  return parseJson(arg, 'the value argument');
+}
+
+/** `--schema NAME|FILE`: a schema shipped with the package by name, or a JSON Schema file. */
+export async function schemaOption(ctx: CommandContext): Promise<object | undefined> {
+  const schema = ctx.values.schema;
+  if (typeof schema !== 'string') return undefined;
+  if (schemaNames().includes(schema)) return loadSchema(schema);
+  if (/^[a-z0-9][a-z0-9-]*$/.test(schema) && !schema.endsWith('.json')) {
+    throw usageError(`--schema ${schema}: no shipped schema of that name (known: ${schemaNames().join(', ')}); give a file path for your own`);
+  }
+  const path = isAbsolute(schema) ? schema : resolve(schema);
+  const text = await readFile(path, 'utf8').catch((err: unknown) => {
+    throw new SharedStructError('INVALID_ARGUMENT', `cannot read --schema ${schema}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  });
+  const parsed = parseJson(text, `schema file ${schema}`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new SharedStructError('INVALID_ARGUMENT', `--schema ${schema}: a JSON Schema is an object`);
+  return parsed;
+}
