@@ -39,11 +39,12 @@ export interface ChangeEvent<T> {
 
 /**
  * A frozen {@link ChangeEvent} whose `changes` is diffed from `before` to `fields.value` on first
- * access (`bytes`, the encoded value when known, tell it whether to look for empty keys). `changes` is an own enumerable accessor, so spreading, `JSON.stringify` and
+ * access (`bytes`, the encoded value when known, tell it whether to look for empty keys), or
+ * taken from `known` when the writer knows the list cheaper (a local draft's patches). `changes` is an own enumerable accessor, so spreading, `JSON.stringify` and
  * `structuredClone` see it like a plain property. Both values are deep-frozen, so the diff is the
  * same whenever it is taken.
  */
-export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: unknown, bytes?: Uint8Array): ChangeEvent<T> {
+export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: unknown, bytes?: Uint8Array, known?: () => readonly Change[]): ChangeEvent<T> {
   let memo: readonly Change[] | undefined;
   let base: unknown = before;
   // An object literal with its accessor: much cheaper than defineProperty on a copy.
@@ -56,7 +57,7 @@ export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: 
     value: fields.value,
     get changes(): readonly Change[] {
       if (!memo) {
-        memo = Object.freeze(diffValues(base, fields.value, { mayHaveEmptyKeys: bytes === undefined || mayHaveEmptyKey(bytes) }));
+        memo = Object.freeze(known ? [...known()] : diffValues(base, fields.value, { mayHaveEmptyKeys: bytes === undefined || mayHaveEmptyKey(bytes) }));
         base = undefined; // the old value is no longer needed
       }
       return memo;

@@ -15,6 +15,7 @@ import { exponentialBackoff, type BackoffPolicy } from './retry.js';
 import { StructCache } from './struct/cache.js';
 import { LocalWrites } from './struct/local-writes.js';
 import { StructPump } from './struct/pump.js';
+import { undraft } from './struct/drafts.js';
 import { StructValues, type Cached, type Prepared } from './struct/values.js';
 import { sleep } from './util/abort.js';
 import { TypedEmitter } from './util/emitter.js';
@@ -269,8 +270,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   // ---- writes --------------------------------------------------------------------------------
 
   /**
-   * Changes the struct with compare-and-swap. `fn` gets a mutable deep copy: mutate it, or return
-   * the next value (anything but `undefined` replaces the draft, `null` included). On a conflict
+   * Changes the struct with compare-and-swap. `fn` gets a mutable copy-on-write draft of the
+   * cached value (only what it writes is copied; the draft is revoked when `fn`'s write is
+   * prepared, so keep no reference to it): mutate it, or return the next value (anything but
+   * `undefined` replaces the draft, `null` included). On a conflict
    * the cache is refreshed and `fn` runs again, after a jittered backoff, up to `maxRetries`
    * times; then `CONFLICT`. A result equal to the current value writes nothing.
    */
@@ -590,7 +593,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const cache = this.#readable();
       let draft: T | undefined;
-      const { next, result } = await compute(() => (draft = this.#values.draft(cache)));
+      const out = await compute(() => (draft = this.#values.draft(cache)));
+      const next = out.next;
+      // The draft is revoked once finished: a result built from it must not hold parts of it.
+      const result = draft === undefined ? out.result : undraft(out.result);
       throwIfAborted(options.signal);
       const prepared = this.#values.prepare(cache, draft, next);
       if (!prepared) return { written: { value: cache.value as DeepReadonly<T>, version: cache.version }, result };

@@ -1,10 +1,12 @@
 /** A struct's values on their way to and from the store: checked, encoded, decoded, frozen. */
 import type { ErrorObject } from 'ajv';
 import type { Entry } from '../backend.js';
-import { decodeFramed, encodeFramed, type Codec } from '../codec.js';
+import { decodeFramed, encodeFramed, mayHaveEmptyKey, type Codec } from '../codec.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
-import { assertPlainJson, deepFreeze, jsonEqual } from '../json.js';
+import type { Change } from '../diff.js';
+import { assertPlainJson, assertPlainJsonNew, deepFreeze, jsonEqual } from '../json.js';
 import { schemaErrorText, validatorFor } from '../schema.js';
+import { changesFromPatches, finish, isLiveDraft, makeDraft, undraft } from './drafts.js';
 
 /** A stored version as the cache holds it. */
 export interface Cached<T> {
@@ -27,6 +29,11 @@ export interface Prepared<T> {
   readonly base: number;
   /** The life of the cached version it was made from (a re-created key must not take it). */
   readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean } | undefined;
+  /**
+   * The change list from the cached version `base`, when the write knows it cheaper than a
+   * deep-diff (a draft's patches); computed on first call.
+   */
+  readonly changes?: (() => readonly Change[]) | undefined;
 }
 
 /** The codec, schema and size limit of one struct. */
@@ -48,6 +55,11 @@ export class StructValues<T> {
   /** Checks a value this process wants to write (plain JSON, schema, size) and encodes it. */
   encode(value: unknown): Uint8Array {
     assertPlainJson(value);
+    return this.#checkAndEncode(value);
+  }
+
+  /** The schema and size checks of {@link encode}, on a value already known to be plain JSON. */
+  #checkAndEncode(value: unknown): Uint8Array {
     const errors = this.#validate?.(value);
     if (errors) {
       throw new SharedStructError('SCHEMA_VALIDATION', `the value for '${this.#name}' fails its schema, so nothing was written: ${schemaErrorText(errors)}`, {
@@ -81,22 +93,40 @@ export class StructValues<T> {
     return { value: deepFreeze(value as T) };
   }
 
-  /** A fresh mutable copy of a cached value: decoding its bytes beats a structured clone. */
+  /**
+   * A copy-on-write draft of a cached value (see struct/drafts.ts): nothing is copied until `fn`
+   * writes, and then only the path to what it wrote.
+   */
   draft(cache: Cached<T>): T {
-    return decodeFramed(this.#codec, cache.bytes) as T;
+    return makeDraft(cache.value);
   }
 
   /**
-   * Checks and encodes `next` before any request. Undefined when it equals the cache: the same
-   * bytes, or (rarely: other key order) the same JSON. A draft we made is frozen in place; a
-   * value the caller built is decoded from the bytes instead, so the caller's object is never
-   * frozen.
+   * Checks and encodes `next` before any request. Undefined when it equals the cache: no patch,
+   * the same bytes, or (rarely: other key order) the same JSON. When `next` is the draft, the
+   * result shares every untouched subtree with the cache: only new nodes are checked for plain
+   * JSON and frozen, and the change list comes from the draft's patches. A value the caller built
+   * is checked whole and decoded from the bytes, so the caller's object is never frozen.
    */
   prepare(cache: Cached<T>, draft: T | undefined, next: T): Prepared<T> | undefined {
+    const life = { createRevision: cache.createRevision, ephemeral: cache.ephemeral };
+    if (draft !== undefined && next === draft && isLiveDraft(draft)) {
+      const { value, patches } = finish(draft);
+      if (value === cache.value || patches.length === 0) return undefined;
+      assertPlainJsonNew(value);
+      const bytes = this.#checkAndEncode(value);
+      if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, value)) return undefined;
+      deepFreeze(value);
+      const before = cache.value;
+      let memo: readonly Change[] | undefined;
+      const changes = (): readonly Change[] => (memo ??= changesFromPatches(before, value, patches, mayHaveEmptyKey(bytes)));
+      return { bytes, value, base: cache.version, life, changes };
+    }
+    if (draft !== undefined && next !== draft) next = undraft(next);
     const bytes = this.encode(next);
     if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
     const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#codec, bytes) as T);
-    return { bytes, value, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral } };
+    return { bytes, value, base: cache.version, life };
   }
 
   /**

@@ -218,6 +218,43 @@ export function structContract(target: ContractTarget): void {
         assert.deepEqual(s.read(), { ok: true });
       });
 
+      it('drafts: bad nodes deep inside a draft are caught, results built from a draft outlive it, local changes match the values', async () => {
+        const a = await ctx.store.connect();
+        const s = await a.open<Doc>(name(), { initial: { keep: { big: 'x'.repeat(100) }, list: [1, 2], nested: { n: 1 } } });
+        const rec = new Recorder(s);
+        const before = a.requestCounts();
+        await assert.rejects(s.update((d) => void ((d.nested as Doc).when = new Map())), { code: 'INVALID_VALUE' });
+        await assert.rejects(s.update((d) => void ((d.list as unknown[])[5] = 1)), { code: 'INVALID_VALUE' });
+        await assert.rejects(s.update((d) => void ((d.list as unknown[]).push(undefined))), { code: 'INVALID_VALUE' });
+        await assert.rejects(s.update((d) => void ((d.nested as Doc).self = d.nested)), { code: 'INVALID_VALUE' });
+        assert.deepEqual(WRITE_OPS(countsSince(before, a.requestCounts())), {});
+        const kept = s.read().keep;
+        const got = await s.modify((d) => {
+          (d.nested as Doc).n = 2;
+          (d.list as unknown[]).splice(0, 1, 'a', 'b');
+          return [{ nested: d.nested, list: d.list }, d] as const;
+        });
+        assert.deepEqual(got, { nested: { n: 2 }, list: ['a', 'b', 2] });
+        assert.equal(s.read().keep, kept, 'an untouched subtree is the cached object itself');
+        assert.ok(Object.isFrozen(s.read().nested) && Object.isFrozen(s.read().list));
+        await s.update((d) => {
+          delete d.keep;
+          d.added = { deep: [true] };
+        });
+        await s.update((d) => ({ ...d, spread: 1 }));
+        assert.deepEqual(s.read(), { list: ['a', 'b', 2], nested: { n: 2 }, added: { deep: [true] }, spread: 1 });
+        assert.deepEqual(rec.fold(), s.read());
+        assert.deepEqual(
+          [...rec.events[0]!.changes].map((c) => JSON.stringify(c)).sort(),
+          [
+            { kind: 'Modified', path: ['list', 0], oldValue: 1, value: 'a' },
+            { kind: 'Modified', path: ['list', 1], oldValue: 2, value: 'b' },
+            { kind: 'Added', path: ['list', 2], value: 2 },
+            { kind: 'Modified', path: ['nested', 'n'], oldValue: 1, value: 2 },
+          ].map((c) => JSON.stringify(c)).sort(),
+        );
+      });
+
       it('AbortSignal: an aborted update rejects ABORTED and writes nothing', async () => {
         const a = await ctx.store.connect();
         const s = await a.open<Counter>(name(), { initial: { n: 0 } });
