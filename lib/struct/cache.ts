@@ -4,7 +4,7 @@
  * (through its {@link LocalWrites} tracker, the one way in) and it answers through its sink.
  */
 import type { Entry } from '../backend.js';
-import type { Change } from '../diff.js';
+import { diffValues, type Change } from '../diff.js';
 import { SharedStructError } from '../errors.js';
 import { changeEvent, type ChangeEvent, type ChangeOrigin } from '../fanout.js';
 import type { DeepReadonly } from '../json.js';
@@ -151,6 +151,11 @@ export class StructCache<T> {
         return;
       }
       value = decoded.value;
+      const f = decoded.known;
+      if (f) {
+        const base = current ? current.value : this.#lastValue;
+        known = () => f(base) ?? diffValues(base, value);
+      }
     }
     let eventOrigin: ChangeOrigin = origin;
     if (mine) eventOrigin = 'local';

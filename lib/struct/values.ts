@@ -1,12 +1,13 @@
 /** A struct's values on their way to and from the store: checked, encoded, decoded, frozen. */
 import type { ErrorObject } from 'ajv';
-import type { Entry } from '../backend.js';
+import type { Entry, TxnOp } from '../backend.js';
 import { decodeFramed, encodeFramed, mayHaveEmptyKey, type Codec } from '../codec.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
-import type { Change } from '../diff.js';
+import { diffValues, type Change } from '../diff.js';
 import { assertPlainJson, assertPlainJsonNew, deepFreeze, jsonEqual } from '../json.js';
 import { schemaErrorText, validatorFor } from '../schema.js';
 import { changesFromPatches, finish, isLiveDraft, makeDraft, undraft } from './drafts.js';
+import { FieldsLayout, type Layout } from './fields.js';
 
 /** A stored version as the cache holds it. */
 export interface Cached<T> {
@@ -34,6 +35,8 @@ export interface Prepared<T> {
    * deep-diff (a draft's patches); computed on first call.
    */
   readonly changes?: (() => readonly Change[]) | undefined;
+  /** Layout 'fields': every op of the write's transaction (the head's put first; `bytes` is the head). */
+  readonly ops?: readonly TxnOp[] | undefined;
 }
 
 /** The codec, schema and size limit of one struct. */
@@ -44,12 +47,16 @@ export class StructValues<T> {
   readonly #maxBytes: number;
   readonly #backendKind: string;
 
-  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; kind: string }) {
+  /** The per-field layout, when the struct has it. */
+  readonly fields: FieldsLayout<T> | undefined;
+
+  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; kind: string }, layout: { readonly layout: Layout; readonly key: string } = { layout: 'value', key: '' }) {
     this.#name = name;
     this.#codec = codec;
     this.#validate = schema ? validatorFor(schema) : undefined;
     this.#maxBytes = limits.maxValueBytes;
     this.#backendKind = limits.kind;
+    this.fields = layout.layout === 'fields' ? new FieldsLayout<T>(name, layout.key, codec, this.#validate, limits) : undefined;
   }
 
   /** Checks a value this process wants to write (plain JSON, schema, size) and encodes it. */
@@ -77,7 +84,10 @@ export class StructValues<T> {
   }
 
   /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
-  decodeStored(entry: Entry): { value: T } | { error: SharedStructError } {
+  decodeStored(entry: Entry): { value: T; known?: ((before: unknown) => readonly Change[] | undefined) | undefined } | { error: SharedStructError } {
+    if (this.fields) {
+      return this.fields.assembled(entry) ?? { error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.#name}' version ${entry.version} was not read field by field`) };
+    }
     const corrupt = (why: string, cause: unknown): { error: SharedStructError } => ({
       error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.#name}' version ${entry.version} ${why}`, { cause }),
     });
@@ -108,8 +118,9 @@ export class StructValues<T> {
    * JSON and frozen, and the change list comes from the draft's patches. A value the caller built
    * is checked whole and decoded from the bytes, so the caller's object is never frozen.
    */
-  prepare(cache: Cached<T>, draft: T | undefined, next: T): Prepared<T> | undefined {
+  prepare(cache: Cached<T>, draft: T | undefined, next: T, version = cache.version + 1): Prepared<T> | undefined {
     const life = { createRevision: cache.createRevision, ephemeral: cache.ephemeral };
+    if (this.fields) return this.#prepareFields(cache, draft, next, version, false);
     if (draft !== undefined && next === draft && isLiveDraft(draft)) {
       const { value, patches } = finish(draft);
       if (value === cache.value || patches.length === 0) return undefined;
@@ -127,6 +138,37 @@ export class StructValues<T> {
     if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
     const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#codec, bytes) as T);
     return { bytes, value, base: cache.version, life };
+  }
+
+  /**
+   * Layout 'fields': the write of `next` over the cache, as version `version` (see
+   * {@link FieldsLayout.write}); `force` writes the head even when no field changes.
+   */
+  #prepareFields(cache: Cached<T>, draft: T | undefined, next: T, version: number, force: boolean): Prepared<T> | undefined {
+    const fields = this.fields!;
+    let value: T = next;
+    let fromDraft = false;
+    if (draft !== undefined && next === draft && isLiveDraft(draft)) {
+      const f = finish(draft);
+      if (!force && (f.value === cache.value || f.patches.length === 0)) return undefined;
+      value = f.value;
+      fromDraft = true;
+    } else if (draft !== undefined && next !== draft) {
+      value = undraft(next);
+    }
+    const w = fields.write(cache, value, { fromDraft, version, force });
+    if (!w) return undefined;
+    const frozen = fromDraft ? deepFreeze(value) : deepFreeze(structuredClone(value));
+    const before = cache.value as Record<string, unknown>;
+    const after = frozen as Record<string, unknown>;
+    let memo: readonly Change[] | undefined;
+    const changes = (): readonly Change[] => (memo ??= w.changed.flatMap((k) => diffValues(before[k], after[k]).map((c): Change => ({ ...c, path: [k, ...c.path] }))));
+    return { bytes: w.head, value: frozen, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral }, changes, ops: w.ops };
+  }
+
+  /** Layout 'fields': a write of `value` over the cache that writes the head even when no field changes. */
+  prepareForced(cache: Cached<T>, value: T, version: number): Prepared<T> {
+    return this.#prepareFields(cache, undefined, value, version, true)!;
   }
 
   /**

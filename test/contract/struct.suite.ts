@@ -63,10 +63,10 @@ const WRITE_OPS = (d: Record<string, number>): Record<string, number> =>
   Object.fromEntries(Object.entries(d).filter(([op]) => !op.startsWith('watch')));
 
 /** Registers the struct contract tests under `[name] struct contract`. */
-export function structContract(target: ContractTarget): void {
-  describe(`[${target.name}] struct contract`, function () {
+export function structContract(target: ContractTarget, layout: 'value' | 'fields' = 'value'): void {
+  describe(`[${target.name}] struct contract${layout === 'value' ? '' : ` (layout '${layout}')`}`, function () {
     this.timeout(60000);
-    const ctx = storePerTest(target);
+    const ctx = storePerTest(target, layout);
     let seq = 0;
     const name = (): string => `s${Date.now().toString(36)}-${++seq}`;
 
@@ -143,9 +143,15 @@ export function structContract(target: ContractTarget): void {
         const r3 = await s.update((d) => d);
         assert.deepEqual(r3, { value: { y: 3 }, version: 3 });
         assert.deepEqual(WRITE_OPS(countsSince(before, a.requestCounts())), {}, 'no request for an unchanged value');
-        const r4 = await s.update(() => null);
-        assert.equal(r4.value, null);
-        assert.equal(s.read(), null);
+        if (layout === 'fields') {
+          // One key per top-level field: only an object can be stored.
+          await assert.rejects(s.update(() => null), { code: 'INVALID_VALUE', message: /layout 'fields'/ });
+          await s.update(() => ({ z: 4 }));
+        } else {
+          const r4 = await s.update(() => null);
+          assert.equal(r4.value, null);
+          assert.equal(s.read(), null);
+        }
         const r5 = await s.set({ back: true });
         assert.deepEqual(r5, { value: { back: true }, version: 5 });
       });
@@ -475,7 +481,9 @@ export function structContract(target: ContractTarget): void {
       });
     });
 
-    describe('foreign writers', () => {
+    // A foreign writer of the value layout writes the payload's bytes; the fields layout's own
+    // foreign-writer case is in the fields suite (fields.suite.ts).
+    if (layout === 'value') describe('foreign writers (raw payload bytes)', () => {
       it('garbage bytes, then JSON failing the schema: error events, the last valid value kept, then recovery', async () => {
         const a = await ctx.store.connect();
         const n = name();

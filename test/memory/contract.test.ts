@@ -4,5 +4,6 @@ import { structContract } from '../contract/struct.suite.js';
 import { memoryTarget } from './target.js';
 
 structContract(memoryTarget);
+structContract(memoryTarget, 'fields');
 modelContract(memoryTarget);
 regressionsContract(memoryTarget);
