@@ -364,7 +364,7 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
     throw new SharedStructError('INVALID_ARGUMENT', "option 'initial' must be an object with layout 'fields' (one key per top-level field)");
   }
   return {
-    layout: (o.layout as 'value' | 'fields' | undefined) ?? d.layout,
+    layout: o.layout ?? d.layout,
     initial: o.initial as T | undefined,
     hasInitial: 'initial' in o && o.initial !== undefined,
     schema,
