@@ -12,6 +12,7 @@ import { startEtcd } from '../test/support/etcd.js';
 import { startZooKeeper } from '../test/support/zookeeper.js';
 import { rawEtcdStore, rawZkStore, type RawStore } from './raw.js';
 import { rawEtcdQueue, rawZkQueue, type RawQueue } from './queue.js';
+import { fieldsBench } from './fields.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const QUICK = process.argv.includes('--quick');
@@ -448,6 +449,12 @@ async function main(): Promise<void> {
         await reads(backend, url, raw);
         await memory(backend, url);
       }
+      if (want('fields')) {
+        console.error(`[bench] ${backend}: large structs (layout 'fields')`);
+        const first = backend === 'etcd' ? etcdEndpoints[0]! : zkConnect.split(',')[0]!;
+        const port = Number(first.slice(first.lastIndexOf(':') + 1));
+        await fieldsBench({ backend, scheme: backend === 'etcd' ? 'etcd' : 'zk', port, raw, scale: SCALE, warmup: WARMUP, rows, interleaved, bounded });
+      }
       await raw.close();
       if (want('queue')) {
         console.error(`[bench] ${backend}: durable server queue`);
@@ -546,7 +553,7 @@ ${out}
 
 Reproduce: \`npm run bench\` (or \`ETCD_ENDPOINTS=… ZK_CONNECT=… npm run bench\` against your own servers;
 \`npm run bench -- --quick\` for a short run, \`npm run bench -- --only=zookeeper\` (or \`etcd\`) for one backend,
-\`npm run bench -- --sections=queue\` (sequential, contended, propagation, reads, queue) for some sections;
+\`npm run bench -- --sections=queue\` (sequential, contended, propagation, reads, fields, queue) for some sections;
 none of these rewrites this file). The cost contract behind the
 sequential figures — one write request per uncontended \`update()\`, no read — is tested by counting requests
 in the contract suites, not by timing.
