@@ -33,6 +33,8 @@ export interface FieldsBenchContext {
   /** `etcd` or `zk`, and the server's loopback port (one member). */
   readonly scheme: 'etcd' | 'zk';
   readonly port: number;
+  /** The server's `--max-txn-ops` (etcd), passed to every client. */
+  readonly maxTxnOps: number | undefined;
   readonly raw: RawStore;
   readonly scale: number;
   readonly warmup: number;
@@ -92,7 +94,7 @@ export async function fieldsBench(ctx: FieldsBenchContext): Promise<void> {
   const client = async (proxied: boolean): Promise<{ client: Client; proxy: TcpProxy | undefined }> => {
     const proxy = proxied ? await startTcpProxy(ctx.port) : undefined;
     if (proxy) proxies.push(proxy);
-    const c = await connect(`${ctx.scheme}://127.0.0.1:${proxy?.port ?? ctx.port}`, { namespace: ns, logger: quiet, requestTimeoutMs: 20000 });
+    const c = await connect(`${ctx.scheme}://127.0.0.1:${proxy?.port ?? ctx.port}`, { namespace: ns, logger: quiet, requestTimeoutMs: 20000, ...(ctx.maxTxnOps !== undefined && { maxTxnOps: ctx.maxTxnOps }) });
     clients.push(c);
     return { client: c, proxy };
   };

@@ -417,7 +417,9 @@ function table(): string {
 async function main(): Promise<void> {
   const started = performance.now();
   const etcdEnv = process.env.ETCD_ENDPOINTS?.split(',').filter(Boolean);
-  const etcd = etcdEnv || ONLY === 'zookeeper' ? undefined : await startEtcd();
+  // 201 operations (a head and 200 fields) create the 1 MB struct of the 'fields' section in one
+  // transaction: above etcd's default --max-txn-ops of 128.
+  const etcd = etcdEnv || ONLY === 'zookeeper' ? undefined : await startEtcd({ extraArgs: ['--max-txn-ops', '1024'] });
   const etcdEndpoints = etcdEnv ?? etcd?.endpoints ?? [];
   const zk = process.env.ZK_CONNECT || ONLY === 'etcd' ? undefined : await startZooKeeper({ nodes: 1 });
   const zkConnect = process.env.ZK_CONNECT ?? zk?.connectString ?? '';
@@ -453,7 +455,8 @@ async function main(): Promise<void> {
         console.error(`[bench] ${backend}: large structs (layout 'fields')`);
         const first = backend === 'etcd' ? etcdEndpoints[0]! : zkConnect.split(',')[0]!;
         const port = Number(first.slice(first.lastIndexOf(':') + 1));
-        await fieldsBench({ backend, scheme: backend === 'etcd' ? 'etcd' : 'zk', port, raw, scale: SCALE, warmup: WARMUP, rows, interleaved, bounded });
+        const maxTxnOps = backend === 'etcd' ? Number(process.env.ETCD_MAX_TXN_OPS ?? (etcdEnv ? 128 : 1024)) : undefined;
+        await fieldsBench({ backend, scheme: backend === 'etcd' ? 'etcd' : 'zk', port, maxTxnOps, raw, scale: SCALE, warmup: WARMUP, rows, interleaved, bounded });
       }
       await raw.close();
       if (want('queue')) {

@@ -234,6 +234,11 @@ export interface Session {
 export interface BackendLimits {
   /** Largest value the store accepts in one write, in bytes. */
   readonly maxValueBytes: number;
+  /**
+   * Most operations (compares and ops) one transaction may have (etcd: `--max-txn-ops`, 128 by
+   * default; ZooKeeper and memory: no count limit, only `maxValueBytes`).
+   */
+  readonly maxTxnOps?: number | undefined;
 }
 
 /**
@@ -310,6 +315,8 @@ export interface AdapterOptions {
   readonly logger: Logger;
   /** Largest value override (bytes); the adapter's own default otherwise. */
   readonly maxValueBytes?: number | undefined;
+  /** Most operations per transaction override (etcd `--max-txn-ops`); the adapter's default otherwise. */
+  readonly maxTxnOps?: number | undefined;
 }
 
 /** Where a URL points, parsed by the core. */

@@ -43,6 +43,12 @@ export interface ConnectOptions {
   readonly logger?: Logger;
   /** Overrides the backend's largest value, in bytes (etcd `--max-request-bytes`, ZooKeeper `jute.maxbuffer`). */
   readonly maxValueBytes?: number;
+  /**
+   * Tells the library the server's limit of operations per transaction (etcd `--max-txn-ops`,
+   * default 128), which bounds how many fields one write of a `layout: 'fields'` struct may
+   * change. ZooKeeper has no such limit.
+   */
+  readonly maxTxnOps?: number;
 }
 
 /**
@@ -179,6 +185,7 @@ export interface ResolvedConnectOptions {
   readonly acl: 'creator' | 'open' | readonly AclEntry[] | undefined;
   readonly logger: Logger;
   readonly maxValueBytes: number | undefined;
+  readonly maxTxnOps: number | undefined;
 }
 
 const debugging = debuglog('sharedstruct').enabled;
@@ -217,6 +224,7 @@ export function defaultConnectOptions(): ResolvedConnectOptions {
     acl: undefined,
     logger: consoleLogger,
     maxValueBytes: undefined,
+    maxTxnOps: undefined,
   };
 }
 
@@ -241,7 +249,7 @@ function checkObject(what: string, value: unknown, known: readonly string[]): Re
 /** Validates and defaults {@link ConnectOptions}; throws `INVALID_ARGUMENT` naming the option. */
 export function resolveConnectOptions(options: unknown): ResolvedConnectOptions {
   const o = checkObject('connect options', options, [
-    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'acl', 'logger', 'maxValueBytes',
+    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'acl', 'logger', 'maxValueBytes', 'maxTxnOps',
   ]);
   const d = defaultConnectOptions();
   const auth = o.auth;
@@ -270,6 +278,7 @@ export function resolveConnectOptions(options: unknown): ResolvedConnectOptions 
     acl: resolveAcl(o.acl, auth, tls),
     logger: (logger as Logger | undefined) ?? d.logger,
     maxValueBytes: o.maxValueBytes === undefined ? undefined : positiveInt('maxValueBytes', o.maxValueBytes),
+    maxTxnOps: o.maxTxnOps === undefined ? undefined : positiveInt('maxTxnOps', o.maxTxnOps),
   };
 }
 

@@ -44,6 +44,8 @@ import { splitHosts, type AddressRules } from '../../lib/options.js';
  * Txn with its key, compares and the else-branch, so 16 KiB stay free for them.
  */
 export const ETCD_MAX_VALUE_BYTES = 1_572_864 - 16 * 1024;
+/** etcd's default `--max-txn-ops`: compares and ops of one Txn. */
+export const ETCD_MAX_TXN_OPS = 128;
 
 const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion']);
 
@@ -100,7 +102,7 @@ export class EtcdBackend implements Backend {
     this.#rpc = rpc;
     this.#lease = lease;
     this.#options = options;
-    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? ETCD_MAX_VALUE_BYTES });
+    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? ETCD_MAX_VALUE_BYTES, maxTxnOps: options.maxTxnOps ?? ETCD_MAX_TXN_OPS });
   }
 
   /**

@@ -139,18 +139,20 @@ export class FieldsLayout<T> {
   readonly #codec: Codec;
   readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
   readonly #maxBytes: number;
+  readonly #maxOps: number;
   readonly #kind: string;
   /** What was put together for each head entry this instance handed to the cache. */
   readonly #assembled = new WeakMap<Entry, Assembled<T>>();
   readonly #heads = new WeakMap<Uint8Array, Head>();
 
   /** `key` is the struct's key (`<namespace>/<name>`); the head is `<key>/payload`. */
-  constructor(name: string, key: string, codec: Codec, validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined, limits: { maxValueBytes: number; kind: string }) {
+  constructor(name: string, key: string, codec: Codec, validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; kind: string }) {
     this.#name = name;
     this.#key = key;
     this.#codec = codec;
     this.#validate = validate;
     this.#maxBytes = limits.maxValueBytes;
+    this.#maxOps = limits.maxTxnOps ?? Number.POSITIVE_INFINITY;
     this.#kind = limits.kind;
   }
 
@@ -380,6 +382,13 @@ export class FieldsLayout<T> {
 
   /** The whole write must fit one request: its keys and values together within the limit. */
   #checkTotal(ops: readonly TxnOp[]): void {
+    // + 1: the compare on the head.
+    if (ops.length + 1 > this.#maxOps) {
+      throw new SharedStructError(
+        'VALUE_TOO_LARGE',
+        `the write of '${this.#name}' needs ${ops.length + 1} operations in one transaction (the head and ${ops.length - 1} fields) and the ${this.#kind} limit is ${this.#maxOps}; change fewer fields per write (create a struct with fewer top-level fields), or raise the server's limit (etcd --max-txn-ops) and the 'maxTxnOps' option together`,
+      );
+    }
     let total = 0;
     for (const op of ops) total += op.key.length + (op.op === 'delete' ? 0 : op.value.byteLength);
     if (total > this.#maxBytes) {

@@ -50,7 +50,7 @@ export class StructValues<T> {
   /** The per-field layout, when the struct has it. */
   readonly fields: FieldsLayout<T> | undefined;
 
-  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; kind: string }, layout: { readonly layout: Layout; readonly key: string } = { layout: 'value', key: '' }) {
+  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; kind: string }, layout: { readonly layout: Layout; readonly key: string } = { layout: 'value', key: '' }) {
     this.#name = name;
     this.#codec = codec;
     this.#validate = schema ? validatorFor(schema) : undefined;

@@ -54,6 +54,17 @@ export function fieldsContract(target: ContractTarget): void {
       );
       await assert.rejects(s.set([] as unknown as Doc), { code: 'INVALID_VALUE', message: /top-level object/ });
       assert.equal(total(countsSince(before, a.requestCounts())), 0);
+      const few = await ctx.store.connect({ maxTxnOps: 4 });
+      const sf = await few.open<Doc>(name(), { layout: 'fields', initial: { a: 1 } });
+      const fewBefore = few.requestCounts();
+      await assert.rejects(
+        sf.update((d) => {
+          for (let i = 0; i < 3; i++) d[`k${i}`] = i;
+        }),
+        { code: 'VALUE_TOO_LARGE', message: /needs 5 operations in one transaction .* limit is 4/ },
+      );
+      assert.equal(total(countsSince(fewBefore, few.requestCounts())), 0);
+      await sf.update((d) => void (d.k0 = 0));
       // Writes that fit, one field at a time, are fine: the limit is per transaction.
       for (let i = 0; i < 4; i++) await s.update((d) => void (d[`part${i}`] = 'y'.repeat(1500)));
       assert.equal(Object.keys(s.read()).length, 5);
