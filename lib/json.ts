@@ -42,8 +42,8 @@ export function assertPlainJson(value: unknown): asserts value is JsonValue {
  * checked (the draft shares it), so only its prototype is looked at and its inside is not
  * walked again. The check costs the new nodes, not the struct.
  */
-export function assertPlainJsonNew(value: unknown): asserts value is JsonValue {
-  visitJson(value, [], [], true);
+export function assertPlainJsonNew(value: unknown, path: readonly (string | number)[] = []): asserts value is JsonValue {
+  visitJson(value, [...path], [], true);
 }
 
 function visitJson(v: unknown, path: (string | number)[], ancestors: object[], skipFrozen: boolean): void {

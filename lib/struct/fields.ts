@@ -211,10 +211,14 @@ export class FieldsLayout<T> {
    * `fromDraft`: `next` shares its untouched subtrees with `base.value` (only new nodes are
    * checked).
    */
-  write(base: FieldsBase<T>, next: unknown, options: { readonly fromDraft: boolean; readonly version: number; readonly force?: boolean }): FieldsWrite | undefined {
-    const { fromDraft, version, force = false } = options;
+  write(base: FieldsBase<T>, next: unknown, options: { readonly fromDraft: boolean; readonly version: number; readonly force?: boolean; readonly touched?: ReadonlySet<string> | undefined }): FieldsWrite | undefined {
+    const { fromDraft, version, force = false, touched } = options;
     const obj = this.#object(next);
-    if (fromDraft) assertPlainJsonNew(obj);
+    // A draft's patches name the fields it touched: the others are the cached objects themselves.
+    if (touched) {
+      for (const k of touched) if (Object.prototype.hasOwnProperty.call(obj, k)) assertPlainJsonNew(obj[k], [k]);
+    }
+    else if (fromDraft) assertPlainJsonNew(obj);
     else assertPlainJson(obj);
     const before = base.value as Record<string, unknown>;
     const oldHead = this.head(base.bytes);
@@ -223,6 +227,10 @@ export class FieldsLayout<T> {
     const changed: string[] = [];
     for (const k of Object.keys(obj)) {
       const had = oldHead.get(k);
+      if (had !== undefined && touched && !touched.has(k)) {
+        head.set(k, had);
+        continue;
+      }
       const v = obj[k];
       if (had !== undefined && Object.prototype.hasOwnProperty.call(before, k) && (before[k] === v || jsonEqual(before[k], v))) {
         head.set(k, had);
@@ -238,10 +246,12 @@ export class FieldsLayout<T> {
       changed.push(k);
       fieldOps.push({ op: 'delete', key: this.fieldKey(k) });
     }
-    const sameOrder = changed.length === 0 && [...head.keys()].every((k, i) => k === [...oldHead.keys()][i]);
+    const oldKeys = changed.length === 0 ? [...oldHead.keys()] : [];
+    const sameOrder = changed.length === 0 && [...head.keys()].every((k, i) => k === oldKeys[i]);
     if (sameOrder && !force) return undefined;
     this.#schema(obj);
     const headBytes = encodeHead(head);
+    this.#heads.set(headBytes, head);
     const ops: TxnOp[] = [{ op: 'put', key: this.headKey, value: headBytes }, ...fieldOps];
     this.#checkTotal(ops);
     return { head: headBytes, ops, changed };
@@ -278,7 +288,7 @@ export class FieldsLayout<T> {
   async assemble(backend: Backend, entry: Entry, base: FieldsBase<T> | undefined, signal: AbortSignal | undefined): Promise<'ok' | 'moved'> {
     let head: Head;
     try {
-      head = decodeHead(entry.value);
+      head = this.head(entry.value);
     } catch (err) {
       this.#assembled.set(entry, { error: this.#corrupt(entry, (err as Error).message, err) });
       return 'ok';

@@ -148,15 +148,24 @@ export class StructValues<T> {
     const fields = this.fields!;
     let value: T = next;
     let fromDraft = false;
+    let touched: Set<string> | undefined;
     if (draft !== undefined && next === draft && isLiveDraft(draft)) {
       const f = finish(draft);
       if (!force && (f.value === cache.value || f.patches.length === 0)) return undefined;
       value = f.value;
       fromDraft = true;
+      touched = new Set();
+      for (const p of f.patches) {
+        if (p.path.length === 0) {
+          touched = undefined;
+          break;
+        }
+        touched.add(String(p.path[0]));
+      }
     } else if (draft !== undefined && next !== draft) {
       value = undraft(next);
     }
-    const w = fields.write(cache, value, { fromDraft, version, force });
+    const w = fields.write(cache, value, { fromDraft, version, force, touched });
     if (!w) return undefined;
     const frozen = fromDraft ? deepFreeze(value) : deepFreeze(structuredClone(value));
     const before = cache.value as Record<string, unknown>;
