@@ -201,21 +201,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   /** @internal Loads or creates the struct, registers the listener and starts the watch. */
   async start(signal?: AbortSignal): Promise<void> {
     const sentAt = Date.now();
-    let entry = await this.#backend.get(this.#key, { signal, consistent: true });
-    if (!entry) {
-      if (!this.#options.hasInitial) {
-        throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist; pass 'initial' to create it, or use client.expect() to wait for it`);
-      }
-      entry = this.#fields ? await this.#createFields(this.#fields, signal) : await this.#createValue(signal);
-    }
-    const stored = storedLayout(entry.value);
-    if (stored !== this.#options.layout) {
-      throw new SharedStructError('INVALID_ARGUMENT', `struct '${this.name}' is stored with layout '${stored}', not '${this.#options.layout}'; open it with { layout: '${stored}' }`);
-    }
-    if (this.#fields && !this.#fields.assembled(entry)) {
-      entry = await this.#fields.read(this.#backend, undefined, signal);
-      if (!entry) throw new SharedStructError('NOT_FOUND', `struct '${this.name}' was deleted while it was opened; open it again`);
-    }
+    const entry = await this.#load(signal);
     const decoded = this.#values.decodeStored(entry);
     if ('error' in decoded) throw decoded.error;
     this.#cache.init(entry, decoded.value, sentAt);
@@ -224,6 +210,28 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     if (this.#options.data !== undefined) record.data = this.#options.data;
     this.#unregister = await this.#ctx.register(`${this.#listenersPrefix}/${this.id}`, record, signal);
     this.#pump.start();
+  }
+
+  /** The stored entry to start from: read, or created from `initial` when absent. */
+  async #load(signal: AbortSignal | undefined): Promise<Entry> {
+    for (let attempt = 0; ; attempt++) {
+      let entry = await this.#backend.get(this.#key, { signal, consistent: true });
+      if (!entry) {
+        if (!this.#options.hasInitial) {
+          throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist; pass 'initial' to create it, or use client.expect() to wait for it`);
+        }
+        entry = this.#fields ? await this.#createFields(this.#fields, signal) : await this.#createValue(signal);
+      }
+      const stored = storedLayout(entry.value);
+      if (stored !== this.#options.layout) {
+        throw new SharedStructError('INVALID_ARGUMENT', `struct '${this.name}' is stored with layout '${stored}', not '${this.#options.layout}'; open it with { layout: '${stored}' }`);
+      }
+      if (!this.#fields || this.#fields.assembled(entry)) return entry;
+      const read = await this.#fields.read(this.#backend, undefined, signal);
+      if (read) return read;
+      // Deleted while its fields were read: start again (and create it, with 'initial').
+      if (attempt >= 10) throw new SharedStructError('CONFLICT', `struct '${this.name}' kept being deleted while it was opened; open it again later`);
+    }
   }
 
   async #createValue(signal: AbortSignal | undefined): Promise<Entry> {

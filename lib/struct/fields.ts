@@ -101,7 +101,7 @@ function encodeField(codec: Codec, version: number, value: unknown): Uint8Array 
 }
 
 /** A field's stamp and body; undefined when the bytes are not a field record. */
-function decodeField(bytes: Uint8Array): { version: number; body: Uint8Array } | undefined {
+export function decodeField(bytes: Uint8Array): { version: number; body: Uint8Array } | undefined {
   if (!FIELD_MAGIC.every((b, i) => bytes[i] === b)) return undefined;
   const nl = bytes.indexOf(0x0a, FIELD_MAGIC.length);
   if (nl < 0) return undefined;

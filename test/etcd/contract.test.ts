@@ -14,4 +14,5 @@ structContract(etcdTarget, 'fields');
 fieldsContract(etcdTarget);
 coordinationContract(etcdTarget);
 modelContract(etcdTarget);
+modelContract(etcdTarget, 'fields');
 regressionsContract(etcdTarget);

@@ -8,4 +8,5 @@ structContract(memoryTarget);
 structContract(memoryTarget, 'fields');
 fieldsContract(memoryTarget);
 modelContract(memoryTarget);
+modelContract(memoryTarget, 'fields');
 regressionsContract(memoryTarget);

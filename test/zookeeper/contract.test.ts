@@ -18,4 +18,5 @@ structContract(zookeeperTarget, 'fields');
 fieldsContract(zookeeperTarget);
 coordinationContract(zookeeperTarget);
 modelContract(zookeeperTarget);
+modelContract(zookeeperTarget, 'fields');
 regressionsContract(zookeeperTarget);
