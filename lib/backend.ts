@@ -293,6 +293,11 @@ export interface Backend {
   count(prefix: string, options?: GetOptions): Promise<number>;
   /** A multi-key transaction (feature `txn`). */
   txn(txn: Txn, options?: RequestOptions): Promise<TxnResult>;
+  /**
+   * How many operations the store counts for `txn` against `limits.maxTxnOps` (etcd: the larger
+   * of its compares and its ops as the adapter sends them). Absent: compares + ops.
+   */
+  txnOps?(txn: Txn): number;
   /** Watches a key or the children of a prefix. */
   watch(target: WatchTarget, options?: WatchOptions): Watch;
   /** Ends the session (ephemerals go at once) and releases every resource. Idempotent. */

@@ -172,7 +172,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#writeLockPrefix = `${key}/write_lock`;
     this.#options = options;
     this.#backoff = options.backoff ?? exponentialBackoff();
-    this.#values = new StructValues<T>(name, options.codec, options.schema, { maxValueBytes: this.#backend.limits.maxValueBytes, maxTxnOps: this.#backend.limits.maxTxnOps, kind: this.#backend.kind }, { layout: options.layout, key });
+    this.#values = new StructValues<T>(name, options.codec, options.schema, { maxValueBytes: this.#backend.limits.maxValueBytes, maxTxnOps: this.#backend.limits.maxTxnOps, txnOps: this.#backend.txnOps?.bind(this.#backend), kind: this.#backend.kind }, { layout: options.layout, key });
     this.#fields = this.#values.fields;
     this.#cache = new StructCache<T>(this.#values, {
       change: (event) => {

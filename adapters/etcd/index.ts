@@ -273,6 +273,14 @@ export class EtcdBackend implements Backend {
     return Number(res.count);
   }
 
+  /** etcd counts compares and success ops apart (each against `--max-txn-ops`); see {@link txn} for the mapping. */
+  txnOps(txn: Txn): number {
+    let compares = txn.ops.length;
+    for (const c of txn.compare) compares += 'version' in c && c.createRevision !== undefined ? 2 : 1;
+    const success = txn.ops.length + txn.ops.filter((op) => op.op === 'put').length;
+    return Math.max(compares, success);
+  }
+
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
     // A sequential create gets its unique key here (ordered by create revision, as create() does).
     const ops = txn.ops.map((op) => (op.op === 'create' && op.sequential ? { ...op, key: this.#sequentialKey(op.key) } : op));

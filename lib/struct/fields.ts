@@ -14,7 +14,7 @@
  * two writes. docs/ZOOKEEPER.md and docs/ETCD.md say what that costs on each store.
  */
 import type { ErrorObject } from 'ajv';
-import type { Backend, Entry, TxnOp } from '../backend.js';
+import type { Backend, Entry, Txn, TxnOp } from '../backend.js';
 import { decodeFramed, encodeFramed, type Codec } from '../codec.js';
 import { diffValues, type Change } from '../diff.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
@@ -140,19 +140,21 @@ export class FieldsLayout<T> {
   readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
   readonly #maxBytes: number;
   readonly #maxOps: number;
+  readonly #txnOps: (txn: Txn) => number;
   readonly #kind: string;
   /** What was put together for each head entry this instance handed to the cache. */
   readonly #assembled = new WeakMap<Entry, Assembled<T>>();
   readonly #heads = new WeakMap<Uint8Array, Head>();
 
   /** `key` is the struct's key (`<namespace>/<name>`); the head is `<key>/payload`. */
-  constructor(name: string, key: string, codec: Codec, validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; kind: string }) {
+  constructor(name: string, key: string, codec: Codec, validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; txnOps?: ((txn: Txn) => number) | undefined; kind: string }) {
     this.#name = name;
     this.#key = key;
     this.#codec = codec;
     this.#validate = validate;
     this.#maxBytes = limits.maxValueBytes;
     this.#maxOps = limits.maxTxnOps ?? Number.POSITIVE_INFINITY;
+    this.#txnOps = limits.txnOps ?? ((txn) => txn.compare.length + txn.ops.length);
     this.#kind = limits.kind;
   }
 
@@ -201,7 +203,7 @@ export class FieldsLayout<T> {
       ops.push({ op: 'create', key: this.fieldKey(k), value: this.#fieldBytes(k, 1, obj[k]) });
     }
     ops.unshift({ op: 'create', key: this.headKey, value: encodeHead(head) });
-    this.#checkTotal(ops);
+    this.#checkTotal({ compare: [], ops });
     return { ops, value: deepFreeze(structuredClone(obj) as T) };
   }
 
@@ -253,7 +255,7 @@ export class FieldsLayout<T> {
     const headBytes = encodeHead(head);
     this.#heads.set(headBytes, head);
     const ops: TxnOp[] = [{ op: 'put', key: this.headKey, value: headBytes }, ...fieldOps];
-    this.#checkTotal(ops);
+    this.#checkTotal({ compare: [{ key: this.headKey, version: version - 1, createRevision: base.createRevision }], ops });
     return { head: headBytes, ops, changed };
   }
 
@@ -391,12 +393,13 @@ export class FieldsLayout<T> {
   }
 
   /** The whole write must fit one request: its keys and values together within the limit. */
-  #checkTotal(ops: readonly TxnOp[]): void {
-    // + 1: the compare on the head.
-    if (ops.length + 1 > this.#maxOps) {
+  #checkTotal(txn: Txn): void {
+    const { ops } = txn;
+    const count = this.#txnOps(txn);
+    if (count > this.#maxOps) {
       throw new SharedStructError(
         'VALUE_TOO_LARGE',
-        `the write of '${this.#name}' needs ${ops.length + 1} operations in one transaction (the head and ${ops.length - 1} fields) and the ${this.#kind} limit is ${this.#maxOps}; change fewer fields per write (create a struct with fewer top-level fields), or raise the server's limit (etcd --max-txn-ops) and the 'maxTxnOps' option together`,
+        `the write of '${this.#name}' needs ${count} operations in one transaction (the head and ${ops.length - 1} fields) and the ${this.#kind} limit is ${this.#maxOps}; change fewer fields per write (create a struct with fewer top-level fields), or raise the server's limit (etcd --max-txn-ops) and the 'maxTxnOps' option together`,
       );
     }
     let total = 0;

@@ -1,6 +1,6 @@
 /** A struct's values on their way to and from the store: checked, encoded, decoded, frozen. */
 import type { ErrorObject } from 'ajv';
-import type { Entry, TxnOp } from '../backend.js';
+import type { Entry, Txn, TxnOp } from '../backend.js';
 import { decodeFramed, encodeFramed, mayHaveEmptyKey, type Codec } from '../codec.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
 import { diffValues, type Change } from '../diff.js';
@@ -50,7 +50,7 @@ export class StructValues<T> {
   /** The per-field layout, when the struct has it. */
   readonly fields: FieldsLayout<T> | undefined;
 
-  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; kind: string }, layout: { readonly layout: Layout; readonly key: string } = { layout: 'value', key: '' }) {
+  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; txnOps?: ((txn: Txn) => number) | undefined; kind: string }, layout: { readonly layout: Layout; readonly key: string } = { layout: 'value', key: '' }) {
     this.#name = name;
     this.#codec = codec;
     this.#validate = schema ? validatorFor(schema) : undefined;
