@@ -4,7 +4,7 @@
  * (through its {@link LocalWrites} tracker, the one way in) and it answers through its sink.
  */
 import type { Entry } from '../backend.js';
-import { diffValues, type Change } from '../diff.js';
+import type { Change } from '../diff.js';
 import { SharedStructError } from '../errors.js';
 import { changeEvent, type ChangeEvent, type ChangeOrigin } from '../fanout.js';
 import type { DeepReadonly } from '../json.js';
@@ -135,7 +135,7 @@ export class StructCache<T> {
     }
     let value: T;
     let bytes = entry.value;
-    let known: (() => readonly Change[]) | undefined;
+    let known: ((before: unknown) => readonly Change[] | undefined) | undefined;
     if (mine && current && !corrupt && current.version === mine.base && entry.version === mine.base + 1) {
       value = mine.value;
       bytes = mine.bytes;
@@ -151,11 +151,7 @@ export class StructCache<T> {
         return;
       }
       value = decoded.value;
-      const f = decoded.known;
-      if (f) {
-        const base = current ? current.value : this.#lastValue;
-        known = () => f(base) ?? diffValues(base, value);
-      }
+      known = decoded.known;
     }
     let eventOrigin: ChangeOrigin = origin;
     if (mine) eventOrigin = 'local';

@@ -31,10 +31,11 @@ export interface Prepared<T> {
   /** The life of the cached version it was made from (a re-created key must not take it). */
   readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean } | undefined;
   /**
-   * The change list from the cached version `base`, when the write knows it cheaper than a
-   * deep-diff (a draft's patches); computed on first call.
+   * The change list from `before`, when the write knows it cheaper than a deep-diff (a draft's
+   * patches): undefined unless `before` is the very value the write was made from (a new life
+   * at the same version is not). Computed on first call.
    */
-  readonly changes?: (() => readonly Change[]) | undefined;
+  readonly changes?: ((before: unknown) => readonly Change[] | undefined) | undefined;
   /** Layout 'fields': every op of the write's transaction (the head's put first; `bytes` is the head). */
   readonly ops?: readonly TxnOp[] | undefined;
 }
@@ -130,7 +131,7 @@ export class StructValues<T> {
       deepFreeze(value);
       const before = cache.value;
       let memo: readonly Change[] | undefined;
-      const changes = (): readonly Change[] => (memo ??= changesFromPatches(before, value, patches, mayHaveEmptyKey(bytes)));
+      const changes = (from: unknown): readonly Change[] | undefined => (from !== before ? undefined : (memo ??= changesFromPatches(before, value, patches, mayHaveEmptyKey(bytes))));
       return { bytes, value, base: cache.version, life, changes };
     }
     if (draft !== undefined && next !== draft) next = undraft(next);
@@ -171,7 +172,8 @@ export class StructValues<T> {
     const before = cache.value as Record<string, unknown>;
     const after = frozen as Record<string, unknown>;
     let memo: readonly Change[] | undefined;
-    const changes = (): readonly Change[] => (memo ??= w.changed.flatMap((k) => diffValues(before[k], after[k]).map((c): Change => ({ ...c, path: [k, ...c.path] }))));
+    const changes = (from: unknown): readonly Change[] | undefined =>
+      from !== before ? undefined : (memo ??= w.changed.flatMap((k) => diffValues(before[k], after[k]).map((c): Change => ({ ...c, path: [k, ...c.path] }))));
     return { bytes: w.head, value: frozen, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral }, changes, ops: w.ops };
   }
 

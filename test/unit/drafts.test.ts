@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { applyChanges, diffValues, type Change } from '../../lib/index.js';
 import { deepFreeze, jsonEqual } from '../../lib/json.js';
+import { changeEvent } from '../../lib/fanout.js';
 import { changesFromPatches, finish, makeDraft, undraft } from '../../lib/struct/drafts.js';
 
 type Obj = Record<string, unknown>;
@@ -96,5 +97,17 @@ describe('drafts (copy-on-write, immer)', () => {
   it('a primitive value is its own draft', () => {
     assert.equal(makeDraft(5), 5);
     assert.equal(makeDraft(null), null);
+  });
+  it('an event takes the known change list only from the value it was made from (a new life at the same version is diffed)', () => {
+    const made = deepFreeze({ a: 1, b: 1 });
+    const draft = makeDraft(made);
+    draft.a = 2;
+    const { value, patches } = finish(draft);
+    const known = (from: unknown): readonly Change[] | undefined => (from === made ? changesFromPatches(made, value, patches, true) : undefined);
+    const fields = { version: 2, previousVersion: 1, revision: '9', origin: 'local' as const, coalesced: false, value };
+    assert.deepEqual(changeEvent(fields, made, undefined, known).changes, [{ kind: 'Modified', path: ['a'], oldValue: 1, value: 2 }]);
+    const otherLife = deepFreeze({ a: 7, b: 3 });
+    const ev = changeEvent(fields, otherLife, undefined, known);
+    assert.deepEqual(applyChanges(otherLife, ev.changes), value);
   });
 });
