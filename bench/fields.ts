@@ -99,8 +99,12 @@ export async function fieldsBench(ctx: FieldsBenchContext): Promise<void> {
     return { client: c, proxy };
   };
   try {
+    // The ZooKeeper server the bench starts drops its connections after ~80 writes of 1 MB in a
+    // run (a raw setData loop alone does it; not diagnosed further), so every 1 MB whole-value
+    // loop there is kept short: 11 + 28 + 12 such writes in all.
+    const heavy = backend === 'zookeeper' ? 0.5 : 1;
     // ---- bytes per one-field change, 1 MB ----
-    const K = Math.max(5, Math.round(20 * ctx.scale));
+    const K = Math.max(5, Math.round(20 * ctx.scale * heavy));
     const bytes: Record<'value' | 'fields', { sent: number; received: number; ms: number }> = {} as never;
     const opened: Record<'value' | 'fields', SharedStruct<Big>> = {} as never;
     for (const layout of ['value', 'fields'] as const) {
@@ -133,6 +137,7 @@ export async function fieldsBench(ctx: FieldsBenchContext): Promise<void> {
       ctx.rows.push({ backend, payload: size, measure: `one-field change: ${what} (raw column: layout 'value')`, ours: f, raw: v, unit: 'bytes/change', ratio: v / f, runs: `${K} / ${K}`, durationMs: bytes.fields.ms + bytes.value.ms, target: "≤ 2 % of layout 'value'", holds: f <= 0.02 * v });
     }
 
+    console.error(`[bench] ${backend}: fields: bytes done`);
     // ---- update rate, 1 MB, layout 'fields' vs the raw whole-value CAS loop ----
     const T = 4000 * ctx.scale + 1000;
     const sf = opened.fields;
@@ -147,10 +152,11 @@ export async function fieldsBench(ctx: FieldsBenchContext): Promise<void> {
       version = r.version;
     };
     await ctx.bounded(ctx.warmup, T, oursBig);
-    await ctx.bounded(Math.round(ctx.warmup / 10), T, rawBig);
-    const [ob, rb] = (await ctx.interleaved([{ count: Math.round(1000 * ctx.scale), op: (i) => oursBig(i) }, { count: Math.round(100 * ctx.scale), op: (i) => rawBig(i) }], 5, 3 * T)) as [{ runs: number; elapsed: number }, { runs: number; elapsed: number }];
+    await ctx.bounded(Math.max(3, Math.round((ctx.warmup / 10) * heavy * heavy)), T, rawBig);
+    const [ob, rb] = (await ctx.interleaved([{ count: Math.round(1000 * ctx.scale), op: (i) => oursBig(i) }, { count: Math.max(5, Math.round(100 * ctx.scale * heavy * heavy)), op: (i) => rawBig(i) }], 5, 3 * T)) as [{ runs: number; elapsed: number }, { runs: number; elapsed: number }];
     ctx.rows.push({ backend, payload: size, measure: "one-field update(), layout 'fields', vs raw whole-value CAS loop", ours: perSec(ob), raw: perSec(rb), unit: 'updates/s', ratio: perSec(ob) / perSec(rb), runs: `${ob.runs} / ${rb.runs}`, durationMs: ob.elapsed + rb.elapsed, target: '≥ 5 × raw CAS loop', holds: perSec(ob) >= 5 * perSec(rb) });
 
+    console.error(`[bench] ${backend}: fields: 1 MB rate done`);
     // ---- 100 KB, layout 'value', one-field change by draft vs the raw CAS loop ----
     const c100 = await client(false);
     const s100 = await c100.client.open<Record<string, unknown>>('large', { initial: largeStruct(), refreshIntervalMs: 600000 });
@@ -169,8 +175,9 @@ export async function fieldsBench(ctx: FieldsBenchContext): Promise<void> {
     const [o100, r100] = (await ctx.interleaved([{ count: N100, op: (i) => ours100(10000 + i) }, { count: N100, op: (i) => rawOp100(10000 + i) }], 8, 3 * T)) as [{ runs: number; elapsed: number }, { runs: number; elapsed: number }];
     ctx.rows.push({ backend, payload: 'large (100 KB)', measure: "one-field update() by draft, layout 'value', vs raw CAS loop", ours: perSec(o100), raw: perSec(r100), unit: 'updates/s', ratio: perSec(o100) / perSec(r100), runs: `${o100.runs} / ${r100.runs}`, durationMs: o100.elapsed + r100.elapsed, target: '≥ 0.9 × raw CAS loop', holds: perSec(o100) >= 0.9 * perSec(r100) });
 
+    console.error(`[bench] ${backend}: fields: 100 KB rate done`);
     // ---- propagation of the 1 MB struct to 10 watchers, both layouts ----
-    const M = Math.max(5, Math.round(25 * ctx.scale));
+    const M = Math.max(5, Math.round(25 * ctx.scale * heavy));
     const lat: Record<'value' | 'fields', number[]> = { value: [], fields: [] };
     for (const layout of ['value', 'fields'] as const) {
       const name = `big-${layout}`;
