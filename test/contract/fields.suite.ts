@@ -164,6 +164,22 @@ export function fieldsContract(target: ContractTarget): void {
       assert.equal(opened.fields[1].read().f8, untouched, 'a remote change keeps the untouched fields as the cached objects');
     });
 
+    it('updateLocked and compareAndSet write field by field too', async () => {
+      const a = await ctx.store.connect();
+      const b = await ctx.store.connect();
+      const n = name();
+      const sa = await a.open<Doc>(n, { layout: 'fields', initial: { x: 1, y: { deep: [1] } } });
+      const sb = await b.open<Doc>(n, { layout: 'fields' });
+      const locked = await sa.updateLocked((d) => void (d.x = 2));
+      assert.deepEqual(locked, { value: { x: 2, y: { deep: [1] } }, version: 2 });
+      await eventually('b has the locked write', () => sb.readDirty().x === 2);
+      const cas = await sb.compareAndSet(2, { x: 3, z: true });
+      assert.equal(cas.version, 3);
+      await assert.rejects(sa.compareAndSet(2, { x: 9 }), { code: 'CONFLICT' });
+      assert.deepEqual(await sa.readConsistent(), { x: 3, z: true });
+      assert.equal(await ctx.store.rawGet(`${a.namespace}/${n}/fields/${escapeField('y')}`), undefined, 'the removed field is deleted');
+    });
+
     it('delete removes every field; a new life starts clean; garbage in the head is reported and a write heals it', async () => {
       const a = await ctx.store.connect();
       const b = await ctx.store.connect();
