@@ -289,6 +289,11 @@ export interface EndpointStatus {
 export interface BackendLimits {
   /** Largest value the store accepts in one write, in bytes. */
   readonly maxValueBytes: number;
+  /**
+   * Most operations (compares and ops) one transaction may have (etcd: `--max-txn-ops`, 128 by
+   * default; ZooKeeper and memory: no count limit, only `maxValueBytes`).
+   */
+  readonly maxTxnOps?: number | undefined;
 }
 
 /**
@@ -354,11 +359,16 @@ export interface Backend {
   /**
    * Past versions of `key` in its current life, newest first (feature `history`). etcd: one
    * range at each earlier revision, until version 1, `limit`, or the compacted boundary; stores
-   * that keep no history (ZooKeeper, memory) reject `UNSUPPORTED` saying why.
+   * that keep no history (ZooKeeper) reject `UNSUPPORTED` saying why.
    */
   history(key: string, options: HistoryOptions): Promise<KeyHistory>;
   /** Probes every endpoint of the URL: reachable, server version, role, round trip, clock. */
   endpoints(options?: RequestOptions): Promise<EndpointStatus[]>;
+  /**
+   * How many operations the store counts for `txn` against `limits.maxTxnOps` (etcd: the larger
+   * of its compares and its ops as the adapter sends them). Absent: compares + ops.
+   */
+  txnOps?(txn: Txn): number;
   /** Watches a key or the children of a prefix. */
   watch(target: WatchTarget, options?: WatchOptions): Watch;
   /** Ends the session (ephemerals go at once) and releases every resource. Idempotent. */
@@ -381,6 +391,8 @@ export interface AdapterOptions {
   readonly logger: Logger;
   /** Largest value override (bytes); the adapter's own default otherwise. */
   readonly maxValueBytes?: number | undefined;
+  /** Most operations per transaction override (etcd `--max-txn-ops`); the adapter's default otherwise. */
+  readonly maxTxnOps?: number | undefined;
 }
 
 /** Where a URL points, parsed by the core. */

@@ -466,8 +466,18 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    */
   async #register(key: string, value: unknown, signal?: AbortSignal): Promise<() => Promise<void>> {
     const registration: Registration = { key, bytes: jsonCodec.encode({ ...(value as object), instance: randomUUID() }), epoch: 0 };
-    await this.#createRegistration(registration, signal);
+    // Known before it is created: a new session that begins while the create is in flight (so
+    // that it may land in the old session) re-creates it too, instead of never hearing of it.
+    if (this.#registrations.has(key)) {
+      throw new SharedStructError('CONFLICT', `'${key.slice(key.lastIndexOf('/') + 1)}' is already registered at '${key}' by this client; pick another id (or label)`);
+    }
     this.#registrations.set(key, registration);
+    try {
+      await this.#createRegistration(registration, signal);
+    } catch (err) {
+      if (this.#registrations.get(key) === registration) this.#registrations.delete(key);
+      throw err;
+    }
     return async () => {
       if (this.#registrations.get(key) !== registration) return;
       this.#registrations.delete(key);

@@ -67,6 +67,7 @@ async function open(url: string, options: ConnectOptions, wrap: ((backend: Backe
     acl: resolved.acl,
     logger: resolved.logger,
     maxValueBytes: resolved.maxValueBytes,
+    maxTxnOps: resolved.maxTxnOps,
   };
   const create = async (o: AdapterOptions): Promise<Backend> => {
     const backend = await adapter.createBackend(address, o);

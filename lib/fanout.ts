@@ -39,11 +39,13 @@ export interface ChangeEvent<T> {
 
 /**
  * A frozen {@link ChangeEvent} whose `changes` is diffed from `before` to `fields.value` on first
- * access (`bytes`, the encoded value when known, tell it whether to look for empty keys). `changes` is an own enumerable accessor, so spreading, `JSON.stringify` and
+ * access (`bytes`, the encoded value when known, tell it whether to look for empty keys), or
+ * taken from `known(before)` when the writer knows the list cheaper (a local draft's patches; it
+ * answers undefined when `before` is not the value it knows the changes from). `changes` is an own enumerable accessor, so spreading, `JSON.stringify` and
  * `structuredClone` see it like a plain property. Both values are deep-frozen, so the diff is the
  * same whenever it is taken.
  */
-export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: unknown, bytes?: Uint8Array): ChangeEvent<T> {
+export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: unknown, bytes?: Uint8Array, known?: (before: unknown) => readonly Change[] | undefined): ChangeEvent<T> {
   let memo: readonly Change[] | undefined;
   let base: unknown = before;
   // An object literal with its accessor: much cheaper than defineProperty on a copy.
@@ -56,7 +58,8 @@ export function changeEvent<T>(fields: Omit<ChangeEvent<T>, 'changes'>, before: 
     value: fields.value,
     get changes(): readonly Change[] {
       if (!memo) {
-        memo = Object.freeze(diffValues(base, fields.value, { mayHaveEmptyKeys: bytes === undefined || mayHaveEmptyKey(bytes) }));
+        const cheap = known?.(base);
+        memo = Object.freeze(cheap ? [...cheap] : diffValues(base, fields.value, { mayHaveEmptyKeys: bytes === undefined || mayHaveEmptyKey(bytes) }));
         base = undefined; // the old value is no longer needed
       }
       return memo;

@@ -34,10 +34,19 @@ function pathText(path: readonly (string | number)[]): string {
 export function assertPlainJson(value: unknown): asserts value is JsonValue {
   // One path stack and one ancestor stack for the whole walk (the path is copied only for an
   // error): this runs on every write, so it allocates nothing per value but Object.keys.
-  visitJson(value, [], []);
+  visitJson(value, [], [], false);
 }
 
-function visitJson(v: unknown, path: (string | number)[], ancestors: object[]): void {
+/**
+ * {@link assertPlainJson} for the result of a draft: a frozen object is one the cache already
+ * checked (the draft shares it), so only its prototype is looked at and its inside is not
+ * walked again. The check costs the new nodes, not the struct.
+ */
+export function assertPlainJsonNew(value: unknown, path: readonly (string | number)[] = []): asserts value is JsonValue {
+  visitJson(value, [...path], [], true);
+}
+
+function visitJson(v: unknown, path: (string | number)[], ancestors: object[], skipFrozen: boolean): void {
   switch (typeof v) {
     case 'string':
     case 'boolean':
@@ -47,6 +56,11 @@ function visitJson(v: unknown, path: (string | number)[], ancestors: object[]): 
       return;
     case 'object': {
       if (v === null) return;
+      if (skipFrozen && Object.isFrozen(v)) {
+        const proto: unknown = Object.getPrototypeOf(v);
+        if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) fail(v, path);
+        return;
+      }
       // A cycle can only go through an ancestor; JSON is rarely more than a few levels deep.
       if (ancestors.includes(v)) {
         throw new SharedStructError('INVALID_VALUE', `value has a cycle at ${pathText(path)}`, { details: { path: [...path] } });
@@ -56,7 +70,7 @@ function visitJson(v: unknown, path: (string | number)[], ancestors: object[]): 
         for (let i = 0; i < v.length; i++) {
           path.push(i);
           if (!(i in v)) fail(undefined, path);
-          visitJson(v[i], path, ancestors);
+          visitJson(v[i], path, ancestors, skipFrozen);
           path.pop();
         }
       } else {
@@ -67,7 +81,7 @@ function visitJson(v: unknown, path: (string | number)[], ancestors: object[]): 
         for (let i = 0; i < keys.length; i++) {
           const k = keys[i]!;
           path.push(k);
-          visitJson((v as Record<string, unknown>)[k], path, ancestors);
+          visitJson((v as Record<string, unknown>)[k], path, ancestors, skipFrozen);
           path.pop();
         }
       }

@@ -43,6 +43,12 @@ export interface ConnectOptions {
   readonly logger?: Logger;
   /** Overrides the backend's largest value, in bytes (etcd `--max-request-bytes`, ZooKeeper `jute.maxbuffer`). */
   readonly maxValueBytes?: number;
+  /**
+   * Tells the library the server's limit of operations per transaction (etcd `--max-txn-ops`,
+   * default 128), which bounds how many fields one write of a `layout: 'fields'` struct may
+   * change. ZooKeeper has no such limit.
+   */
+  readonly maxTxnOps?: number;
 }
 
 /**
@@ -179,6 +185,7 @@ export interface ResolvedConnectOptions {
   readonly acl: 'creator' | 'open' | readonly AclEntry[] | undefined;
   readonly logger: Logger;
   readonly maxValueBytes: number | undefined;
+  readonly maxTxnOps: number | undefined;
 }
 
 const debugging = debuglog('sharedstruct').enabled;
@@ -217,6 +224,7 @@ export function defaultConnectOptions(): ResolvedConnectOptions {
     acl: undefined,
     logger: consoleLogger,
     maxValueBytes: undefined,
+    maxTxnOps: undefined,
   };
 }
 
@@ -241,7 +249,7 @@ function checkObject(what: string, value: unknown, known: readonly string[]): Re
 /** Validates and defaults {@link ConnectOptions}; throws `INVALID_ARGUMENT` naming the option. */
 export function resolveConnectOptions(options: unknown): ResolvedConnectOptions {
   const o = checkObject('connect options', options, [
-    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'acl', 'logger', 'maxValueBytes',
+    'namespace', 'sessionTtlMs', 'connectTimeoutMs', 'requestTimeoutMs', 'auth', 'tls', 'acl', 'logger', 'maxValueBytes', 'maxTxnOps',
   ]);
   const d = defaultConnectOptions();
   const auth = o.auth;
@@ -270,6 +278,7 @@ export function resolveConnectOptions(options: unknown): ResolvedConnectOptions 
     acl: resolveAcl(o.acl, auth, tls),
     logger: (logger as Logger | undefined) ?? d.logger,
     maxValueBytes: o.maxValueBytes === undefined ? undefined : positiveInt('maxValueBytes', o.maxValueBytes),
+    maxTxnOps: o.maxTxnOps === undefined ? undefined : positiveInt('maxTxnOps', o.maxTxnOps),
   };
 }
 
@@ -301,6 +310,13 @@ export interface OpenOptions<T> {
   readonly label?: string;
   /** Plain JSON published with the listener registration as its `data` (default `{ host, pid }`). */
   readonly data?: unknown;
+  /**
+   * How the struct is stored (default `'value'`: the whole value in `<name>/payload`).
+   * `'fields'`: a top-level object stored one key per top-level field, so a write and every
+   * watcher's traffic cost the fields that changed (SPEC "Per-field layout"). Every instance of a
+   * struct must use the layout it was created with: another rejects `INVALID_ARGUMENT`.
+   */
+  readonly layout?: 'value' | 'fields';
 }
 
 /** {@link OpenOptions} with defaults applied (`initial` and `schema` stay optional). @inline */
@@ -315,14 +331,15 @@ export interface ResolvedOpenOptions<T> {
   readonly backoff: BackoffPolicy | undefined;
   readonly label: string | undefined;
   readonly data: unknown;
+  readonly layout: 'value' | 'fields';
 }
 
 /** The defaults of {@link OpenOptions}, in one place. */
 export function defaultOpenOptions(): Omit<ResolvedOpenOptions<never>, 'initial' | 'hasInitial' | 'schema' | 'backoff' | 'label' | 'data'> {
-  return { codec: jsonCodec, maxStalenessMs: 30_000, refreshIntervalMs: 5_000, maxBufferedEvents: 1024 };
+  return { codec: jsonCodec, maxStalenessMs: 30_000, refreshIntervalMs: 5_000, maxBufferedEvents: 1024, layout: 'value' };
 }
 
-const OPEN_KEYS = ['initial', 'schema', 'codec', 'maxStalenessMs', 'refreshIntervalMs', 'maxBufferedEvents', 'backoff', 'label', 'data'] as const;
+const OPEN_KEYS = ['initial', 'schema', 'codec', 'maxStalenessMs', 'refreshIntervalMs', 'maxBufferedEvents', 'backoff', 'label', 'data', 'layout'] as const;
 
 /** Validates and defaults {@link OpenOptions}; `extra` lists keys the caller handles itself. */
 export function resolveOpenOptions<T>(options: unknown, extra: readonly string[] = []): ResolvedOpenOptions<T> {
@@ -349,7 +366,14 @@ export function resolveOpenOptions<T>(options: unknown, extra: readonly string[]
     throw new SharedStructError('INVALID_ARGUMENT', `option 'label' must be one name segment of A-Z a-z 0-9 . _ - (at most 200), got ${JSON.stringify(label)}`);
   }
   if (o.data !== undefined) assertPlainJson(o.data);
+  if (o.layout !== undefined && o.layout !== 'value' && o.layout !== 'fields') {
+    throw new SharedStructError('INVALID_ARGUMENT', `option 'layout' must be 'value' or 'fields', got ${JSON.stringify(o.layout)}`);
+  }
+  if (o.layout === 'fields' && 'initial' in o && o.initial !== undefined && (typeof o.initial !== 'object' || o.initial === null || Array.isArray(o.initial))) {
+    throw new SharedStructError('INVALID_ARGUMENT', "option 'initial' must be an object with layout 'fields' (one key per top-level field)");
+  }
   return {
+    layout: o.layout ?? d.layout,
     initial: o.initial as T | undefined,
     hasInitial: 'initial' in o && o.initial !== undefined,
     schema,

@@ -15,6 +15,8 @@ import { exponentialBackoff, type BackoffPolicy } from './retry.js';
 import { StructCache } from './struct/cache.js';
 import { LocalWrites } from './struct/local-writes.js';
 import { StructPump } from './struct/pump.js';
+import { undraft } from './struct/drafts.js';
+import { storedLayout, type FieldsLayout } from './struct/fields.js';
 import { StructValues, type Cached, type Prepared } from './struct/values.js';
 import { sleep } from './util/abort.js';
 import { TypedEmitter } from './util/emitter.js';
@@ -158,6 +160,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   #watchRevision = 0n;
   #refreshing: Promise<void> | undefined;
   #unregister: (() => Promise<void>) | undefined;
+  /** Layout 'fields': the per-field store (undefined for the value layout). */
+  readonly #fields: FieldsLayout<T> | undefined;
+  /** Layout 'fields': watch events are applied one after the other (each may read fields). */
+  #watchChain: Promise<void> = Promise.resolve();
 
   /** @internal Use `client.open()`. */
   constructor(ctx: StructContext, name: string, key: string, options: ResolvedOpenOptions<T>) {
@@ -171,7 +177,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#writeLockPrefix = `${key}/write_lock`;
     this.#options = options;
     this.#backoff = options.backoff ?? exponentialBackoff();
-    this.#values = new StructValues<T>(name, options.codec, options.schema, { maxValueBytes: this.#backend.limits.maxValueBytes, kind: this.#backend.kind });
+    this.#values = new StructValues<T>(name, options.codec, options.schema, { maxValueBytes: this.#backend.limits.maxValueBytes, maxTxnOps: this.#backend.limits.maxTxnOps, txnOps: this.#backend.txnOps?.bind(this.#backend), kind: this.#backend.kind }, { layout: options.layout, key });
+    this.#fields = this.#values.fields;
     this.#fanout = new FanOut<T>(() => ctx.telemetry.overflowed(name));
     this.#cache = new StructCache<T>(this.#values, {
       change: (event) => {
@@ -206,15 +213,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   /** @internal Loads or creates the struct, registers the listener and starts the watch. */
   async start(signal?: AbortSignal): Promise<void> {
     const sentAt = Date.now();
-    let entry = await this.#backend.get(this.#key, { signal, consistent: true });
-    if (!entry) {
-      if (!this.#options.hasInitial) {
-        throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist; pass 'initial' to create it, or use client.expect() to wait for it`);
-      }
-      const bytes = this.#values.encode(this.#options.initial);
-      const created = await this.#backend.create(this.#key, bytes, { signal });
-      entry = created.created ? created.entry : created.current;
-    }
+    const entry = await this.#load(signal);
     const decoded = this.#values.decodeStored(entry);
     if ('error' in decoded) throw decoded.error;
     this.#cache.init(entry, decoded.value, sentAt);
@@ -223,6 +222,63 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     if (this.#options.data !== undefined) record.data = this.#options.data;
     this.#unregister = await this.#ctx.register(`${this.#listenersPrefix}/${this.id}`, record, signal);
     this.#pump.start();
+  }
+
+  /** The stored entry to start from: read, or created from `initial` when absent. */
+  async #load(signal: AbortSignal | undefined): Promise<Entry> {
+    for (let attempt = 0; ; attempt++) {
+      let entry = await this.#backend.get(this.#key, { signal, consistent: true });
+      if (!entry) {
+        if (!this.#options.hasInitial) {
+          throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist; pass 'initial' to create it, or use client.expect() to wait for it`);
+        }
+        entry = this.#fields ? await this.#createFields(this.#fields, signal) : await this.#createValue(signal);
+      }
+      const stored = storedLayout(entry.value);
+      if (stored !== this.#options.layout) {
+        throw new SharedStructError('INVALID_ARGUMENT', `struct '${this.name}' is stored with layout '${stored}', not '${this.#options.layout}'; open it with { layout: '${stored}' }`);
+      }
+      if (!this.#fields || this.#fields.assembled(entry)) return entry;
+      const read = await this.#fields.read(this.#backend, undefined, signal);
+      if (read) return read;
+      // Deleted while its fields were read: start again (and create it, with 'initial').
+      if (attempt >= 10) throw new SharedStructError('CONFLICT', `struct '${this.name}' kept being deleted while it was opened; open it again later`);
+    }
+  }
+
+  async #createValue(signal: AbortSignal | undefined): Promise<Entry> {
+    const bytes = this.#values.encode(this.#options.initial);
+    const created = await this.#backend.create(this.#key, bytes, { signal });
+    return created.created ? created.entry : created.current;
+  }
+
+  /** Layout 'fields': creates the head and every field in one transaction (or finds the winner's). */
+  async #createFields(fields: FieldsLayout<T>, signal: AbortSignal | undefined): Promise<Entry> {
+    const { ops, value } = fields.create(this.#options.initial);
+    // ZooKeeper creates a child only under an existing parent: the folder first (once, ever).
+    await this.#backend.create(fields.folder, new Uint8Array(0), { signal });
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const r = await this.#backend.txn({ compare: [], ops }, { signal });
+      if (r.ok) {
+        const entry = r.entries[0]!;
+        fields.remember(entry, value);
+        return entry;
+      }
+      const winner = await this.#backend.get(this.#key, { signal, consistent: true });
+      if (winner) return winner;
+    }
+    throw new SharedStructError('CONFLICT', `struct '${this.name}' could not be created: its field keys exist without a head (left by a foreign writer); delete ${fields.folder} and open it again`);
+  }
+
+  /** A consistent read of the struct (layout 'fields': the head, and the fields changed since the cache). */
+  #readStruct(signal: AbortSignal | undefined): Promise<Entry | undefined> {
+    if (this.#fields) return this.#fields.read(this.#backend, this.#cache.current, signal);
+    return this.#backend.get(this.#key, { signal, consistent: true });
+  }
+
+  /** The ops that write `prepared` (the payload's put, or the head's and the fields'). */
+  #writeOps(prepared: Prepared<T>): readonly TxnOp[] {
+    return prepared.ops ?? [{ op: 'put', key: this.#key, value: prepared.bytes }];
   }
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -260,7 +316,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         throwIfAborted(options.signal);
         const sentAt = Date.now();
         const lives = this.#cache.lives;
-        const entry = await this.#backend.get(this.#key, { signal: options.signal, consistent: true });
+        const entry = await this.#readStruct(options.signal);
         await this.#ingestRead(entry, 'remote', sentAt, lives);
         return this.#readable().value as DeepReadonly<T>;
       }),
@@ -288,8 +344,10 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   // ---- writes --------------------------------------------------------------------------------
 
   /**
-   * Changes the struct with compare-and-swap. `fn` gets a mutable deep copy: mutate it, or return
-   * the next value (anything but `undefined` replaces the draft, `null` included). On a conflict
+   * Changes the struct with compare-and-swap. `fn` gets a mutable copy-on-write draft of the
+   * cached value (only what it writes is copied; the draft is revoked when `fn`'s write is
+   * prepared, so keep no reference to it): mutate it, or return the next value (anything but
+   * `undefined` replaces the draft, `null` included). On a conflict
    * the cache is refreshed and `fn` runs again, after a jittered backoff, up to `maxRetries`
    * times; then `CONFLICT`. A result equal to the current value writes nothing.
    */
@@ -342,9 +400,21 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       if (!Number.isInteger(expectedVersion) || expectedVersion < 1) {
         throw new SharedStructError('INVALID_ARGUMENT', `expectedVersion must be an integer >= 1, got ${String(expectedVersion)}`);
       }
-      const cache = this.#cache.current;
-      const life = cache && { createRevision: cache.createRevision, ephemeral: cache.ephemeral };
-      const r = await this.#put(expectedVersion, this.#values.prepareBlind(value, life), options.signal);
+      let cache = this.#cache.current;
+      let prepared: Prepared<T>;
+      if (this.#fields) {
+        // Field by field, a write is made against the value it replaces: that of expectedVersion.
+        if (cache?.version !== expectedVersion) await this.readConsistent(options.signal ? { signal: options.signal } : {});
+        cache = this.#cache.current;
+        if (cache?.version !== expectedVersion) {
+          throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion} (now ${cache?.version ?? 'deleted'}); read it again and retry, or use update()`);
+        }
+        prepared = this.#values.prepareForced(cache, value, expectedVersion + 1);
+      } else {
+        const life = cache && { createRevision: cache.createRevision, ephemeral: cache.ephemeral };
+        prepared = this.#values.prepareBlind(value, life);
+      }
+      const r = await this.#put(expectedVersion, prepared, options.signal);
       if ('conflict' in r) {
         await this.#settle(r.conflict);
         throw new SharedStructError('CONFLICT', `struct '${this.name}' is no longer at version ${expectedVersion} (now ${this.#cache.current?.version ?? 'deleted'}); read it again and retry, or use update()`);
@@ -401,9 +471,9 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       // `held`, not `signal.aborted`: after a freeze, the deadline has passed but no timer has run.
       if (!lock.held) throw abortError(lock.signal);
       throwIfAborted(options.signal);
-      const prepared = this.#values.prepare(cache, draft, next);
-      if (!prepared) return { value: cache.value as DeepReadonly<T>, version: cache.version };
       const expectedVersion = this.#cache.writeBase(cache);
+      const prepared = this.#values.prepare(cache, draft, next, expectedVersion + 1);
+      if (!prepared) return { value: cache.value as DeepReadonly<T>, version: cache.version };
       return await this.#writes.writing(expectedVersion + 1, async () => {
         const sentAt = Date.now();
         const r = await this.#backend.txn(
@@ -412,7 +482,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
               { key: lock.key, exists: true },
               { key: this.#key, version: expectedVersion, createRevision: cache.createRevision },
             ],
-            ops: [{ op: 'put', key: this.#key, value: prepared.bytes }],
+            ops: this.#writeOps(prepared),
           },
           { signal: options.signal },
         );
@@ -437,8 +507,26 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const sentAt = Date.now();
       const lives = this.#cache.lives;
-      if (await this.#backend.delete(this.#key, { signal: options.signal })) await this.#ingestRead(undefined, 'local', sentAt, lives);
+      const deleted = this.#fields ? await this.#deleteFields(this.#fields, options.signal) : await this.#backend.delete(this.#key, { signal: options.signal });
+      if (deleted) await this.#ingestRead(undefined, 'local', sentAt, lives);
     });
+  }
+
+  /** Layout 'fields': deletes the head and every field it names in one transaction. */
+  async #deleteFields(fields: FieldsLayout<T>, signal: AbortSignal | undefined): Promise<boolean> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const head = await this.#backend.get(this.#key, { signal, consistent: true });
+      if (!head) return false;
+      let ops: TxnOp[];
+      try {
+        ops = fields.deleteOps(fields.head(head.value));
+      } catch {
+        ops = [{ op: 'delete', key: this.#key }]; // a corrupt head: its fields cannot be known
+      }
+      const r = await this.#backend.txn({ compare: [{ key: this.#key, version: head.version, createRevision: head.createRevision }], ops }, { signal });
+      if (r.ok) return true;
+    }
+    throw new SharedStructError('CONFLICT', `struct '${this.name}' kept changing while it was being deleted; try again`);
   }
 
   /**
@@ -465,8 +553,8 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       const built = build(() => (draft = this.#values.draft(cache)));
       if (!built) return undefined;
       const { next, compare, ops, list } = built;
-      const prepared = this.#values.prepare(cache, draft, next);
       const base = this.#cache.writeBase(cache);
+      const prepared = this.#values.prepare(cache, draft, next, base + 1);
       const payload: TxnCompare = { key: this.#key, version: base, createRevision: cache.createRevision };
       if (!prepared) {
         const r = await this.#backend.txn({ compare: [payload, ...compare], ops, list }, { signal: options.signal });
@@ -474,10 +562,11 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       }
       return this.#writes.writing(base + 1, async () => {
         const sentAt = Date.now();
-        const r = await this.#backend.txn({ compare: [payload, ...compare], ops: [{ op: 'put', key: this.#key, value: prepared.bytes }, ...ops], list }, { signal: options.signal });
+        const own = this.#writeOps(prepared);
+        const r = await this.#backend.txn({ compare: [payload, ...compare], ops: [...own, ...ops], list }, { signal: options.signal });
         if (!r.ok) return { ok: false } as const;
         const written = this.#committed(r.entries[0]!, prepared, sentAt);
-        return { ok: true, value: written.value, version: written.version, entries: r.entries.slice(1), listed: r.listed } as const;
+        return { ok: true, value: written.value, version: written.version, entries: r.entries.slice(own.length), listed: r.listed } as const;
       });
     });
   }
@@ -573,7 +662,49 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   }
 
   #onWatchEvent(event: WatchEvent): void {
+    if (this.#fields) {
+      const fields = this.#fields;
+      this.#watchChain = this.#watchChain.then(() => this.#onFieldsWatchEvent(fields, event));
+      return;
+    }
     // Watch events keep the cache current but confirm nothing: they may be old news.
+    this.#onValueWatchEvent(event);
+  }
+
+  /**
+   * Layout 'fields': a head from the watch is put together from the cache and the fields it
+   * says changed since (an echo or an old head reads nothing); when a field was already replaced
+   * by a newer write, a consistent read brings the newest version instead. Never throws: a
+   * failed read leaves the cache to the next event or the periodic check.
+   */
+  async #onFieldsWatchEvent(fields: FieldsLayout<T>, event: WatchEvent): Promise<void> {
+    const head = event.type === 'put' ? event.entry : event.type === 'reset' ? event.entries.find((e) => e.key === this.#key) : undefined;
+    if (!head || event.type === 'progress') {
+      this.#onValueWatchEvent(event);
+      return;
+    }
+    this.#advance(head.revision);
+    const origin = event.type === 'reset' ? 'resync' : 'remote';
+    // Our own write in flight may be this very head: let it land first, so its echo reads nothing.
+    await this.#writes.submit(head.version, () => {});
+    const cache = this.#cache.current;
+    const echo = cache && cache.createRevision === head.createRevision && head.version <= cache.version;
+    try {
+      if (!echo && (await fields.assemble(this.#backend, head, cache, this.#closer.signal)) === 'moved') {
+        const sentAt = Date.now();
+        const lives = this.#cache.lives;
+        await this.#ingestRead(await this.#readStruct(this.#closer.signal), origin, sentAt, lives);
+        return;
+      }
+    } catch (err) {
+      if (!this.#closed) this.#ctx.logger.debug('reading the fields of a watched head failed; the periodic check catches up', { struct: this.name, err });
+      return;
+    }
+    await this.#writes.submit(head.version, () => this.#cache.put(head, origin, undefined));
+  }
+
+  /** A watch event of the value layout (and the head-less events of the fields layout). */
+  #onValueWatchEvent(event: WatchEvent): void {
     switch (event.type) {
       case 'put': {
         const { entry } = event;
@@ -641,14 +772,18 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       throwIfAborted(options.signal);
       const cache = this.#readable();
       let draft: T | undefined;
-      const { next, result } = await compute(() => (draft = this.#values.draft(cache)));
+      const out = await compute(() => (draft = this.#values.draft(cache)));
+      const next = out.next;
+      // The draft is revoked once finished: a result built from it must not hold parts of it.
+      const result = draft === undefined ? out.result : undraft(out.result);
       throwIfAborted(options.signal);
-      const prepared = this.#values.prepare(cache, draft, next);
+      const base = this.#cache.writeBase(cache);
+      const prepared = this.#values.prepare(cache, draft, next, base + 1);
       if (!prepared) {
         tally.noop = true;
         return { written: { value: cache.value as DeepReadonly<T>, version: cache.version }, result };
       }
-      const r = await this.#put(this.#cache.writeBase(cache), prepared, options.signal);
+      const r = await this.#put(base, prepared, options.signal);
       if (!('conflict' in r)) return { written: r, result };
       tally.conflicts += 1;
       if (attempt >= maxRetries) {
@@ -670,6 +805,12 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     const r = await this.#writes.writing(expectedVersion + 1, async (): Promise<{ written: WriteResult<T> } | { conflict: Conflict }> => {
       const sentAt = Date.now();
       const lives = this.#cache.lives;
+      if (prepared.ops) {
+        const compare = [{ key: this.#key, version: expectedVersion, createRevision: prepared.life?.createRevision }];
+        const res = await this.#backend.txn({ compare, ops: prepared.ops }, { signal });
+        if (res.ok) return { written: this.#committed(res.entries[0]!, prepared, sentAt) };
+        return { conflict: { entry: await this.#readStruct(signal), sentAt, lives } };
+      }
       const res = await this.#backend.put(this.#key, prepared.bytes, { expectedVersion, signal, life: prepared.life });
       return res.ok ? { written: this.#committed(res.entry, prepared, sentAt) } : { conflict: { entry: res.current, sentAt, lives } };
     });
@@ -678,6 +819,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
 
   /** Applies our committed write (inside its `writing`, so it is the one `local` event) and returns its result. */
   #committed(entry: Entry, prepared: Prepared<T>, sentAt: number): WriteResult<T> {
+    this.#fields?.remember(entry, prepared.value);
     this.#cache.put(entry, 'local', sentAt, prepared);
     const cache = this.#cache.current;
     return { value: (cache && cache.version === entry.version ? cache.value : prepared.value) as DeepReadonly<T>, version: entry.version };
@@ -742,7 +884,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         }
         const sentAt = Date.now();
         const lives = this.#cache.lives;
-        const entry = await this.#backend.get(this.#key, { signal, consistent: true });
+        const entry = await this.#readStruct(signal);
         await this.#ingestRead(entry, resync ? 'resync' : 'remote', sentAt, lives);
       } catch (err) {
         if (this.#closed) return;

@@ -28,6 +28,8 @@ export interface TcpProxy {
   setMode(mode: ProxyMode, delay?: ProxyDelay): void;
   /** Destroys every open connection (the client sees a reset). */
   resetAll(): void;
+  /** Bytes that arrived from clients (`up`, toward the server) and from the server (`down`), all connections. */
+  bytes(): { readonly up: number; readonly down: number };
   close(): Promise<void>;
 }
 
@@ -90,6 +92,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   const pipes = new Set<Pipe>();
   const delayMs = (): number => delay.minMs + Math.random() * (delay.maxMs - delay.minMs);
+  const counted = { up: 0, down: 0 };
   const server: Server = createServer((client) => {
     const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
     // Nagle + delayed ACK would add ~40 ms to every pipelined burst (measured: a 3-child list
@@ -112,8 +115,14 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       sockets.delete(client);
       sockets.delete(upstream);
     };
-    client.on('data', (chunk: Buffer) => up.push(chunk, delayMs()));
-    upstream.on('data', (chunk: Buffer) => down.push(chunk, delayMs()));
+    client.on('data', (chunk: Buffer) => {
+      counted.up += chunk.length;
+      up.push(chunk, delayMs());
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      counted.down += chunk.length;
+      down.push(chunk, delayMs());
+    });
     client.on('error', drop);
     upstream.on('error', drop);
     client.on('close', drop);
@@ -135,6 +144,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       }
       mode = next;
       if (mode === 'blackhole') for (const p of pipes) p.clear();
+    },
+    bytes() {
+      return { ...counted };
     },
     resetAll() {
       for (const p of pipes) p.clear();

@@ -48,6 +48,8 @@ import { splitHosts, type AddressRules } from '../../lib/options.js';
  * Txn with its key, compares and the else-branch, so 16 KiB stay free for them.
  */
 export const ETCD_MAX_VALUE_BYTES = 1_572_864 - 16 * 1024;
+/** etcd's default `--max-txn-ops`: compares and ops of one Txn. */
+export const ETCD_MAX_TXN_OPS = 128;
 
 const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion', 'history']);
 
@@ -116,7 +118,7 @@ export class EtcdBackend implements Backend {
     this.#rpc = rpc;
     this.#lease = lease;
     this.#options = options;
-    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? ETCD_MAX_VALUE_BYTES });
+    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? ETCD_MAX_VALUE_BYTES, maxTxnOps: options.maxTxnOps ?? ETCD_MAX_TXN_OPS });
   }
 
   /**
@@ -316,6 +318,15 @@ export class EtcdBackend implements Backend {
   async count(prefix: string, options: GetOptions = {}): Promise<number> {
     const res = await this.#rpc.countRange({ ...childRange(prefix), ...this.#readMode(options) }, { what: `etcd count ${prefix}/`, signal: options.signal });
     return Number(res.count);
+  }
+
+  /** etcd counts compares and success ops apart (each against `--max-txn-ops`); see {@link txn} for the mapping. */
+  txnOps(txn: Txn): number {
+    let compares = txn.ops.length;
+    for (const c of txn.compare) compares += 'version' in c && c.createRevision !== undefined ? 2 : 1;
+    // Each op, a read-back of each put, and the range of `list` when asked.
+    const success = txn.ops.length + txn.ops.filter((op) => op.op === 'put').length + (txn.list ? 1 : 0);
+    return Math.max(compares, success);
   }
 
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {

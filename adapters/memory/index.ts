@@ -52,7 +52,7 @@ interface LiveWatch {
 /** A client's connection to a {@link MemoryStore}, with hooks for fault injection in tests. */
 export class MemoryBackend implements Backend {
   readonly kind = 'memory';
-  readonly limits: { maxValueBytes: number };
+  readonly limits: { maxValueBytes: number; maxTxnOps?: number | undefined };
   readonly features: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn', 'everyVersion', 'history']);
   readonly counters = new Counters();
   readonly session: SessionTracker;
@@ -69,7 +69,7 @@ export class MemoryBackend implements Backend {
   constructor(store: MemoryStore, options: AdapterOptions) {
     this.store = store;
     this.#options = options;
-    this.limits = { maxValueBytes: options.maxValueBytes ?? MEMORY_MAX_VALUE_BYTES };
+    this.limits = { maxValueBytes: options.maxValueBytes ?? MEMORY_MAX_VALUE_BYTES, maxTxnOps: options.maxTxnOps };
     this.#sessionId = store.openSession();
     this.session = new SessionTracker(this.#sessionId, options.sessionTtlMs);
     this.#keepalive = setInterval(() => {

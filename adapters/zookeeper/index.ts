@@ -240,7 +240,7 @@ export class ZooKeeperBackend implements Backend {
     this.#options = options;
     this.#logger = options.logger;
     this.#acls = aclOf(options.acl ?? (options.auth ? 'creator' : 'open'));
-    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES });
+    this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES, maxTxnOps: options.maxTxnOps });
     this.#session = new SessionTracker(conn.sessionId, conn.sessionTimeoutMs);
   }
 

@@ -4,6 +4,7 @@
  * (through its {@link LocalWrites} tracker, the one way in) and it answers through its sink.
  */
 import type { Entry } from '../backend.js';
+import type { Change } from '../diff.js';
 import { SharedStructError } from '../errors.js';
 import { changeEvent, type ChangeEvent, type ChangeOrigin } from '../fanout.js';
 import type { DeepReadonly } from '../json.js';
@@ -134,9 +135,11 @@ export class StructCache<T> {
     }
     let value: T;
     let bytes = entry.value;
+    let known: ((before: unknown) => readonly Change[] | undefined) | undefined;
     if (mine && current && !corrupt && current.version === mine.base && entry.version === mine.base + 1) {
       value = mine.value;
       bytes = mine.bytes;
+      known = mine.changes;
     } else {
       const decoded = this.#values.decodeStored(entry);
       if ('error' in decoded) {
@@ -148,6 +151,7 @@ export class StructCache<T> {
         return;
       }
       value = decoded.value;
+      known = decoded.known;
     }
     let eventOrigin: ChangeOrigin = origin;
     if (mine) eventOrigin = 'local';
@@ -164,6 +168,7 @@ export class StructCache<T> {
       },
       before,
       bytes,
+      known,
     );
     this.#corrupt = undefined;
     this.#store(entry, value, bytes);

@@ -1,10 +1,13 @@
 /** A struct's values on their way to and from the store: checked, encoded, decoded, frozen. */
 import type { ErrorObject } from 'ajv';
-import type { Entry } from '../backend.js';
-import { decodeFramed, encodeFramed, type Codec } from '../codec.js';
+import type { Entry, Txn, TxnOp } from '../backend.js';
+import { decodeFramed, encodeFramed, mayHaveEmptyKey, type Codec } from '../codec.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
-import { assertPlainJson, deepFreeze, jsonEqual } from '../json.js';
+import { diffValues, type Change } from '../diff.js';
+import { assertPlainJson, assertPlainJsonNew, deepFreeze, jsonEqual } from '../json.js';
 import { schemaErrorText, validatorFor } from '../schema.js';
+import { changesFromPatches, finish, isLiveDraft, makeDraft, undraft } from './drafts.js';
+import { FieldsLayout, type Layout } from './fields.js';
 
 /** A stored version as the cache holds it. */
 export interface Cached<T> {
@@ -27,6 +30,14 @@ export interface Prepared<T> {
   readonly base: number;
   /** The life of the cached version it was made from (a re-created key must not take it). */
   readonly life?: { readonly createRevision: bigint; readonly ephemeral: boolean } | undefined;
+  /**
+   * The change list from `before`, when the write knows it cheaper than a deep-diff (a draft's
+   * patches): undefined unless `before` is the very value the write was made from (a new life
+   * at the same version is not). Computed on first call.
+   */
+  readonly changes?: ((before: unknown) => readonly Change[] | undefined) | undefined;
+  /** Layout 'fields': every op of the write's transaction (the head's put first; `bytes` is the head). */
+  readonly ops?: readonly TxnOp[] | undefined;
 }
 
 /** The codec, schema and size limit of one struct. */
@@ -37,17 +48,26 @@ export class StructValues<T> {
   readonly #maxBytes: number;
   readonly #backendKind: string;
 
-  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; kind: string }) {
+  /** The per-field layout, when the struct has it. */
+  readonly fields: FieldsLayout<T> | undefined;
+
+  constructor(name: string, codec: Codec, schema: object | undefined, limits: { maxValueBytes: number; maxTxnOps?: number | undefined; txnOps?: ((txn: Txn) => number) | undefined; kind: string }, layout: { readonly layout: Layout; readonly key: string } = { layout: 'value', key: '' }) {
     this.#name = name;
     this.#codec = codec;
     this.#validate = schema ? validatorFor(schema) : undefined;
     this.#maxBytes = limits.maxValueBytes;
     this.#backendKind = limits.kind;
+    this.fields = layout.layout === 'fields' ? new FieldsLayout<T>(name, layout.key, codec, this.#validate, limits) : undefined;
   }
 
   /** Checks a value this process wants to write (plain JSON, schema, size) and encodes it. */
   encode(value: unknown): Uint8Array {
     assertPlainJson(value);
+    return this.#checkAndEncode(value);
+  }
+
+  /** The schema and size checks of {@link encode}, on a value already known to be plain JSON. */
+  #checkAndEncode(value: unknown): Uint8Array {
     const errors = this.#validate?.(value);
     if (errors) {
       throw new SharedStructError('SCHEMA_VALIDATION', `the value for '${this.#name}' fails its schema, so nothing was written: ${schemaErrorText(errors)}`, {
@@ -65,7 +85,10 @@ export class StructValues<T> {
   }
 
   /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
-  decodeStored(entry: Entry): { value: T } | { error: SharedStructError } {
+  decodeStored(entry: Entry): { value: T; known?: ((before: unknown) => readonly Change[] | undefined) | undefined } | { error: SharedStructError } {
+    if (this.fields) {
+      return this.fields.assembled(entry) ?? { error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.#name}' version ${entry.version} was not read field by field`) };
+    }
     const corrupt = (why: string, cause: unknown): { error: SharedStructError } => ({
       error: new SharedStructError('CORRUPT_REMOTE_VALUE', `struct '${this.#name}' version ${entry.version} ${why}`, { cause }),
     });
@@ -81,22 +104,82 @@ export class StructValues<T> {
     return { value: deepFreeze(value as T) };
   }
 
-  /** A fresh mutable copy of a cached value: decoding its bytes beats a structured clone. */
+  /**
+   * A copy-on-write draft of a cached value (see struct/drafts.ts): nothing is copied until `fn`
+   * writes, and then only the path to what it wrote.
+   */
   draft(cache: Cached<T>): T {
-    return decodeFramed(this.#codec, cache.bytes) as T;
+    return makeDraft(cache.value);
   }
 
   /**
-   * Checks and encodes `next` before any request. Undefined when it equals the cache: the same
-   * bytes, or (rarely: other key order) the same JSON. A draft we made is frozen in place; a
-   * value the caller built is decoded from the bytes instead, so the caller's object is never
-   * frozen.
+   * Checks and encodes `next` before any request. Undefined when it equals the cache: no patch,
+   * the same bytes, or (rarely: other key order) the same JSON. When `next` is the draft, the
+   * result shares every untouched subtree with the cache: only new nodes are checked for plain
+   * JSON and frozen, and the change list comes from the draft's patches. A value the caller built
+   * is checked whole and decoded from the bytes, so the caller's object is never frozen.
    */
-  prepare(cache: Cached<T>, draft: T | undefined, next: T): Prepared<T> | undefined {
+  prepare(cache: Cached<T>, draft: T | undefined, next: T, version = cache.version + 1): Prepared<T> | undefined {
+    const life = { createRevision: cache.createRevision, ephemeral: cache.ephemeral };
+    if (this.fields) return this.#prepareFields(cache, draft, next, version, false);
+    if (draft !== undefined && next === draft && isLiveDraft(draft)) {
+      const { value, patches } = finish(draft);
+      if (value === cache.value || patches.length === 0) return undefined;
+      assertPlainJsonNew(value);
+      const bytes = this.#checkAndEncode(value);
+      if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, value)) return undefined;
+      deepFreeze(value);
+      const before = cache.value;
+      let memo: readonly Change[] | undefined;
+      const changes = (from: unknown): readonly Change[] | undefined => (from !== before ? undefined : (memo ??= changesFromPatches(before, value, patches, mayHaveEmptyKey(bytes))));
+      return { bytes, value, base: cache.version, life, changes };
+    }
+    if (draft !== undefined && next !== draft) next = undraft(next);
     const bytes = this.encode(next);
     if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
     const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#codec, bytes) as T);
-    return { bytes, value, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral } };
+    return { bytes, value, base: cache.version, life };
+  }
+
+  /**
+   * Layout 'fields': the write of `next` over the cache, as version `version` (see
+   * {@link FieldsLayout.write}); `force` writes the head even when no field changes.
+   */
+  #prepareFields(cache: Cached<T>, draft: T | undefined, next: T, version: number, force: boolean): Prepared<T> | undefined {
+    const fields = this.fields!;
+    let value: T = next;
+    let fromDraft = false;
+    let touched: Set<string> | undefined;
+    if (draft !== undefined && next === draft && isLiveDraft(draft)) {
+      const f = finish(draft);
+      if (!force && (f.value === cache.value || f.patches.length === 0)) return undefined;
+      value = f.value;
+      fromDraft = true;
+      touched = new Set();
+      for (const p of f.patches) {
+        if (p.path.length === 0) {
+          touched = undefined;
+          break;
+        }
+        touched.add(String(p.path[0]));
+      }
+    } else if (draft !== undefined && next !== draft) {
+      value = undraft(next);
+    }
+    const w = fields.write(cache, value, { fromDraft, version, force, touched });
+    if (!w) return undefined;
+    const frozen = fromDraft ? deepFreeze(value) : deepFreeze(structuredClone(value));
+    const before = cache.value as Record<string, unknown>;
+    const after = frozen as Record<string, unknown>;
+    let memo: readonly Change[] | undefined;
+    const changes = (from: unknown): readonly Change[] | undefined =>
+      from !== before ? undefined : (memo ??= w.changed.flatMap((k) => diffValues(before[k], after[k]).map((c): Change => ({ ...c, path: [k, ...c.path] }))));
+    return { bytes: w.head, value: frozen, base: cache.version, life: { createRevision: cache.createRevision, ephemeral: cache.ephemeral }, changes, ops: w.ops };
+  }
+
+  /** Layout 'fields': a write of `value` over the cache that writes the head even when no field changes. */
+  prepareForced(cache: Cached<T>, value: T, version: number): Prepared<T> {
+    return this.#prepareFields(cache, undefined, value, version, true)!;
   }
 
   /**

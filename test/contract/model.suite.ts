@@ -24,7 +24,8 @@ import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { applyChanges, isSharedStructError, type ChangeEvent, type Client, type DeepReadonly, type SharedStruct } from '../../lib/index.js';
-import type { ContractStore, ContractTarget } from './target.js';
+import { decodeField, decodeHead, escapeField } from '../../lib/struct/fields.js';
+import { withLayout, type ContractStore, type ContractTarget } from './target.js';
 
 /** The struct's value: `tag` is unique per written value, so a value tells which write made it. */
 interface Doc {
@@ -184,12 +185,13 @@ class Run {
     readonly profile: Profile,
     readonly refreshIntervalMs: number,
     runId: number,
+    readonly layout: 'value' | 'fields' = 'value',
   ) {
     this.name = `model-${runId}`;
   }
 
-  static async start(target: ContractTarget, profile: Profile, clients: number, refreshIntervalMs: number, runId: number): Promise<Run> {
-    const run = new Run(await target.newStore(), profile, refreshIntervalMs, runId);
+  static async start(target: ContractTarget, profile: Profile, clients: number, refreshIntervalMs: number, runId: number, layout: 'value' | 'fields' = 'value'): Promise<Run> {
+    const run = new Run(withLayout(await target.newStore(), layout), profile, refreshIntervalMs, runId, layout);
     try {
       for (let i = 0; i < clients; i++) {
         const client = await run.store.connect({ sessionTtlMs: profile.sessionTtlMs, requestTimeoutMs: profile.requestTimeoutMs });
@@ -317,7 +319,17 @@ class Run {
 
   async storeValue(): Promise<Doc | undefined> {
     const bytes = await this.store.rawGet(this.key);
-    return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as Doc) : undefined;
+    if (!bytes || this.layout === 'value') return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as Doc) : undefined;
+    // Field by field, with the raw client (the run is quiescent: nothing writes any more).
+    const doc: Record<string, unknown> = {};
+    const folder = `${this.clients[0]!.client.namespace}/${this.name}/fields`;
+    for (const [k, version] of decodeHead(bytes)) {
+      const raw = await this.store.rawGet(`${folder}/${escapeField(k)}`);
+      const field = raw && decodeField(raw);
+      if (!field || field.version !== version) throw new Error(`field '${k}' of the stored struct is missing or not at version ${version}`);
+      doc[k] = JSON.parse(new TextDecoder().decode(field.body)) as unknown;
+    }
+    return doc as unknown as Doc;
   }
 
   /**
@@ -780,9 +792,9 @@ function commandArbs(profile: Profile): fc.Arbitrary<Cmd>[] {
 }
 
 /** Registers the model-based test under `[name] model`. */
-export function modelContract(target: ContractTarget): void {
+export function modelContract(target: ContractTarget, layout: 'value' | 'fields' = 'value'): void {
   const profile = profileFor(target);
-  describe(`[${target.name}] model: random concurrent histories keep every subscriber's contract`, function () {
+  describe(`[${target.name}] model${layout === 'value' ? '' : ` (layout '${layout}')`}: random concurrent histories keep every subscriber's contract`, function () {
     before(async function () {
       this.timeout(120000);
       await target.setup();
@@ -801,7 +813,7 @@ export function modelContract(target: ContractTarget): void {
           // would cap them near 10 whatever maxCommands says).
           fc.commands(commandArbs(profile), { maxCommands: profile.maxCommands, size: 'max' }),
           async (clients, refreshIntervalMs, cmds) => {
-            const run = await Run.start(target, profile, clients, refreshIntervalMs, ++runId);
+            const run = await Run.start(target, profile, clients, refreshIntervalMs, ++runId, layout);
             try {
               await fc.asyncModelRun(() => ({ model: { recreates: 0 }, real: run }), cmds);
               await run.finish();

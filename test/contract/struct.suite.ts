@@ -63,10 +63,10 @@ const WRITE_OPS = (d: Record<string, number>): Record<string, number> =>
   Object.fromEntries(Object.entries(d).filter(([op]) => !op.startsWith('watch')));
 
 /** Registers the struct contract tests under `[name] struct contract`. */
-export function structContract(target: ContractTarget): void {
-  describe(`[${target.name}] struct contract`, function () {
+export function structContract(target: ContractTarget, layout: 'value' | 'fields' = 'value'): void {
+  describe(`[${target.name}] struct contract${layout === 'value' ? '' : ` (layout '${layout}')`}`, function () {
     this.timeout(60000);
-    const ctx = storePerTest(target);
+    const ctx = storePerTest(target, layout);
     let seq = 0;
     const name = (): string => `s${Date.now().toString(36)}-${++seq}`;
 
@@ -143,9 +143,15 @@ export function structContract(target: ContractTarget): void {
         const r3 = await s.update((d) => d);
         assert.deepEqual(r3, { value: { y: 3 }, version: 3 });
         assert.deepEqual(WRITE_OPS(countsSince(before, a.requestCounts())), {}, 'no request for an unchanged value');
-        const r4 = await s.update(() => null);
-        assert.equal(r4.value, null);
-        assert.equal(s.read(), null);
+        if (layout === 'fields') {
+          // One key per top-level field: only an object can be stored.
+          await assert.rejects(s.update(() => null), { code: 'INVALID_VALUE', message: /layout 'fields'/ });
+          await s.update(() => ({ z: 4 }));
+        } else {
+          const r4 = await s.update(() => null);
+          assert.equal(r4.value, null);
+          assert.equal(s.read(), null);
+        }
         const r5 = await s.set({ back: true });
         assert.deepEqual(r5, { value: { back: true }, version: 5 });
       });
@@ -216,6 +222,43 @@ export function structContract(target: ContractTarget): void {
         await assert.rejects(s.set({ n: Number.NaN }), { code: 'INVALID_VALUE' });
         assert.deepEqual(WRITE_OPS(countsSince(before, a.requestCounts())), {});
         assert.deepEqual(s.read(), { ok: true });
+      });
+
+      it('drafts: bad nodes deep inside a draft are caught, results built from a draft outlive it, local changes match the values', async () => {
+        const a = await ctx.store.connect();
+        const s = await a.open<Doc>(name(), { initial: { keep: { big: 'x'.repeat(100) }, list: [1, 2], nested: { n: 1 } } });
+        const rec = new Recorder(s);
+        const before = a.requestCounts();
+        await assert.rejects(s.update((d) => void ((d.nested as Doc).when = new Map())), { code: 'INVALID_VALUE' });
+        await assert.rejects(s.update((d) => void ((d.list as unknown[])[5] = 1)), { code: 'INVALID_VALUE' });
+        await assert.rejects(s.update((d) => void ((d.list as unknown[]).push(undefined))), { code: 'INVALID_VALUE' });
+        await assert.rejects(s.update((d) => void ((d.nested as Doc).self = d.nested)), { code: 'INVALID_VALUE' });
+        assert.deepEqual(WRITE_OPS(countsSince(before, a.requestCounts())), {});
+        const kept = s.read().keep;
+        const got = await s.modify((d) => {
+          (d.nested as Doc).n = 2;
+          (d.list as unknown[]).splice(0, 1, 'a', 'b');
+          return [{ nested: d.nested, list: d.list }, d] as const;
+        });
+        assert.deepEqual(got, { nested: { n: 2 }, list: ['a', 'b', 2] });
+        assert.equal(s.read().keep, kept, 'an untouched subtree is the cached object itself');
+        assert.ok(Object.isFrozen(s.read().nested) && Object.isFrozen(s.read().list));
+        await s.update((d) => {
+          delete d.keep;
+          d.added = { deep: [true] };
+        });
+        await s.update((d) => ({ ...d, spread: 1 }));
+        assert.deepEqual(s.read(), { list: ['a', 'b', 2], nested: { n: 2 }, added: { deep: [true] }, spread: 1 });
+        assert.deepEqual(rec.fold(), s.read());
+        assert.deepEqual(
+          [...rec.events[0]!.changes].map((c) => JSON.stringify(c)).sort(),
+          [
+            { kind: 'Modified', path: ['list', 0], oldValue: 1, value: 'a' },
+            { kind: 'Modified', path: ['list', 1], oldValue: 2, value: 'b' },
+            { kind: 'Added', path: ['list', 2], value: 2 },
+            { kind: 'Modified', path: ['nested', 'n'], oldValue: 1, value: 2 },
+          ].map((c) => JSON.stringify(c)).sort(),
+        );
       });
 
       it('AbortSignal: an aborted update rejects ABORTED and writes nothing', async () => {
@@ -438,7 +481,9 @@ export function structContract(target: ContractTarget): void {
       });
     });
 
-    describe('foreign writers', () => {
+    // A foreign writer of the value layout writes the payload's bytes; the fields layout's own
+    // foreign-writer case is in the fields suite (fields.suite.ts).
+    if (layout === 'value') describe('foreign writers (raw payload bytes)', () => {
       it('garbage bytes, then JSON failing the schema: error events, the last valid value kept, then recovery', async () => {
         const a = await ctx.store.connect();
         const n = name();

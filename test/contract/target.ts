@@ -52,7 +52,7 @@ export interface ContractStore {
  * The per-test store of a contract suite: the target is set up once for the suite, every test
  * gets a fresh store, closed after it. Call inside the suite's `describe`; read `.store` in tests.
  */
-export function storePerTest(target: ContractTarget): { readonly store: ContractStore } {
+export function storePerTest(target: ContractTarget, layout: 'value' | 'fields' = 'value'): { readonly store: ContractStore } {
   let current: ContractStore | undefined;
   before(async function () {
     this.timeout(120000);
@@ -60,7 +60,7 @@ export function storePerTest(target: ContractTarget): { readonly store: Contract
   });
   after(() => target.teardown());
   beforeEach(async () => {
-    current = await target.newStore();
+    current = withLayout(await target.newStore(), layout);
   });
   afterEach(async () => {
     await current?.close();
@@ -71,5 +71,39 @@ export function storePerTest(target: ContractTarget): { readonly store: Contract
       if (!current) throw new Error('storePerTest: no store outside a test');
       return current;
     },
+  };
+}
+
+/**
+ * `store` whose clients open and expect structs with `layout` unless a test says otherwise: the
+ * same suite then runs on either layout. The clients are proxies; the store's hooks get the real
+ * client back.
+ */
+export function withLayout(store: ContractStore, layout: 'value' | 'fields'): ContractStore {
+  if (layout === 'value') return store;
+  const real = new WeakMap<Client, Client>();
+  const unwrap = (c: Client): Client => real.get(c) ?? c;
+  return {
+    async connect(options?: Partial<ConnectOptions>) {
+      const client = await store.connect(options);
+      const wrapped = new Proxy(client, {
+        get(target, prop) {
+          if (prop === 'open' || prop === 'expect') {
+            return (name: string, opts: object = {}) => (target[prop] as (n: string, o: object) => unknown).call(target, name, { layout, ...opts });
+          }
+          const v: unknown = Reflect.get(target, prop, target);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      real.set(wrapped, client);
+      return wrapped;
+    },
+    expireSession: (c) => store.expireSession(unwrap(c)),
+    partition: (c) => store.partition(unwrap(c)),
+    slowLink: (c, ms) => store.slowLink(unwrap(c), ms),
+    rawPut: (k, b) => store.rawPut(k, b),
+    rawGet: (k) => store.rawGet(k),
+    rawDelete: (k) => store.rawDelete(k),
+    close: () => store.close(),
   };
 }

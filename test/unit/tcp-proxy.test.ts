@@ -68,4 +68,9 @@ describe('tcp proxy', () => {
     client.write('ok');
     await until('echoed', () => text() === 'ok');
   });
+  it('counts the bytes of both directions', async () => {
+    client.write('hello');
+    await until('echo', () => text() === 'hello');
+    assert.deepEqual(proxy.bytes(), { up: 5, down: 5 });
+  });
 });

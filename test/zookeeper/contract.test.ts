@@ -2,6 +2,7 @@
 import { createBackend } from '../../adapters/zookeeper/index.js';
 import { backendContract } from '../contract/backend.suite.js';
 import { coordinationContract } from '../contract/coordination.suite.js';
+import { fieldsContract } from '../contract/fields.suite.js';
 import { modelContract } from '../contract/model.suite.js';
 import { regressionsContract } from '../contract/regressions.suite.js';
 import { structContract } from '../contract/struct.suite.js';
@@ -13,6 +14,9 @@ backendContract('zookeeper', async () =>
   createBackend({ scheme: 'zk', hosts: (await sharedZooKeeper()).hosts, path: '', params: {} }, testOptions()),
 );
 structContract(zookeeperTarget);
+structContract(zookeeperTarget, 'fields');
+fieldsContract(zookeeperTarget);
 coordinationContract(zookeeperTarget);
 modelContract(zookeeperTarget);
+modelContract(zookeeperTarget, 'fields');
 regressionsContract(zookeeperTarget);
