@@ -5,7 +5,7 @@
  * - on `{ kind: 'mark' }`, sends `{ kind: 'mark', cpuUs }`: the process's CPU time since `ready`;
  * - on `{ kind: 'report' }`, sends `{ kind: 'report', receipts, cpuUs }`: for each version, the
  *   epoch milliseconds (sub-ms precision) at which each client's subscriber received it, and the
- *   process's CPU time since `ready`;
+ *   process's CPU time since `ready`, and the newest version each client has seen (`newest`);
  * - on `{ kind: 'stop' }`, closes every client and exits.
  * Started as `node --expose-gc --import tsx bench/scale-agent.ts URL NAMESPACE NAME COUNT`.
  */
@@ -27,6 +27,8 @@ async function main(): Promise<void> {
   if (!url || !namespace || !name || !Number.isInteger(count) || count < 1) throw new Error('usage: scale-agent URL NAMESPACE NAME COUNT');
   const receipts = new Map<number, number[]>();
   const clients: Client[] = [];
+  /** The newest version each client's subscriber has seen. */
+  const newest: number[] = [];
   const before = heapAndExternal();
   // A few at a time: a thousand sessions opened at once would measure the server's accept queue.
   const CONCURRENCY = 10;
@@ -56,7 +58,7 @@ async function main(): Promise<void> {
     }
     if (msg.kind === 'report') {
       const cpu = process.cpuUsage(cpuAtReady);
-      process.send!({ kind: 'report', receipts: [...receipts.entries()], cpuUs: cpu.user + cpu.system });
+      process.send!({ kind: 'report', receipts: [...receipts.entries()], cpuUs: cpu.user + cpu.system, newest });
     }
     if (msg.kind === 'stop') {
       void Promise.allSettled(clients.map((c) => c.close())).then(() => process.exit(0));
