@@ -50,8 +50,9 @@ export const set: Command = {
       version = struct.stat().version;
       if (!created) {
         const written = await struct.update(
-          (draft) => {
-            before = structuredClone(draft);
+          () => {
+            // The value this attempt starts from (frozen, so kept as is; the draft is a proxy).
+            before = struct.readDirty();
             previousVersion = struct.stat().version;
             return value;
           },

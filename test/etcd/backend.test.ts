@@ -31,7 +31,7 @@ describe('etcd adapter: requests', function () {
 
   it('declares its kind, features and value limit', () => {
     assert.equal(backend.kind, 'etcd');
-    assert.deepEqual([...backend.features].sort(), ['everyVersion', 'txn']);
+    assert.deepEqual([...backend.features].sort(), ['everyVersion', 'history', 'txn']);
     assert.equal(backend.limits.maxValueBytes, 1_572_864 - 16 * 1024);
     assert.match(backend.session.id, /^[0-9a-f]+$/);
     assert.equal(BigInt(backend.leaseId).toString(16), backend.session.id);
