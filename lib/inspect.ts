@@ -21,8 +21,8 @@ export interface StructInfo {
   readonly revision: string;
   /** Size of the stored (encoded) value, bytes. */
   readonly sizeBytes: number;
-  /** `single`: one payload key; `fields`: the per-field layout (one key per top-level field). */
-  readonly layout: 'single' | 'fields';
+  /** As `open({ layout })` names it: `value` (one payload key) or `fields` (a head and one key per top-level field). */
+  readonly layout: 'value' | 'fields';
   /** How many instances have it open (listener registrations). */
   readonly listeners: number;
   /** Set when it is a durable server's state: its queue and dead letters. */
@@ -168,7 +168,10 @@ export class Inspector {
       throwIfAborted(options.signal);
       const head = `${this.#namespace}/`;
       const found = new Map<string, { payload?: Entry; fields: Entry[]; listeners: number; queue: number; dead: number; server: boolean }>();
-      for (const e of await this.#backend.scan(this.#namespace, { signal: options.signal, consistent: true })) {
+      // Only the folder the prefix names is walked (a prefix 'team/con' walks '<namespace>/team').
+      const folder = options.prefix?.slice(0, Math.max(0, options.prefix.lastIndexOf('/'))) ?? '';
+      const root = folder === '' ? this.#namespace : `${this.#namespace}/${folder}`;
+      for (const e of await this.#backend.scan(root, { signal: options.signal, consistent: true })) {
         const segments = e.key.slice(head.length).split('/');
         if (segments[0]!.startsWith('_')) continue; // _locks, _elections, _groups
         const at = segments.findIndex((s, i) => i > 0 && LAYOUT.has(s));
@@ -206,10 +209,11 @@ export class Inspector {
         out.push(
           Object.freeze({
             name,
+            // The head's version is the struct's, in either layout.
             version: s.payload ? s.payload.version : s.fields.reduce((n, f) => n + f.version, 0),
             revision: latest.revision.toString(),
             sizeBytes: (s.payload?.value.byteLength ?? 0) + s.fields.reduce((n, f) => n + f.value.byteLength, 0),
-            layout: s.payload ? 'single' : 'fields',
+            layout: s.fields.length > 0 ? 'fields' : 'value',
             listeners: s.listeners,
             ...(s.server && { server: Object.freeze({ pending: s.queue, dead: s.dead }) }),
           }),

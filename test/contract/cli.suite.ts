@@ -415,12 +415,12 @@ switch (process.env.EDIT_MODE) {
       await client.open('team/config', { initial: { replicas: 3 } });
       const structs = await json<{ name: string; version: number; sizeBytes: number; layout: string; listeners: number }[]>(['ls']);
       assert.deepEqual(structs.map((s) => [s.name, s.version, s.sizeBytes, s.layout, s.listeners]), [
-        ['flags', 2, 13, 'single', 2],
-        ['team/config', 1, 14, 'single', 1],
+        ['flags', 2, 13, 'value', 2],
+        ['team/config', 1, 14, 'value', 1],
       ]);
       const plain = exited(await cli(['ls']), 0);
       assert.match(plain.stdout, /^NAME +VERSION +SIZE +LAYOUT +LISTENERS +SERVER$/m);
-      assert.match(plain.stdout, /^flags +2 +13 B +single +2$/m);
+      assert.match(plain.stdout, /^flags +2 +13 B +value +2$/m);
       assert.deepEqual((await json<{ name: string }[]>(['ls', 'team/'])).map((s) => s.name), ['team/config']);
       const none = exited(await cli(['ls', 'nothing/']), 0);
       assert.match(none.stderr, /no structs in \/cli-\w+ starting with 'nothing\/'/);

@@ -22,6 +22,8 @@ export function inspectContract(
       await b.open('flags');
       await flags.update((d) => void (d.beta = true));
       await a.open('team/config', { initial: { replicas: 3 } });
+      const big = await a.open<{ x: number; y: number }>('big', { layout: 'fields', initial: { x: 1, y: 2 } });
+      await big.update((d) => void (d.x = 5));
       await a.lock('job');
       await a.join('workers', { id: 'w1' });
       const server = await a.server<{ n: number }, { by: number }>('counter', { initial: { n: 0 } });
@@ -33,9 +35,10 @@ export function inspectContract(
       assert.deepEqual(
         structs.map((s) => [s.name, s.version, s.layout, s.listeners]),
         [
-          ['counter', 1, 'single', 1],
-          ['flags', 2, 'single', 2],
-          ['team/config', 1, 'single', 1],
+          ['big', 2, 'fields', 1],
+          ['counter', 1, 'value', 1],
+          ['flags', 2, 'value', 2],
+          ['team/config', 1, 'value', 1],
         ],
       );
       const f = structs.find((s) => s.name === 'flags')!;
@@ -46,7 +49,7 @@ export function inspectContract(
       // From the empty namespace, the same structs have the namespace in their names.
       const root = await ctx.store.connect({ namespace: '' });
       const ns = a.namespace.slice(1);
-      assert.deepEqual((await root.inspect.structs({ prefix: `${ns}/` })).map((s) => s.name), [`${ns}/counter`, `${ns}/flags`, `${ns}/team/config`]);
+      assert.deepEqual((await root.inspect.structs({ prefix: `${ns}/` })).map((s) => s.name), [`${ns}/big`, `${ns}/counter`, `${ns}/flags`, `${ns}/team/config`]);
     });
 
     it('listeners() and members() without opening or joining; locks() shows holder, queue order and tokens; elections() the leader', async () => {
