@@ -345,11 +345,17 @@ switch (process.env.EDIT_MODE) {
       await coloured.waitFor(/Ctrl-C to stop/, 20_000);
       await coloured.waitFor(/"mode": "a"/);
       await s.update(() => ({ mode: 'b', added: 1 }));
-      await coloured.waitFor(/added/);
-      const text = coloured.output();
-      assert.ok(text.includes('\x1b[32m+ added: 1\x1b[39m'), `Added in green: ${text}`);
-      assert.ok(text.includes('\x1b[31m- old: true\x1b[39m'), 'Removed in red');
-      assert.ok(text.includes('\x1b[33m~ mode: "a" → "b"\x1b[39m'), 'Modified in yellow');
+      // Each diff line whole, escape sequences included (the terminal may show a line in pieces).
+      const shows = async (text: string, what: string): Promise<void> => {
+        const deadline = Date.now() + 15_000;
+        while (!coloured.output().includes(text)) {
+          if (Date.now() > deadline) assert.fail(`${what}: ${coloured.output()}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      };
+      await shows('\x1b[32m+ added: 1\x1b[39m', 'Added in green');
+      await shows('\x1b[31m- old: true\x1b[39m', 'Removed in red');
+      await shows('\x1b[33m~ mode: "a" → "b"\x1b[39m', 'Modified in yellow');
       coloured.type('\x03');
       assert.equal(await coloured.exit(), 0, coloured.output());
       assert.match(coloured.output(), /stopped watching tty/);

@@ -168,10 +168,14 @@ export interface PtyCli {
   exit(timeoutMs?: number): Promise<number | null>;
 }
 
-/** Starts the CLI under `script -qfec`, so its stdin, stdout and stderr are a terminal. */
+/**
+ * Starts the CLI under `script -qfec`, so its stdin, stdout and stderr are a terminal, as a
+ * person has it: TERM=xterm-256color and no `CI` (with `CI` set, Node reports a two-colour
+ * terminal, so a CI run would see no colours where a person does).
+ */
 export function startCliInPty(args: readonly string[], options: Omit<CliOptions, 'stdin'> = {}): PtyCli {
   const command = [process.execPath, CLI_BIN, ...args].map(shellQuote).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: options.cwd ?? ROOT, env: cliEnv({ TERM: 'xterm-256color', ...options.env }), stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: options.cwd ?? ROOT, env: cliEnv({ TERM: 'xterm-256color', CI: undefined, ...options.env }), stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d));
