@@ -11,21 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { connect, type Client, type Logger, type SharedStruct } from '../lib/index.js';
 import { startTcpProxy, type TcpProxy } from '../test/support/tcp-proxy.js';
 import type { RawStore } from './raw.js';
-
-/** A row of the bench table (bench/run.ts). */
-export interface FieldsRow {
-  backend: string;
-  payload: string;
-  measure: string;
-  ours: number;
-  raw: number | undefined;
-  unit: string;
-  ratio: number | undefined;
-  runs: string;
-  durationMs: number;
-  target?: string;
-  holds?: boolean;
-}
+import { pct, type Row } from './stats.js';
 
 /** What the section needs from bench/run.ts. */
 export interface FieldsBenchContext {
@@ -38,7 +24,7 @@ export interface FieldsBenchContext {
   readonly raw: RawStore;
   readonly scale: number;
   readonly warmup: number;
-  readonly rows: FieldsRow[];
+  readonly rows: Row[];
   interleaved(sides: readonly { count: number; op: (i: number) => Promise<void> }[], blocks: number, ms: number): Promise<{ runs: number; elapsed: number }[]>;
   bounded(count: number, ms: number, op: (i: number) => Promise<void>): Promise<{ runs: number; elapsed: number }>;
 }
@@ -61,10 +47,6 @@ function largeStruct(): Record<string, unknown> {
 }
 
 const perSec = (r: { runs: number; elapsed: number }): number => (r.runs * 1000) / r.elapsed;
-const pct = (xs: readonly number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-};
 const encode = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 
 /** Resolves once `struct` has seen a value for which `ok` holds (bounded). */

@@ -15,6 +15,7 @@ import { startEtcd } from '../test/support/etcd.js';
 import { startZooKeeper } from '../test/support/zookeeper.js';
 import { rawEtcdStore, rawZkStore, type RawStore } from './raw.js';
 import { rawEtcdQueue, rawZkQueue, type RawQueue } from './queue.js';
+import { pct, type Row } from './stats.js';
 import { fieldsBench } from './fields.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -31,20 +32,6 @@ if (ONLY !== undefined && ONLY !== 'etcd' && ONLY !== 'zookeeper') {
 const SECTIONS = process.argv.find((a) => a.startsWith('--sections='))?.slice('--sections='.length).split(',');
 const want = (section: string): boolean => SECTIONS === undefined || SECTIONS.includes(section);
 
-interface Row {
-  backend: string;
-  payload: string;
-  measure: string;
-  ours: number;
-  raw: number | undefined;
-  unit: string;
-  /** ours / raw (or raw / ours for latencies, so that > 1 is always "we are better"). */
-  ratio: number | undefined;
-  runs: string;
-  durationMs: number;
-  target?: string;
-  holds?: boolean;
-}
 const rows: Row[] = [];
 
 function payload(size: 'small' | 'large', n: number): Record<string, unknown> {
@@ -105,10 +92,6 @@ async function interleaved(
   }
   return out;
 }
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-};
 
 async function sequential(backend: string, url: string, raw: RawStore, size: 'small' | 'large'): Promise<void> {
   const ns = `/bench-${Date.now().toString(36)}`;

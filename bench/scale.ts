@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type Logger } from '../lib/index.js';
 import { metricValue, startEtcd } from '../test/support/etcd.js';
 import { startZooKeeper } from '../test/support/zookeeper.js';
+import { pct } from './stats.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const arg = (name: string, fallback: number): number => {
@@ -29,10 +30,6 @@ const PROCESSES = arg('processes', 4);
 const UPDATES = arg('updates', 50);
 const IDLE_MS = 5000;
 const now = (): number => performance.timeOrigin + performance.now();
-const pct = (xs: readonly number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
-};
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** What the bench needs of a server it started. */
