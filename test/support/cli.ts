@@ -174,7 +174,10 @@ export interface PtyCli {
  * terminal, so a CI run would see no colours where a person does).
  */
 export function startCliInPty(args: readonly string[], options: Omit<CliOptions, 'stdin'> = {}): PtyCli {
-  const command = [process.execPath, CLI_BIN, ...args].map(shellQuote).join(' ');
+  // exec: no shell stays between the terminal and the CLI. `script` runs the command under $SHELL,
+  // or /bin/sh (dash) when SHELL is unset, as in CI; Ctrl-C signals the terminal's whole foreground
+  // group, and dash can die of it while the CLI is still ending cleanly: status 130 instead of 0.
+  const command = `exec ${[process.execPath, CLI_BIN, ...args].map(shellQuote).join(' ')}`;
   const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: options.cwd ?? ROOT, env: cliEnv({ TERM: 'xterm-256color', CI: undefined, ...options.env }), stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
