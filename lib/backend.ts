@@ -315,6 +315,22 @@ export type BackendFeature = 'txn' | 'everyVersion' | 'history';
 export interface RequestCounters {
   /** Snapshot of the counts so far. */
   snapshot(): Readonly<Record<string, number>>;
+  /**
+   * Requests that failed so far, by operation and error code: the store refused them or gave no
+   * answer in time (`TIMEOUT`, `CONNECTION`, `UNAUTHORIZED`, ...). Outcomes are not failures (a
+   * lost compare, a missing key), and neither is a request its caller gave up on (`ABORTED`).
+   */
+  failures(): readonly RequestFailures[];
+}
+
+/** How many requests of one operation failed with one error code (see {@link RequestCounters.failures}). */
+export interface RequestFailures {
+  /** The operation, named as in the request counts (`range`, `txn`, `getData`, ...). */
+  readonly operation: string;
+  /** The error's {@link ErrorCode}. */
+  readonly code: string;
+  /** How many failed so. */
+  readonly count: number;
 }
 
 /** The backend interface. One instance per client connection. */

@@ -1,5 +1,5 @@
 /** `Client`: one connection (one session) to a store, the factory of structs. */
-import type { Backend, Logger, SessionState, SessionStateChange } from './backend.js';
+import type { Backend, Logger, RequestFailures, SessionState, SessionStateChange } from './backend.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { Telemetry, outcomeOf } from './telemetry.js';
 import { jsonCodec } from './codec.js';
@@ -94,6 +94,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     this.telemetryId = randomUUID().slice(0, 8);
     this.#telemetry = new Telemetry(backend.kind, this.telemetryId, {
       requests: () => backend.counters.snapshot(),
+      failures: () => backend.counters.failures(),
       structs: () =>
         [...this.#structs].flatMap((s) => {
           const stat = s.stat();
@@ -125,6 +126,15 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   /** Requests sent to the store so far, by operation (the cost contract is tested with these). */
   requestCounts(): Readonly<Record<string, number>> {
     return this[BACKEND].counters.snapshot();
+  }
+
+  /**
+   * Requests that failed so far, by operation and error code (`TIMEOUT`, `CONNECTION`,
+   * `UNAUTHORIZED`, ...): the store refused them or did not answer in time. Lost compares and
+   * missing keys are outcomes, not failures; a request its caller aborted is not counted.
+   */
+  requestFailures(): readonly RequestFailures[] {
+    return this[BACKEND].counters.failures();
   }
 
   /** Session state changes as an async iterator; ends when the client closes or `signal` fires. */
@@ -280,9 +290,15 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
         const acquiredAt = Date.now();
         this.#telemetry.lockWaited(name, acquiredAt - startedAt, 'ok');
         lock.onEnd((lost) => {
-          const heldMs = Date.now() - acquiredAt;
-          this.#telemetry.lockEnded(name, heldMs, lost);
-          if (lost) this.#logger.warn(`lock '${name}' was lost after ${heldMs} ms held (token ${lock.token}); work done under it may race the next holder, so check the fencing token`, { lock: name, token: lock.token, heldMs });
+          const now = Date.now();
+          const heldMs = now - acquiredAt;
+          if (!lost) return this.#telemetry.lockEnded(name, heldMs);
+          // Told synchronously as the loss is declared: how long the server could still have kept
+          // the session (by this client's clock). Not positive: the lock may have gone first.
+          const { lastContactAt, ttlMs } = backend.session;
+          const marginMs = lastContactAt + ttlMs - now;
+          this.#telemetry.lockEnded(name, heldMs, marginMs);
+          this.#logger.warn(`lock '${name}' was lost after ${heldMs} ms held (token ${lock.token}, ${marginMs} ms before the server could expire the session); work done under it may race the next holder, so check the fencing token`, { lock: name, token: lock.token, heldMs, marginMs });
         });
         return lock;
       });

@@ -58,4 +58,4 @@ export {
 } from './options.js';
 export { exponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from './retry.js';
 export type { JsonValue, DeepReadonly } from './json.js';
-export type { Logger, SessionState, SessionStateChange, EndpointStatus } from './backend.js';
+export type { Logger, SessionState, SessionStateChange, EndpointStatus, RequestFailures } from './backend.js';

@@ -25,6 +25,7 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { isSharedStructError } from './errors.js';
+import type { RequestFailures } from './backend.js';
 
 /** The instrumentation scope's name. */
 export const TELEMETRY_SCOPE = 'sharedstruct';
@@ -33,6 +34,8 @@ export const TELEMETRY_SCOPE = 'sharedstruct';
 export interface TelemetrySources {
   /** Requests sent so far, by operation (the seam's counters). */
   requests(): Readonly<Record<string, number>>;
+  /** Requests that failed so far, by operation and code (the seam's counters). */
+  failures(): readonly RequestFailures[];
   /** Every open struct's name, staleness and its fullest subscriber's unread events. */
   structs(): Iterable<{ readonly name: string; readonly stalenessMs: number; readonly backlog: number }>;
 }
@@ -57,10 +60,12 @@ export class Telemetry {
   readonly #lockWait: Histogram;
   readonly #lockHold: Histogram;
   readonly #lockLosses: Counter;
+  readonly #lockLossMargin: Histogram;
   readonly #electionChanges: Counter;
   readonly #applied: Counter;
   readonly #applyLatency: Histogram;
   readonly #requests: ObservableCounter;
+  readonly #failures: ObservableCounter;
   readonly #staleness: ObservableGauge;
   readonly #backlog: ObservableGauge;
   readonly #observe: BatchObservableCallback;
@@ -96,15 +101,18 @@ export class Telemetry {
     this.#sessionChanges = meter.createCounter('sharedstruct.session.changes', { description: 'session state changes, by new state (suspended, reconnected, lost, ...)' });
     this.#lockWait = meter.createHistogram('sharedstruct.lock.wait', { ...ms, description: 'lock() from call to acquisition (or failure)' });
     this.#lockHold = meter.createHistogram('sharedstruct.lock.hold', { ...ms, description: 'from acquisition to release or loss' });
-    this.#lockLosses = meter.createCounter('sharedstruct.lock.losses', { description: 'locks lost before release (session lost or ending)' });
+    this.#lockLosses = meter.createCounter('sharedstruct.lock.losses', { description: 'locks lost before release (session lost or ending); late: true when no margin was left (the lock may have been gone before the holder knew)' });
+    this.#lockLossMargin = meter.createHistogram('sharedstruct.lock.loss.margin', { ...ms, description: 'at each lock loss, the time left before the server could expire the session (by this client\'s clock); not positive: the lock may have been gone before the holder knew' });
     this.#electionChanges = meter.createCounter('sharedstruct.election.changes', { description: 'leaderships won and lost by this client, by change (won, lost, resigned)' });
     this.#applied = meter.createCounter('sharedstruct.server.applied', { description: 'durable-server messages applied (committed) by this client' });
     this.#applyLatency = meter.createHistogram('sharedstruct.server.apply.latency', { ...ms, description: 'from cast (enqueue) to the commit that applied the message' });
     this.#requests = meter.createObservableCounter('sharedstruct.requests', { description: 'requests sent to the store, by operation' });
+    this.#failures = meter.createObservableCounter('sharedstruct.request.failures', { description: 'requests the store refused or did not answer in time, by operation and error code' });
     this.#staleness = meter.createObservableGauge('sharedstruct.staleness', { ...ms, description: 'age of each open struct\'s cache: time since it was last confirmed equal to the store' });
     this.#backlog = meter.createObservableGauge('sharedstruct.subscriber.backlog', { description: 'events buffered and not yet taken by the slowest subscriber of each open struct' });
     this.#observe = (result) => {
       for (const [op, n] of Object.entries(sources.requests())) result.observe(this.#requests, n, this.#attrs({ 'sharedstruct.operation': op }));
+      for (const f of sources.failures()) result.observe(this.#failures, f.count, this.#attrs({ 'sharedstruct.operation': f.operation, 'sharedstruct.code': f.code }));
       for (const s of sources.structs()) {
         const attrs = this.#attrs({ 'sharedstruct.struct': s.name });
         result.observe(this.#staleness, s.stalenessMs, attrs);
@@ -114,8 +122,8 @@ export class Telemetry {
     meter.addBatchObservableCallback(this.#observe, this.#observables());
   }
 
-  #observables(): [ObservableCounter, ObservableGauge, ObservableGauge] {
-    return [this.#requests, this.#staleness, this.#backlog];
+  #observables(): [ObservableCounter, ObservableCounter, ObservableGauge, ObservableGauge] {
+    return [this.#requests, this.#failures, this.#staleness, this.#backlog];
   }
 
   #attrs(extra: Attributes): Attributes {
@@ -186,10 +194,17 @@ export class Telemetry {
     this.#lockWait.record(ms, this.#attrs({ 'sharedstruct.lock': lock, 'sharedstruct.outcome': outcome }));
   }
 
-  /** A held lock ended: released, or lost. */
-  lockEnded(lock: string, heldMs: number, lost: boolean): void {
+  /**
+   * A held lock ended: released, or lost with `marginMs` left before the server could expire the
+   * session (the loss margin; not positive means the lock may have been gone before the loss).
+   */
+  lockEnded(lock: string, heldMs: number, marginMs?: number): void {
+    const lost = marginMs !== undefined;
     this.#lockHold.record(heldMs, this.#attrs({ 'sharedstruct.lock': lock, 'sharedstruct.outcome': lost ? 'lost' : 'released' }));
-    if (lost) this.#lockLosses.add(1, this.#attrs({ 'sharedstruct.lock': lock }));
+    if (!lost) return;
+    // A histogram takes no negative values: a late loss is counted as such, its margin as 0.
+    this.#lockLosses.add(1, this.#attrs({ 'sharedstruct.lock': lock, 'sharedstruct.late': marginMs <= 0 }));
+    this.#lockLossMargin.record(Math.max(0, marginMs), this.#attrs({ 'sharedstruct.lock': lock }));
   }
 
   /** This client won or lost a leadership. */

@@ -346,7 +346,9 @@ export class EtcdRpc {
       if (this.#closed && !isSharedStructError(err, 'ABORTED')) {
         throw new SharedStructError('CLOSED', `${spec.what}: the client is closed`, { cause: err });
       }
-      throw toSharedError(err, spec.what, spec.kind);
+      const shared = toSharedError(err, spec.what, spec.kind);
+      this.counters.failed(spec.op, shared);
+      throw shared;
     });
   }
 }

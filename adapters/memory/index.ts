@@ -301,6 +301,10 @@ export class MemoryBackend implements Backend {
       if (this.#closed) throw new SharedStructError('CLOSED', 'the client is closed');
       this.session.touch();
       return fn();
+    }).catch((err: unknown) => {
+      // Outcomes come back as values; what is thrown here is a failure of the request itself.
+      this.counters.failed(op, err);
+      throw err;
     });
   }
 }

@@ -91,6 +91,9 @@ function describeCode(code: number): string {
   }
 }
 
+/** Server error codes that answer a request (the caller's outcome), not failures of it. */
+const OUTCOME_CODES: ReadonlySet<number> = new Set([ZkCodes.NO_NODE, ZkCodes.NODE_EXISTS, ZkCodes.BAD_VERSION, ZkCodes.NOT_EMPTY, ZkCodes.NO_CHILDREN_FOR_EPHEMERALS]);
+
 /**
  * Converts a ZooKeeper error code into the library's error: the one place the adapter does it.
  * Expected outcomes (NONODE, NODEEXISTS, BADVERSION) never reach here; callers turn them into
@@ -498,7 +501,9 @@ export class ZkConnection {
         const queue = this.#cm.packetQueue.queue;
         const index = queue.findIndex((p) => p.request === request);
         if (index >= 0) queue.splice(index, 1);
-        reject(abortError(signal!));
+        const err = abortError(signal!);
+        this.#options.counters.failed(op, err);
+        reject(err);
       };
       const callback: Packet['callback'] = (error, response) => {
         signal?.removeEventListener('abort', onAbort);
@@ -509,9 +514,14 @@ export class ZkConnection {
         if (watch && !signal?.aborted) this.#registerWatch(watch, error ? error.code : 0);
         if (onReply && error?.code !== CODE_NOT_SENT) onReply(error ? error.code : 0, error ? undefined : (response as unknown as { payload: unknown }).payload);
         if (error?.code === CODE_NOT_SENT) {
-          reject(notSentError(op));
+          const err = notSentError(op);
+          this.#options.counters.failed(op, err);
+          reject(err);
           return;
         }
+        // A server error code that is an answer (no node, exists, bad version, ...) is the
+        // caller's outcome; the rest are failures of the request. Once: not after an abort.
+        if (error && !OUTCOME_CODES.has(error.code) && !signal?.aborted) this.#options.counters.failed(op, convertCode(error.code, op));
         if (error) {
           // Library-side failures (connection loss, expired, closing) and server error codes.
           resolve({ err: error.code, zxid: response ? zxidOf(response.header.zxid) : -1n, body: undefined });

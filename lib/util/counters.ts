@@ -1,5 +1,6 @@
 /** Request counting for the cost contract: adapters call `count(op)` once per request on the wire. */
-import type { RequestCounters } from '../backend.js';
+import type { RequestCounters, RequestFailures } from '../backend.js';
+import { isSharedStructError } from '../errors.js';
 
 /** A {@link RequestCounters} that adapters increment at their client seam. */
 export class Counters implements RequestCounters {
@@ -10,8 +11,27 @@ export class Counters implements RequestCounters {
     this.#counts.set(op, (this.#counts.get(op) ?? 0) + 1);
   }
 
+  readonly #failures = new Map<string, { operation: string; code: string; count: number }>();
+
+  /**
+   * Records that a request of kind `op` failed with `err` (its code; `CONNECTION` for anything
+   * that is not a SharedStructError). A request its caller gave up on (`ABORTED`) is not counted.
+   */
+  failed(op: string, err: unknown): void {
+    const code = isSharedStructError(err) ? err.code : 'CONNECTION';
+    if (code === 'ABORTED') return;
+    const key = `${op}\0${code}`;
+    const f = this.#failures.get(key);
+    if (f) f.count += 1;
+    else this.#failures.set(key, { operation: op, code, count: 1 });
+  }
+
   snapshot(): Readonly<Record<string, number>> {
     return Object.freeze(Object.fromEntries(this.#counts));
+  }
+
+  failures(): readonly RequestFailures[] {
+    return Object.freeze([...this.#failures.values()].map((f) => Object.freeze({ ...f })));
   }
 }
 

@@ -51,6 +51,11 @@ export function telemetryContract(target: ContractTarget): void {
       await lock.release();
       const points = await collect();
       assert.equal(pointsOf(points, 'sharedstruct.lock.losses', { 'sharedstruct.lock': name })[0]?.value, 1);
+      // The loss margin: recorded once, the time the server could still have kept the session.
+      const margin = pointsOf(points, 'sharedstruct.lock.loss.margin', { 'sharedstruct.lock': name })[0];
+      assert.equal(margin?.count, 1);
+      assert.ok(margin.value >= 0 && margin.value < 60_000, `margin ${margin.value} ms`);
+      assert.equal(pointsOf(points, 'sharedstruct.lock.losses', { 'sharedstruct.lock': name })[0]?.attributes['sharedstruct.late'], margin.value === 0);
       assert.equal(pointsOf(points, 'sharedstruct.lock.hold', { 'sharedstruct.lock': name, 'sharedstruct.outcome': 'lost' })[0]?.count, 1);
       assert.equal(pointsOf(points, 'sharedstruct.lock.hold', { 'sharedstruct.lock': name, 'sharedstruct.outcome': 'released' }).length, 0, 'a release after the loss is no second end');
       const states = pointsOf(points, 'sharedstruct.session.changes', { 'sharedstruct.client': client.telemetryId });
@@ -175,6 +180,45 @@ export function telemetryContract(target: ContractTarget): void {
       assert.ok(lostLine, JSON.stringify(lines));
       assert.equal(lostLine.fields?.['token'], lock.token);
       assert.ok(lines.every((l) => l.level !== 'error'), JSON.stringify(lines.filter((l) => l.level === 'error')));
+    });
+
+    it('request failures by operation and code: a read that gets no answer is a TIMEOUT, counted once per request; lost compares are not failures', async () => {
+      const client = await ctx.store.connect({ requestTimeoutMs: 600 });
+      const other = await ctx.store.connect();
+      const sname = unique('failing');
+      const s = await client.open<{ n: number }>(sname, { initial: { n: 0 } });
+      // A lost compare (another writer came first) is an outcome: retried, not a failure.
+      const o = await other.open<{ n: number }>(sname);
+      let first = true;
+      const version = await s.update(async (d) => {
+        if (first) {
+          first = false;
+          await o.set({ n: 5 });
+        }
+        d.n += 1;
+      }).then(() => s.stat().version);
+      assert.equal(version, 3, 'initial, the other writer, the retried update');
+      assert.deepEqual(client.requestFailures(), []);
+      const heal = await ctx.store.partition(client);
+      try {
+        await assert.rejects(s.readConsistent(), (err: unknown) => isSharedStructError(err, 'TIMEOUT'));
+      } finally {
+        await heal();
+      }
+      // One request on etcd and memory; ZooKeeper pipelines a sync and the read: both unanswered.
+      const failures = client.requestFailures();
+      assert.ok(failures.length >= 1 && failures.length <= 2, JSON.stringify(failures));
+      for (const f of failures) {
+        assert.deepEqual([f.code, f.count], ['TIMEOUT', 1], JSON.stringify(f));
+        assert.ok(f.operation in client.requestCounts(), `${f.operation} is a counted request`);
+      }
+      const points = await collect();
+      const seen = pointsOf(points, 'sharedstruct.request.failures', { 'sharedstruct.client': client.telemetryId });
+      const key = (op: unknown, code: unknown, n: unknown): string => `${String(op)} ${String(code)} ${String(n)}`;
+      assert.deepEqual(
+        seen.map((p) => key(p.attributes['sharedstruct.operation'], p.attributes['sharedstruct.code'], p.value)).sort(),
+        failures.map((f) => key(f.operation, f.code, f.count)).sort(),
+      );
     });
 
     it('request counts by operation equal the seam\'s, per client; staleness of each open struct; collecting after close still works', async () => {
