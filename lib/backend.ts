@@ -323,7 +323,7 @@ export interface RequestCounters {
   failures(): readonly RequestFailures[];
 }
 
-/** How many requests of one operation failed with one error code (see {@link RequestCounters.failures}). */
+/** How many requests of one operation failed with one error code (see `Client.requestFailures()`). */
 export interface RequestFailures {
   /** The operation, named as in the request counts (`range`, `txn`, `getData`, ...). */
   readonly operation: string;
