@@ -2,25 +2,64 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { SharedStructError, isSharedStructError, loadSchema, schemaNames, type Client, type SharedStruct } from '../lib/index.js';
-import { usageError, type CommandContext } from './command.js';
+import { SharedStructError, isSharedStructError, jsonCodec, loadSchema, msgpackCodec, schemaNames, type Client, type Codec, type SharedStruct } from '../lib/index.js';
+import { usageError, type CommandContext, type OptionSpec } from './command.js';
 
 /** The listener data the CLI registers with, so `listeners` tells it from applications. */
 export const CLI_LISTENER_DATA = Object.freeze({ tool: 'sharedstruct-cli' });
 
-/** Opens `name`, which must exist: `NOT_FOUND` says how to create it. */
-export async function openExisting(client: Client, name: string, options: { schema?: object; signal?: AbortSignal } = {}): Promise<SharedStruct<unknown>> {
+/** The codecs `--codec` names: the library's own, by their recorded names. */
+const CODECS: readonly Codec[] = [jsonCodec, msgpackCodec];
+const CODEC_NAMES = CODECS.map((c) => c.name).join(', ');
+
+/** `--codec NAME`, taken by every command that reads or writes a struct's value. */
+export const CODEC_OPTION: OptionSpec = { type: 'string', value: 'NAME', description: `the codec the struct's value is stored with: ${CODEC_NAMES} (default json)` };
+
+/** The codec `--codec` names (JSON when not given); a usage error for an unknown name. */
+export function codecOption(ctx: CommandContext): Codec {
+  const name = ctx.values.codec;
+  if (name === undefined) return jsonCodec;
+  const codec = CODECS.find((c) => c.name === name);
+  if (!codec) throw usageError(`--codec ${String(name)}: no codec of that name (known: ${CODEC_NAMES})`);
+  return codec;
+}
+
+/** What the struct commands open with: the CLI's listener data, and optionally a schema and initial value. */
+export interface CliOpenOptions {
+  readonly codec: Codec;
+  readonly schema?: object | undefined;
+  readonly initial?: unknown;
+  readonly signal: AbortSignal;
+}
+
+/** Opens `name` (created from `initial` when given), errors in the CLI's words. */
+export async function openStruct(client: Client, name: string, options: CliOpenOptions): Promise<SharedStruct<unknown>> {
+  const { schema, initial, ...rest } = options;
   try {
-    return await client.open<unknown>(name, { data: CLI_LISTENER_DATA, ...options });
+    return await client.open<unknown>(name, { data: CLI_LISTENER_DATA, ...rest, ...(schema && { schema }), ...(initial !== undefined && { initial }) });
   } catch (err) {
     throw inCliWords(client, name, err);
   }
 }
 
-/** A library `NOT_FOUND` for struct `name` in the CLI's words (what to type); other errors as they are. */
+/** Opens the struct the command's first argument names, which must exist, with `--codec`. */
+export async function openArgument(ctx: CommandContext): Promise<SharedStruct<unknown>> {
+  const codec = codecOption(ctx);
+  return openStruct(await ctx.connect(), ctx.positionals[0]!, { codec, signal: ctx.signal });
+}
+
+/**
+ * A library error about struct `name` in the CLI's words: `NOT_FOUND` says what to type, a value
+ * the codec cannot read points at `--codec`; other errors as they are.
+ */
 export function inCliWords(client: Client, name: string, err: unknown): unknown {
-  if (!isSharedStructError(err, 'NOT_FOUND')) return err;
-  return new SharedStructError('NOT_FOUND', `struct '${name}' does not exist in namespace '${client.namespace}'; check the name and --namespace, or create it with 'sharedstruct set ${name} JSON'`, { cause: err });
+  if (isSharedStructError(err, 'NOT_FOUND')) {
+    return new SharedStructError('NOT_FOUND', `struct '${name}' does not exist in namespace '${client.namespace}'; check the name and --namespace, or create it with 'sharedstruct set ${name} JSON'`, { cause: err });
+  }
+  if (isSharedStructError(err, 'CORRUPT_REMOTE_VALUE')) {
+    return new SharedStructError('CORRUPT_REMOTE_VALUE', `${err.message}; if it was written with another codec, pass --codec NAME (${CODEC_NAMES})`, { cause: err });
+  }
+  return err;
 }
 
 /** Parses JSON text from `where` (an argument, a file, stdin): `INVALID_VALUE` with the parser's words. */

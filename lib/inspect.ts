@@ -4,7 +4,7 @@
  * `sharedstruct` CLI. It registers nothing and writes nothing.
  */
 import type { Backend, EndpointStatus, Entry } from './backend.js';
-import { jsonCodec, type Codec } from './codec.js';
+import { decodeFramed, jsonCodec, type Codec } from './codec.js';
 import { diffValues, type Change } from './diff.js';
 import { SharedStructError, throwIfAborted } from './errors.js';
 import { decodeRecord, toMember } from './group.js';
@@ -296,7 +296,7 @@ export class Inspector {
       }
       const decoded = found.entries.map((e) => {
         try {
-          return { entry: e, value: codec.decode(e.value) };
+          return { entry: e, value: decodeFramed(codec, e.value) };
         } catch (err) {
           return { entry: e, value: undefined, error: `not decodable with the ${codec.name} codec: ${err instanceof Error ? err.message : String(err)}` };
         }

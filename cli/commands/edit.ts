@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline/promises';
 import { SharedStructError, applyChanges, diffValues, isSharedStructError } from '../../lib/index.js';
 import type { Command, CommandContext } from '../command.js';
 import { diffLines, toJson } from '../output.js';
-import { openExisting, parseJson } from '../structs.js';
+import { CODEC_OPTION, openArgument, parseJson } from '../structs.js';
 
 /** Runs the editor as git does: through the shell, so `EDITOR="code --wait"` works. */
 async function runEditor(ctx: CommandContext, file: string): Promise<void> {
@@ -39,12 +39,11 @@ export const edit: Command = {
     'Invalid JSON is never written: in a terminal the editor re-opens on your text, otherwise the command exits 1 (INVALID_VALUE).\n' +
     "If another writer changed the struct meanwhile (CONFLICT), their change is shown; in a terminal your edit is replayed\n" +
     'on top of theirs and the editor re-opens, otherwise the command exits 1. --json prints { name, version, previousVersion, changes }.',
-  options: {},
+  options: { codec: CODEC_OPTION },
   positionals: { required: ['NAME'] },
   async run(ctx) {
     const name = ctx.positionals[0]!;
-    const client = await ctx.connect();
-    await using struct = await openExisting(client, name, { signal: ctx.signal });
+    await using struct = await openArgument(ctx);
     const dir = await mkdtemp(join(tmpdir(), 'sharedstruct-edit-'));
     const file = join(dir, `${name.replaceAll('/', '_')}.json`);
     try {

@@ -1,7 +1,7 @@
-/** `get NAME [--consistent]`: the value, its version, revision and staleness. */
+/** `get NAME [--consistent] [--codec NAME]`: the value, its version, revision and staleness. */
 import type { Command } from '../command.js';
 import { durationText, toJson } from '../output.js';
-import { openExisting } from '../structs.js';
+import { CODEC_OPTION, openArgument } from '../structs.js';
 
 export const get: Command = {
   name: 'get',
@@ -12,12 +12,13 @@ export const get: Command = {
     '--json prints { name, value, version, revision, stalenessMs, consistent } on stdout.',
   options: {
     consistent: { type: 'boolean', description: 'read from the store right before printing (readConsistent)' },
+    codec: CODEC_OPTION,
   },
   positionals: { required: ['NAME'] },
   async run(ctx) {
     const name = ctx.positionals[0]!;
+    await using struct = await openArgument(ctx);
     const client = await ctx.connect();
-    await using struct = await openExisting(client, name, { signal: ctx.signal });
     const consistent = ctx.values.consistent === true;
     const value = consistent ? await struct.readConsistent({ signal: ctx.signal }) : struct.read();
     const stat = struct.stat();

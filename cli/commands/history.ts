@@ -1,6 +1,7 @@
-/** `history NAME [--limit N]`: past versions with diffs (etcd; UNSUPPORTED on ZooKeeper). */
+/** `history NAME [--limit N] [--codec NAME]`: past versions with diffs (etcd; UNSUPPORTED on ZooKeeper). */
 import { intOption, type Command } from '../command.js';
 import { diffLines, toJson } from '../output.js';
+import { CODEC_OPTION, codecOption } from '../structs.js';
 
 export const history: Command = {
   name: 'history',
@@ -11,13 +12,15 @@ export const history: Command = {
     '--json prints { name, versions: [{ version, revision, value, changes }], compactedBefore? }.',
   options: {
     limit: { type: 'string', value: 'N', description: 'at most N versions (default 10)' },
+    codec: CODEC_OPTION,
   },
   positionals: { required: ['NAME'] },
   async run(ctx) {
     const name = ctx.positionals[0]!;
     const limit = intOption(ctx, 'limit', 1) ?? 10;
+    const codec = codecOption(ctx);
     const client = await ctx.connect();
-    const h = await client.inspect.history(name, { limit, signal: ctx.signal });
+    const h = await client.inspect.history(name, { limit, codec, signal: ctx.signal });
     if (ctx.json) return ctx.out.json(h);
     for (const v of h.versions) {
       ctx.out.line(ctx.out.style('bold', `${name} v${v.version}`) + ctx.out.style('dim', ` revision ${v.revision}`));

@@ -1,8 +1,23 @@
-/** `set NAME JSON|-f FILE|- [--if-version N] [--schema NAME|FILE]`: writes a struct. */
-import { diffValues, isSharedStructError, type Change, type SharedStruct } from '../../lib/index.js';
+/** `set NAME JSON|-f FILE|- [--if-version N] [--schema NAME|FILE] [--codec NAME]`: writes a struct. */
+import { SharedStructError, diffValues, isSharedStructError, type Change, type SharedStruct } from '../../lib/index.js';
 import { intOption, type Command } from '../command.js';
 import { diffLines } from '../output.js';
-import { CLI_LISTENER_DATA, openExisting, schemaOption, valueArgument } from '../structs.js';
+import { CODEC_OPTION, codecOption, openStruct, schemaOption, valueArgument, type CliOpenOptions } from '../structs.js';
+
+/**
+ * Opens `name`, creating it with `value` when it does not exist (the library's create-if-absent).
+ * `created`: the struct is ours, at version 1 with our value. Someone who created it between our
+ * look and our create with the very same value cannot be told apart; the store holds the same either way.
+ */
+async function openOrCreate(open: (initial?: unknown) => Promise<SharedStruct<unknown>>, value: unknown): Promise<{ struct: SharedStruct<unknown>; created: boolean }> {
+  try {
+    return { struct: await open(), created: false };
+  } catch (err) {
+    if (!isSharedStructError(err, 'NOT_FOUND')) throw err;
+  }
+  const struct = await open(value);
+  return { struct, created: struct.stat().version === 1 && diffValues(struct.readDirty(), value).length === 0 };
+}
 
 export const set: Command = {
   name: 'set',
@@ -11,43 +26,42 @@ export const set: Command = {
   details:
     'The value is the JSON argument, the file of -f FILE, or stdin with -. Without --if-version the write retries on\n' +
     'conflicts (update) and creates the struct if it does not exist; with --if-version N it is one compare-and-set\n' +
-    'on version N and fails CONFLICT (exit 1) if the struct moved on. --schema validates the value first\n' +
-    '(SCHEMA_VALIDATION, nothing written). Prints the diff; --json prints { name, version, previousVersion, created, changes }.',
+    'on version N and fails CONFLICT (exit 1) if the struct moved on; --if-version 0 only creates it, and fails\n' +
+    'CONFLICT naming its version if it exists. --schema validates the value first (SCHEMA_VALIDATION, nothing written).\n' +
+    '--codec writes (and reads) the value with that codec. Prints the diff; --json prints\n' +
+    '{ name, version, previousVersion, created, changes }.',
   options: {
     file: { type: 'string', short: 'f', value: 'FILE', description: 'read the value from FILE' },
-    'if-version': { type: 'string', value: 'N', description: 'write only if the struct is at version N (one attempt)' },
+    'if-version': { type: 'string', value: 'N', description: 'write only if the struct is at version N, 0: only if it does not exist (one attempt)' },
     schema: { type: 'string', value: 'NAME|FILE', description: 'validate against a shipped schema (flags, ...) or a JSON Schema file' },
+    codec: CODEC_OPTION,
   },
   positionals: { required: ['NAME'], optional: ['JSON'] },
   async run(ctx) {
     const name = ctx.positionals[0]!;
-    const ifVersion = intOption(ctx, 'if-version', 1);
+    const ifVersion = intOption(ctx, 'if-version', 0);
+    const codec = codecOption(ctx);
     const value = await valueArgument(ctx, ctx.positionals[1]);
     const schema = await schemaOption(ctx);
     const client = await ctx.connect();
+    const options: CliOpenOptions = { codec, schema, signal: ctx.signal };
     let before: unknown;
     let previousVersion = 0;
     let version: number;
     let created = false;
-    if (ifVersion !== undefined) {
-      await using struct = await openExisting(client, name, { ...(schema && { schema }), signal: ctx.signal });
+    if (ifVersion !== undefined && ifVersion > 0) {
+      await using struct = await openStruct(client, name, options);
       before = struct.readDirty();
-      previousVersion = struct.stat().version;
       version = (await struct.compareAndSet(ifVersion, value, { signal: ctx.signal })).version;
-      if (previousVersion !== ifVersion) previousVersion = ifVersion;
+      previousVersion = ifVersion;
     } else {
-      const options = { data: CLI_LISTENER_DATA, ...(schema && { schema }), signal: ctx.signal };
-      let struct: SharedStruct<unknown>;
-      try {
-        struct = await client.open<unknown>(name, options);
-      } catch (err) {
-        if (!isSharedStructError(err, 'NOT_FOUND')) throw err;
-        struct = await client.open<unknown>(name, { ...options, initial: value });
-        // Ours when it is at version 1 with our value (else someone created it meanwhile: update it).
-        created = struct.stat().version === 1 && diffValues(struct.readDirty(), value).length === 0;
-      }
-      await using _closing = struct;
+      const opened = await openOrCreate((initial) => openStruct(client, name, { ...options, initial }), value);
+      await using struct = opened.struct;
+      created = opened.created;
       version = struct.stat().version;
+      if (ifVersion === 0 && !created) {
+        throw new SharedStructError('CONFLICT', `struct '${name}' already exists (now at version ${version}); nothing was written: pass --if-version ${version} to replace that version, or leave --if-version out`);
+      }
       if (!created) {
         const written = await struct.update(
           () => {

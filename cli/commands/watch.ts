@@ -1,8 +1,8 @@
-/** `watch NAME`: every committed change as it arrives, until Ctrl-C. */
+/** `watch NAME [--codec NAME]`: every committed change as it arrives, until Ctrl-C. */
 import { isSharedStructError } from '../../lib/index.js';
 import type { Command } from '../command.js';
 import { diffLines, toJson } from '../output.js';
-import { openExisting } from '../structs.js';
+import { CODEC_OPTION, codecOption, openStruct } from '../structs.js';
 
 export const watch: Command = {
   name: 'watch',
@@ -12,10 +12,11 @@ export const watch: Command = {
     'The first event is the current value (origin resync, previousVersion 0). Connection and session changes are said on\n' +
     'stderr; the watch survives reconnects. --json prints one line per event:\n' +
     '{ name, version, previousVersion, revision, origin, coalesced, at, changes, value }, and { name, deleted: true, revision } on a delete.',
-  options: {},
+  options: { codec: CODEC_OPTION },
   positionals: { required: ['NAME'] },
   async run(ctx) {
     const name = ctx.positionals[0]!;
+    const codec = codecOption(ctx);
     const client = await ctx.connect();
     client.on('state', ({ state, epoch, cause }) => {
       const why = cause ? ` (${cause.code}: ${cause.message})` : '';
@@ -28,7 +29,7 @@ export const watch: Command = {
       };
       if (state !== 'closed') ctx.err.line(ctx.err.style('yellow', `${name}: ${what[state] ?? state}`));
     });
-    await using struct = await openExisting(client, name, { signal: ctx.signal });
+    await using struct = await openStruct(client, name, { codec, signal: ctx.signal });
     struct.on('error', (err) => ctx.err.line(ctx.err.style('yellow', `${name}: ${err.code}: ${err.message}`)));
     struct.on('deleted', ({ revision }) => {
       if (ctx.json) ctx.out.json({ name, deleted: true, revision });

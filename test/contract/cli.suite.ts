@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type ChangeEvent, type Client } from '../../lib/index.js';
+import { connect, jsonCodec, msgpackCodec, type ChangeEvent, type Client } from '../../lib/index.js';
 import { CLI_BIN, buildCli, runCli, startCli, startCliInPty, type CliOptions, type CliResult } from '../support/cli.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 import { quietLogger } from '../support/etcd.js';
@@ -102,6 +102,50 @@ export function cliContract(target: CliTarget): void {
       assert.deepEqual(await s.readConsistent(), { n: 10 });
       const missing = exited(await cli(['set', 'nothing-here', '{}', '--if-version', '1']), 1);
       assert.match(missing.stderr, /^sharedstruct: NOT_FOUND: struct 'nothing-here' does not exist in namespace/m);
+    });
+
+    it('set --if-version 0 only creates: a missing struct is created at version 1; an existing one fails CONFLICT naming its version (exit 1), nothing written', async () => {
+      const first = exited(await cli(['set', 'once', '{"owner":"cli"}', '--if-version', '0', '--json']), 0);
+      assert.deepEqual(JSON.parse(first.stdout), { name: 'once', version: 1, previousVersion: 0, created: true, changes: [{ kind: 'Added', path: [], value: { owner: 'cli' } }] });
+      const s = await client.open<{ owner: string }>('once');
+      assert.deepEqual([s.read(), s.stat().version], [{ owner: 'cli' }, 1]);
+      const again = exited(await cli(['set', 'once', '{"owner":"cli"}', '--if-version', '0']), 1);
+      assert.match(again.stderr, /^sharedstruct: CONFLICT: struct 'once' already exists \(now at version 1\); nothing was written: pass --if-version 1 to replace that version/m);
+      await s.update((d) => void (d.owner = 'app'));
+      const later = exited(await cli(['set', 'once', '{"owner":"other"}', '--if-version', '0']), 1);
+      assert.match(later.stderr, /^sharedstruct: CONFLICT: struct 'once' already exists \(now at version 2\)/m);
+      assert.deepEqual(await s.readConsistent(), { owner: 'app' });
+      assert.equal(s.stat().version, 2);
+      const plain = exited(await cli(['set', 'twice', '{"n":1}', '--if-version', '0']), 0);
+      assert.match(plain.stderr, /^twice: created$/m);
+    });
+
+    it('--codec msgpack reads and writes a struct the library stores with msgpackCodec; without it the value is CORRUPT_REMOTE_VALUE pointing at --codec; an unknown codec is a usage error (exit 2)', async () => {
+      const packed = await client.open<{ n: number; tags: string[] }>('packed', { initial: { n: 1, tags: ['a'] }, codec: msgpackCodec });
+      const wrong = exited(await cli(['get', 'packed']), 1);
+      assert.match(wrong.stderr, /^sharedstruct: CORRUPT_REMOTE_VALUE: .*written with codec 'msgpack'.*; if it was written with another codec, pass --codec NAME \(json, msgpack\)$/m);
+      const got = JSON.parse(exited(await cli(['get', 'packed', '--codec', 'msgpack', '--json']), 0).stdout) as { value: unknown; version: number };
+      assert.deepEqual([got.value, got.version], [{ n: 1, tags: ['a'] }, 1]);
+      const written = exited(await cli(['set', 'packed', '{"n":2,"tags":["a","b"]}', '--codec', 'msgpack']), 0);
+      assert.match(written.stderr, /^packed: version 1 → 2$/m);
+      assert.deepEqual(await packed.readConsistent(), { n: 2, tags: ['a', 'b'] });
+      exited(await cli(['set', 'packed', '{"n":3}', '--codec', 'msgpack', '--if-version', '2']), 0);
+      assert.deepEqual(await packed.readConsistent(), { n: 3 });
+      // A json write over it is refused before anything is sent: the CLI cannot read what is there.
+      assert.match(exited(await cli(['set', 'packed', '{"n":4}']), 1).stderr, /^sharedstruct: CORRUPT_REMOTE_VALUE: /m);
+      assert.equal(packed.stat().version, 3);
+
+      exited(await cli(['set', 'fresh', '{"a":1}', '--codec', 'msgpack', '--if-version', '0']), 0);
+      assert.deepEqual((await client.open('fresh', { codec: msgpackCodec })).read(), { a: 1 });
+      await assert.rejects(client.open('fresh', { codec: jsonCodec }), { code: 'CORRUPT_REMOTE_VALUE' }, 'stored as msgpack, not JSON');
+      exited(await cli(['set', 'plain', '{"a":1}', '--codec', 'json']), 0);
+      assert.deepEqual((await client.open('plain')).read(), { a: 1 });
+
+      for (const command of [['get', 'packed'], ['set', 'packed', '{}'], ['watch', 'packed'], ['edit', 'packed'], ['history', 'packed']]) {
+        const bad = exited(await cli([...command, '--codec', 'cbor']), 2);
+        assert.equal(bad.stderr, 'sharedstruct: INVALID_ARGUMENT: --codec cbor: no codec of that name (known: json, msgpack)\n', command.join(' '));
+      }
+      assert.equal(packed.stat().version, 3);
     });
 
     it('set -f FILE and set - (stdin); invalid JSON writes nothing (INVALID_VALUE, exit 1)', async () => {
@@ -320,6 +364,28 @@ switch (process.env.EDIT_MODE) {
       assert.equal(s.stat().version, 2);
     });
 
+    it('watch --codec msgpack and edit --codec msgpack: the live diffs and the edit of a struct stored with msgpackCodec', async () => {
+      const s = await client.open<{ n: number; edited?: boolean }>('packed', { initial: { n: 1 }, codec: msgpackCodec });
+      const watching = startCli(args('watch', 'packed', '--json', '--codec', 'msgpack'));
+      try {
+        const first = JSON.parse(await watching.nextLine(20_000)) as Record<string, unknown>;
+        assert.deepEqual([first.version, first.value], [1, { n: 1 }]);
+        const r = exited(await cli(['edit', 'packed', '--codec', 'msgpack'], { env: editorEnv('bump', 'packed') }), 0);
+        assert.match(r.stderr, /^packed: version 1 → 2$/m);
+        const second = JSON.parse(await watching.nextLine()) as Record<string, unknown>;
+        assert.deepEqual([second.version, second.value], [2, { n: 2, edited: true }]);
+        assert.deepEqual(await s.readConsistent(), { n: 2, edited: true });
+      } finally {
+        const end = await watching.stop('SIGINT');
+        assert.equal(end.code, 0, end.stderr);
+      }
+      const wrongWatch = exited(await cli(['watch', 'packed']), 1);
+      assert.match(wrongWatch.stderr, /^sharedstruct: CORRUPT_REMOTE_VALUE: .*pass --codec NAME/m);
+      const wrongEdit = exited(await cli(['edit', 'packed'], { env: editorEnv('bump', 'packed') }), 1);
+      assert.match(wrongEdit.stderr, /^sharedstruct: CORRUPT_REMOTE_VALUE: .*pass --codec NAME/m);
+      assert.equal(s.stat().version, 2);
+    });
+
     it('edit: invalid JSON from the editor is never written (INVALID_VALUE, exit 1); an editor that fails writes nothing (exit 1)', async () => {
       const s = await client.open<{ n: number }>('doc', { initial: { n: 1 } });
       const bad = exited(await cli(['edit', 'doc'], { env: editorEnv('invalid', 'doc') }), 1);
@@ -478,6 +544,18 @@ switch (process.env.EDIT_MODE) {
         assert.match(text.stdout, /^h v3 revision \d+\n {2}\+ tag: "x"\nh v2 revision \d+\n {2}~ n: 0 → 1$/m);
         assert.match(text.stderr, /older versions: sharedstruct history h --limit 4/);
         assert.match(exited(await cli(['history', 'h', '--limit', '5']), 0).stdout, /^h v1 revision \d+\n {2}created: \{"n":0\}$/m);
+      });
+
+      it('history --codec msgpack decodes the versions of a struct stored with msgpackCodec; without it each version says it is not decodable', async () => {
+        const s = await client.open<{ n: number }>('hp', { initial: { n: 0 }, codec: msgpackCodec });
+        await s.update((d) => void (d.n = 1));
+        const h = await json<{ versions: { version: number; value: unknown; changes: unknown[]; error?: string }[] }>(['history', 'hp', '--codec', 'msgpack']);
+        assert.deepEqual(h.versions.map((v) => [v.version, v.value, v.changes, v.error]), [
+          [2, { n: 1 }, [{ kind: 'Modified', path: ['n'], oldValue: 0, value: 1 }], undefined],
+          [1, { n: 0 }, [], undefined],
+        ]);
+        const wrong = exited(await cli(['history', 'hp']), 0);
+        assert.match(wrong.stdout, /^hp v2 revision \d+\n {2}not decodable with the json codec: the value was written with codec 'msgpack'/m);
       });
     } else {
       it('history is UNSUPPORTED (exit 1) and says why', async () => {

@@ -3,7 +3,7 @@
  * every backend; history is etcd's and memory's (ZooKeeper keeps no past values: UNSUPPORTED).
  */
 import assert from 'node:assert/strict';
-import { isSharedStructError, type Client } from '../../lib/index.js';
+import { isSharedStructError, msgpackCodec, type Client } from '../../lib/index.js';
 import { storePerTest, type ContractTarget } from './target.js';
 
 /** Registers the inspection tests under `[name] inspection contract`. */
@@ -139,6 +139,19 @@ export function inspectContract(
         assert.deepEqual(all.versions[5]!.value, { n: 0 });
         assert.equal(all.compactedBefore, undefined);
         await assert.rejects(c.inspect.history('missing'), (err) => isSharedStructError(err, 'NOT_FOUND'));
+      });
+      it('history({ codec }): the framed values of another codec decoded, and with the wrong codec each version says so', async () => {
+        const c = await ctx.store.connect();
+        const s = await c.open<{ n: number }>('packed', { initial: { n: 0 }, codec: msgpackCodec });
+        await s.update((d) => void (d.n = 1));
+        const h = await c.inspect.history('packed', { codec: msgpackCodec });
+        assert.deepEqual(h.versions.map((v) => [v.version, v.value, v.changes]), [
+          [2, { n: 1 }, [{ kind: 'Modified', path: ['n'], oldValue: 0, value: 1 }]],
+          [1, { n: 0 }, []],
+        ]);
+        const wrong = await c.inspect.history('packed');
+        assert.deepEqual(wrong.versions.map((v) => v.value), [undefined, undefined]);
+        assert.match(wrong.versions[0]!.error ?? '', /^not decodable with the json codec: the value was written with codec 'msgpack'/);
       });
       it('history() after compaction: the versions still kept, and where compaction cut them off', async () => {
         const c = await ctx.store.connect();

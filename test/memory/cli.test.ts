@@ -38,7 +38,9 @@ describe('cli: usage, help and exit status (memory://)', function () {
       [['get', '--url', 'memory://'], /get: missing NAME/],
       [['get', 'a', 'b', '--url', 'memory://'], /get: unexpected argument 'b'/],
       [['get', 'x'], /no store given: pass --url URL or set SHAREDSTRUCT_URL/],
-      [['set', 'x', '{}', '--if-version', 'two', '--url', 'memory://'], /option '--if-version' must be an integer >= 1, got 'two'/],
+      [['set', 'x', '{}', '--if-version', 'two', '--url', 'memory://'], /option '--if-version' must be an integer >= 0, got 'two'/],
+      [['set', 'x', '{}', '--if-version=-1', '--url', 'memory://'], /option '--if-version' must be an integer >= 0, got '-1'/],
+      [['get', 'x', '--codec', 'yaml', '--url', 'memory://'], /--codec yaml: no codec of that name \(known: json, msgpack\)/],
       [['set', 'x', '--url', 'memory://'], /set: missing the value/],
       [['get', 'x', '--url', 'memory://', '--timeout-ms', '0'], /'--timeout-ms' must be an integer >= 1/],
     ];
