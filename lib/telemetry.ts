@@ -102,7 +102,7 @@ export class Telemetry {
     this.#lockWait = meter.createHistogram('sharedstruct.lock.wait', { ...ms, description: 'lock() from call to acquisition (or failure)' });
     this.#lockHold = meter.createHistogram('sharedstruct.lock.hold', { ...ms, description: 'from acquisition to release or loss' });
     this.#lockLosses = meter.createCounter('sharedstruct.lock.losses', { description: 'locks lost before release (session lost or ending); late: true when no margin was left (the lock may have been gone before the holder knew)' });
-    this.#lockLossMargin = meter.createHistogram('sharedstruct.lock.loss.margin', { ...ms, description: 'at each lock loss, the time left before the server could expire the session (by this client\'s clock); not positive: the lock may have been gone before the holder knew' });
+    this.#lockLossMargin = meter.createHistogram('sharedstruct.lock.loss.margin', { ...ms, description: 'at each lock loss, the time left before the server could expire the session (by this client\'s clock); 0 when none was left (such a loss is counted late: the lock may have been gone before the holder knew)' });
     this.#electionChanges = meter.createCounter('sharedstruct.election.changes', { description: 'leaderships won and lost by this client, by change (won, lost, resigned)' });
     this.#applied = meter.createCounter('sharedstruct.server.applied', { description: 'durable-server messages applied (committed) by this client' });
     this.#applyLatency = meter.createHistogram('sharedstruct.server.apply.latency', { ...ms, description: 'from cast (enqueue) to the commit that applied the message' });

@@ -5,13 +5,12 @@ import { isSharedStructError } from '../errors.js';
 /** A {@link RequestCounters} that adapters increment at their client seam. */
 export class Counters implements RequestCounters {
   readonly #counts = new Map<string, number>();
+  readonly #failures = new Map<string, { operation: string; code: string; count: number }>();
 
   /** Records one request of kind `op` (e.g. `txn`, `range`, `setData`). */
   count(op: string): void {
     this.#counts.set(op, (this.#counts.get(op) ?? 0) + 1);
   }
-
-  readonly #failures = new Map<string, { operation: string; code: string; count: number }>();
 
   /**
    * Records that a request of kind `op` failed with `err` (its code; `CONNECTION` for anything
