@@ -8,7 +8,8 @@
  * Every loop is bounded in count and in time.
  */
 import { performance } from 'node:perf_hooks';
-import { connect, type Client, type Logger, type SharedStruct } from '../lib/index.js';
+import type { Client, Logger, SharedStruct } from '../lib/index.js';
+import { connect } from './product.js';
 import { startTcpProxy, type TcpProxy } from '../test/support/tcp-proxy.js';
 import type { RawStore } from './raw.js';
 import { pct, type Row } from './stats.js';

@@ -10,7 +10,8 @@
  * Started as `node --expose-gc --import tsx bench/scale-agent.ts URL NAMESPACE NAME COUNT`.
  */
 import { performance } from 'node:perf_hooks';
-import { connect, type Client, type Logger } from '../lib/index.js';
+import type { Client, Logger } from '../lib/index.js';
+import { connect } from './product.js';
 
 const [url, namespace, name, countText] = process.argv.slice(2);
 const count = Number(countText);

@@ -181,11 +181,14 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
     this.#fields = this.#values.fields;
     this.#fanout = new FanOut<T>(() => ctx.telemetry.overflowed(name));
     this.#cache = new StructCache<T>(this.#values, {
-      change: (event) => {
-        ctx.telemetry.event(name, event.origin, event.coalesced);
-        if (event.origin === 'resync') ctx.logger.info(`struct '${name}' resynced from version ${event.previousVersion} to ${event.version}: its cache lost continuity, subscribers get the net change`, { struct: name, version: event.version, previousVersion: event.previousVersion });
-        this.#fanout.publish(event);
-        this.emit('change', event);
+      change: (origin, coalesced, event) => {
+        ctx.telemetry.event(name, origin, coalesced);
+        if (origin === 'resync') {
+          const e = event();
+          ctx.logger.info(`struct '${name}' resynced from version ${e.previousVersion} to ${e.version}: its cache lost continuity, subscribers get the net change`, { struct: name, version: e.version, previousVersion: e.previousVersion });
+        }
+        if (this.#fanout.size > 0) this.#fanout.publish(event());
+        if (this.listenerCount('change') > 0) this.emit('change', event());
       },
       deleted: (revision) => this.emit('deleted', { revision: revision.toString() }),
       error: (err) => {

@@ -56,11 +56,17 @@ const requireLeader: Interceptor = (options, nextCall) => {
 const STREAM_OPTIONS: StreamCallOptions = { interceptors: [requireLeader] };
 
 /**
+ * The context our policies hand etcd3's calls: etcd3 never reads its signal (its deadlines are
+ * gRPC's), so one that never fires serves every call instead of an AbortSignal made per call.
+ */
+const POLICY_CONTEXT: { readonly signal: AbortSignal } = Object.freeze({ signal: new AbortController().signal });
+
+/**
  * A policy that runs the call once. etcd3 wants cockatiel policies; this is the shape of
  * cockatiel's `noop` without depending on cockatiel (etcd3 never subscribes to the events).
  */
 const passThrough = {
-  execute: (fn: (context: { signal: AbortSignal }) => unknown) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
+  execute: (fn: (context: { signal: AbortSignal }) => unknown) => Promise.resolve().then(() => fn(POLICY_CONTEXT)),
   onSuccess: () => ({ dispose: () => undefined }),
   onFailure: () => ({ dispose: () => undefined }),
 } as unknown as Policy;
@@ -83,7 +89,7 @@ function hostPolicy(host: string, endpoints: Endpoints, gate: boolean): Policy {
       if (gate && Date.now() < downUntil) throw new HostDownError(host);
       endpoints.tried(host);
       try {
-        const res = await fn({ signal: new AbortController().signal });
+        const res = await fn(POLICY_CONTEXT);
         // Opening a stream returns it at once: that is no answer yet.
         if (typeof (res as { on?: unknown } | undefined)?.on !== 'function') endpoints.answered(host);
         return res;

@@ -12,8 +12,11 @@ import type { Cached, Prepared, StructValues } from './values.js';
 
 /** Where the cache's news goes. */
 export interface CacheSink<T> {
-  /** A committed version, cached; to every subscriber. */
-  change(event: ChangeEvent<T>): void;
+  /**
+   * A committed version, cached; to every subscriber. The event object is made by `event()`,
+   * only when someone receives it (a write nobody listens to builds none).
+   */
+  change(origin: ChangeOrigin, coalesced: boolean, event: () => ChangeEvent<T>): void;
   /** The struct was deleted at (or by) `revision`. */
   deleted(revision: bigint): void;
   /** A corrupt remote version was skipped. */
@@ -157,23 +160,20 @@ export class StructCache<T> {
     if (mine) eventOrigin = 'local';
     else if (!current || (corrupt && origin !== 'local')) eventOrigin = 'resync';
     const before = current ? current.value : this.#lastValue;
-    const event = changeEvent<T>(
-      {
-        version: entry.version,
-        previousVersion: current ? current.version : 0,
-        revision: entry.revision.toString(),
-        origin: eventOrigin,
-        coalesced: current ? entry.version !== current.version + 1 : entry.version !== 1,
-        value: value as DeepReadonly<T>,
-      },
-      before,
-      bytes,
-      known,
-    );
+    const previousVersion = current ? current.version : 0;
+    const coalesced = current ? entry.version !== current.version + 1 : entry.version !== 1;
     this.#corrupt = undefined;
     this.#store(entry, value, bytes);
     this.confirm(asOf);
-    this.#sink.change(event);
+    let event: ChangeEvent<T> | undefined;
+    this.#sink.change(eventOrigin, coalesced, () =>
+      (event ??= changeEvent<T>(
+        { version: entry.version, previousVersion, revision: entry.revision.toString(), origin: eventOrigin, coalesced, value: value as DeepReadonly<T> },
+        before,
+        bytes,
+        known,
+      )),
+    );
   }
 
   /** Applies a delete, if it is newer than the cached life (see {@link DeleteMark}). */

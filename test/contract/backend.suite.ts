@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { Backend, Entry, WatchEvent } from '../../lib/backend.js';
 import { countsSince } from '../../lib/util/counters.js';
+import { deadlineWindows } from '../../lib/util/abort.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -199,6 +200,25 @@ export function backendContract(name: string, makeBackend: () => Promise<Backend
       assert.equal((b.counters.snapshot().count ?? 0) - before, 1);
       await b.delete((await b.list(`${root}/c`, { limit: 1 }))[0]!.key);
       assert.equal(await b.count(`${root}/c`), 3);
+    });
+
+    it('requests leave no listener on the deadline signal they share, answered or refused', async () => {
+      // A listener left on a shared window's signal would fire when another request of the
+      // window times out: for a request long answered (see lib/util/abort.ts).
+      await b.create(`${root}/k`, enc('v1'));
+      await b.create(`${root}/k`, enc('again'));
+      await b.put(`${root}/k`, enc('v2'), { expectedVersion: 1 });
+      await b.put(`${root}/k`, enc('lost'), { expectedVersion: 1 });
+      await b.get(`${root}/k`, { consistent: true });
+      await b.get(`${root}/nope`);
+      await b.stat(`${root}/k`);
+      await b.list(`${root}`);
+      await b.count(`${root}`);
+      await b.txn({ compare: [{ key: `${root}/k`, version: 2 }], ops: [{ op: 'put', key: `${root}/k`, value: enc('v3'), expectedVersion: 2 }] });
+      await b.txn({ compare: [{ key: `${root}/k`, version: 1 }], ops: [{ op: 'delete', key: `${root}/k` }] });
+      await b.delete(`${root}/k`, { expectedVersion: 3 });
+      const { pending, listeners } = deadlineWindows();
+      assert.deepEqual({ pending, listeners }, { pending: 0, listeners: 0 });
     });
 
     it('a transaction applies all of its ops or none', async () => {
