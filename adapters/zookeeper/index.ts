@@ -37,7 +37,8 @@ import { withDeadline } from '../../lib/util/abort.js';
 import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
 import { Counters } from '../../lib/util/counters.js';
 import { SessionTracker } from '../../lib/util/session.js';
-import { ZkConnection, convertCode, describeError, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
+import { ZkConnection, type ConnectionSignal, type Reply } from './connection.js';
+import { convertCode, describeError, wasNotSent } from './errors.js';
 import { probeZooKeeper } from './probe.js';
 import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
 import {

@@ -13,7 +13,8 @@ import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
 import { withDeadline } from '../../lib/util/abort.js';
 import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
 import { AsyncQueue } from '../../lib/util/async-queue.js';
-import { describeError, type ZkConnection } from './connection.js';
+import type { ZkConnection } from './connection.js';
+import { describeError } from './errors.js';
 import type { ZooKeeperBackend } from './index.js';
 import type { ZkEvent } from './zk-client.js';
 
