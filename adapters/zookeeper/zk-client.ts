@@ -4,8 +4,10 @@
  * to the ConnectionManager internals the adapter hooks into (its queue, its socket handler):
  * everything the adapter touches of the library is listed in this one file.
  */
+import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 const require = createRequire(import.meta.url);
 
@@ -121,6 +123,8 @@ export interface ConnectionManager {
   registerDataWatcher(path: string, watcher: (event: ZkEvent) => void): void;
   registerChildWatcher(path: string, watcher: (event: ZkEvent) => void): void;
   registerExistenceWatcher(path: string, watcher: (event: ZkEvent) => void): void;
+  /** The one-shot watchers by kind (`dataWatchers`, `childWatchers`, `existenceWatchers`) and path. */
+  watcherManager: Record<string, Record<string, EventEmitter> | undefined>;
   on(event: 'state', listener: (state: number) => void): void;
   removeListener(event: 'state', listener: (state: number) => void): void;
 }
@@ -283,4 +287,185 @@ export function makeRecord<T extends object>(spec: { name: string; type: string 
 /** Reads a jute `long` (8-byte big-endian buffer) as a bigint. */
 export function toBigInt(buffer: Buffer): bigint {
   return buffer.readBigInt64BE(0);
+}
+
+/** The kinds of the library's one-shot watchers. */
+export type LibraryWatcherKind = 'data' | 'child' | 'existence';
+
+const WATCHER_TABLES = ['dataWatchers', 'childWatchers', 'existenceWatchers'] as const;
+
+/**
+ * The one door to a client's ConnectionManager (internal API of 1.1.3): every member of it the
+ * adapter reads, writes or replaces is reached through a method here (see this file's header
+ * for which module uses which), so checking a library upgrade means checking this class.
+ */
+export class LibraryConnection {
+  readonly #cm: ConnectionManager;
+
+  constructor(client: ZkClient) {
+    this.#cm = client.connectionManager;
+  }
+
+  // ---- state and socket ----
+
+  /** The library's state, one of {@link CM_STATES}. */
+  get state(): number {
+    return this.#cm.state;
+  }
+
+  setState(state: number): void {
+    this.#cm.setState(state);
+  }
+
+  onState(listener: (state: number) => void): void {
+    this.#cm.on('state', listener);
+  }
+
+  offState(listener: (state: number) => void): void {
+    this.#cm.removeListener('state', listener);
+  }
+
+  /** The socket of the current attempt or session, if any. */
+  get socket(): Socket | undefined {
+    return this.#cm.socket;
+  }
+
+  /** The servers of the connect string, in the library's (shuffled) order. */
+  get servers(): readonly ZkServer[] {
+    return this.#cm.servers;
+  }
+
+  // ---- hooks: methods of the library replaced by ours ----
+
+  /**
+   * Replaces the socket's data handler and returns the library's own. Its `data` listener is
+   * bound at each connect() from the instance property, so this wraps every socket it opens.
+   */
+  hookSocketData(handler: (buffer: Buffer) => void): (buffer: Buffer) => void {
+    const cm = this.#cm;
+    const original = cm.onSocketData.bind(cm);
+    cm.onSocketData = handler;
+    return original;
+  }
+
+  /** Replaces the library's server rotation (every connect and reconnect picks its server there). */
+  hookFindNextServer(find: (callback: (server: ZkServer) => void) => void): void {
+    this.#cm.findNextServer = find;
+  }
+
+  /** Replaces the library's connect() (which opens plain TCP sockets only). */
+  hookConnect(connect: () => void): void {
+    this.#cm.connect = connect;
+  }
+
+  // ---- the rotation's state (what the library's findNextServer keeps) ----
+
+  /** Calls the (hooked) rotation, as the library's connect() does. */
+  findNextServer(callback: (server: ZkServer) => void): void {
+    this.#cm.findNextServer(callback);
+  }
+
+  /** The next server of the rotation (advancing it). */
+  nextServer(): ZkServer {
+    const cm = this.#cm;
+    cm.nextServerIndex %= cm.servers.length;
+    const server = cm.servers[cm.nextServerIndex]!;
+    cm.nextServerIndex += 1;
+    return server;
+  }
+
+  /**
+   * Counts one more attempt of the round: after each server had its turn a new round starts,
+   * and this returns the library's pause before it (random, up to `spinDelay` ms); else undefined.
+   */
+  countAttempt(): number | undefined {
+    const cm = this.#cm;
+    if (cm.serverAttempts >= cm.servers.length) {
+      cm.serverAttempts = 1;
+      return Math.random() * cm.spinDelay;
+    }
+    cm.serverAttempts += 1;
+    return undefined;
+  }
+
+  /** Lets the library's TCP connect timer of the current socket not hold the event loop. */
+  unrefConnectTimer(): void {
+    this.#cm.connectTimeoutHandler?.unref();
+  }
+
+  /**
+   * Makes a socket we opened (TLS) the library's, bound to its handlers as 1.1.3's connect()
+   * binds its own, with `secureConnect` for `connect`: the session handshake starts once TLS is up.
+   */
+  adoptSocket(socket: TLSSocket): void {
+    const cm = this.#cm;
+    cm.socket = socket;
+    cm.connectTimeoutHandler = setTimeout(() => cm.onSocketConnectTimeout(), cm.connectTimeout);
+    socket.setNoDelay();
+    socket.on('secureConnect', () => cm.onSocketConnected());
+    socket.on('data', (buffer: Buffer) => cm.onSocketData(buffer));
+    socket.on('drain', () => cm.onSocketDrain());
+    socket.on('close', (hasError: boolean) => cm.onSocketClosed(hasError));
+    socket.on('error', (err: Error) => cm.onSocketError(err));
+  }
+
+  // ---- the queues: unsent (packetQueue) and sent, awaiting a reply (pendingQueue) ----
+
+  queue(request: JuteRequest, callback?: Packet['callback']): void {
+    this.#cm.queue(request, callback);
+  }
+
+  /** Takes `request` out of the unsent queue; false when it was not there (written already). */
+  withdraw(request: JuteRequest): boolean {
+    const queue = this.#cm.packetQueue.queue;
+    const index = queue.findIndex((p) => p.request === request);
+    if (index < 0) return false;
+    queue.splice(index, 1);
+    return true;
+  }
+
+  /** Empties the unsent queue, returning its packets. */
+  takeUnsent(): Packet[] {
+    return this.#cm.packetQueue.queue.splice(0);
+  }
+
+  /** Empties the queue of sent packets awaiting replies, returning them. */
+  takeSent(): Packet[] {
+    return this.#cm.pendingQueue.splice(0);
+  }
+
+  /** The oldest sent packet awaiting its reply (replies come in order). */
+  oldestSent(): Packet | undefined {
+    return this.#cm.pendingQueue[0];
+  }
+
+  /** Removes {@link oldestSent}: its reply was handled here, not by the library. */
+  shiftSent(): void {
+    this.#cm.pendingQueue.shift();
+  }
+
+  /** The latest zxid seen, which the library sends when it reconnects. */
+  setZxid(zxid: Buffer): void {
+    this.#cm.zxid = zxid;
+  }
+
+  // ---- one-shot watchers (the library's watcherManager) ----
+
+  registerWatcher(kind: LibraryWatcherKind, path: string, watcher: (event: ZkEvent) => void): void {
+    if (kind === 'data') this.#cm.registerDataWatcher(path, watcher);
+    else if (kind === 'child') this.#cm.registerChildWatcher(path, watcher);
+    else this.#cm.registerExistenceWatcher(path, watcher);
+  }
+
+  /** Whether the library holds a one-shot watcher of `path` (its emit deletes them as they fire). */
+  hasWatcher(path: string): boolean {
+    const m = this.#cm.watcherManager;
+    return WATCHER_TABLES.some((table) => m[table]?.[path] !== undefined);
+  }
+
+  /** Forgets `watcher` of `path`, of every kind, so the library stops re-sending it in SetWatches. */
+  removeWatcher(path: string, watcher: (event: ZkEvent) => void): void {
+    const m = this.#cm.watcherManager;
+    for (const table of WATCHER_TABLES) m[table]?.[path]?.removeListener('notification', watcher);
+  }
 }
