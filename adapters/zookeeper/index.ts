@@ -31,7 +31,6 @@ import type {
   WatchOptions,
   WatchTarget,
 } from '../../lib/backend.js';
-import { setMaxListeners } from 'node:events';
 import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
 import { withDeadline } from '../../lib/util/abort.js';
 import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
@@ -39,15 +38,18 @@ import { Counters } from '../../lib/util/counters.js';
 import { SessionTracker } from '../../lib/util/session.js';
 import { ZkConnection, type ConnectionSignal, type Reply } from './connection.js';
 import { convertCode, describeError, wasNotSent } from './errors.js';
+import { Chroot, validateKey } from './address.js';
+import { aclOf, byCreation, firstSequential, toEntry, toEntryStat, znodeVersion } from './entries.js';
 import { probeZooKeeper } from './probe.js';
-import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
+import { CREATE_ATTEMPTS, Reads } from './reads.js';
+import { KeyWatch } from './key-watch.js';
+import { PrefixWatch } from './prefix-watch.js';
+import type { WatchHost, ZkWatch } from './watch.js';
 import {
   createRequest,
   deleteRequest,
   multiRequest,
-  parseChildren,
   parseCreate2,
-  parseGetData,
   parseMulti,
   parseStat,
   pathWatchRequest,
@@ -56,51 +58,10 @@ import {
   type MultiOp,
   type MultiResult,
 } from './wire.js';
-import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
-import { splitHosts, type AclEntry, type AddressRules } from '../../lib/options.js';
+import { MODE, OP, ZkCodes, type AclObject, type ZkStat } from './zk-client.js';
 
-/** The suffix ZooKeeper appends to a sequential znode's name: the parent's counter, 10 digits. */
-const SEQUENTIAL_SUFFIX = /\d{10}$/;
 /** How deep `scan` walks (names have at most 200 characters, so far fewer levels in practice). */
 const MAX_SCAN_DEPTH = 128;
-
-/**
- * The `limit` oldest of `names` when every one ends in a sequential create's 10-digit counter
- * (in counter order), else undefined. One pass keeping the `limit` smallest: a consumer takes
- * the head of a long queue every round, and sorting the whole listing each time was the
- * largest CPU cost of a drain (measured with --cpu-prof).
- */
-export function firstSequential(names: readonly string[], limit: number): string[] | undefined {
-  const head: { name: string; seq: string }[] = [];
-  for (const name of names) {
-    if (!SEQUENTIAL_SUFFIX.test(name)) return undefined;
-    const seq = name.slice(-10);
-    if (head.length === limit && seq >= head[limit - 1]!.seq) continue;
-    let at = head.length;
-    while (at > 0 && head[at - 1]!.seq > seq) at -= 1;
-    head.splice(at, 0, { name, seq });
-    if (head.length > limit) head.pop();
-  }
-  return head.map((h) => h.name);
-}
-
-/**
- * Runs `fn` with a signal of our own that follows `signal` through one listener, when `fn` is
- * about to hand it to `count` requests at once (each adds a listener of its own).
- */
-async function withChildSignal<T>(signal: AbortSignal, count: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  if (count <= 1) return fn(signal);
-  const child = new AbortController();
-  setMaxListeners(0, child.signal);
-  const onAbort = (): void => child.abort(signal.reason);
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    return await fn(child.signal);
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
-}
 
 /** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
 export const JUTE_MAX_BUFFER = 1048575;
@@ -116,74 +77,6 @@ const NEW_SESSION_BACKOFF: BackoffPolicy = exponentialBackoff({ initialMs: 100, 
 /** A request whose session was lost before it was sent waits for the next session, then goes at once. */
 const AT_ONCE: BackoffPolicy = { delayMs: () => 0 };
 
-/** How many times a create that races a delete (or a missing parent) is tried again. */
-const CREATE_ATTEMPTS = 5;
-
-/** A znode's stat as an {@link Entry}. */
-export function toEntry(key: string, value: Uint8Array, stat: ZkStat): Entry {
-  return {
-    key,
-    value,
-    version: stat.version + 1,
-    revision: toBigInt(stat.mzxid),
-    createRevision: toBigInt(stat.czxid),
-    ephemeral: toBigInt(stat.ephemeralOwner) !== 0n,
-  };
-}
-
-function toEntryStat(stat: ZkStat): EntryStat {
-  return { version: stat.version + 1, revision: toBigInt(stat.mzxid), createRevision: toBigInt(stat.czxid) };
-}
-
-/** Validates an absolute key the way ZooKeeper validates a path (a sequential key may end in `/`). */
-function validateKey(key: string, sequential = false): void {
-  const path = sequential && key.endsWith('/') ? `${key}0` : key;
-  const ok =
-    typeof key === 'string' &&
-    path.startsWith('/') &&
-    (path === '/' || !path.endsWith('/')) &&
-    !path.includes('//') &&
-    !path.includes('\u0000') &&
-    !/\/\.\.?(\/|$)/.test(path);
-  if (!ok) throw new SharedStructError('INVALID_ARGUMENT', `key ${JSON.stringify(key)} is not a valid ZooKeeper path`);
-}
-
-/** A dense version as a znode version; below 1 it can never match (and must never mean "any"). */
-function znodeVersion(version: number, what: string): number | undefined {
-  if (!Number.isInteger(version)) throw new SharedStructError('INVALID_ARGUMENT', `${what} must be an integer, got ${version}`);
-  return version >= 1 ? version - 1 : undefined;
-}
-
-/** The library's ACL objects of an `acl` option (checked by the core). */
-function aclOf(acl: 'creator' | 'open' | readonly AclEntry[]): readonly AclObject[] {
-  if (acl === 'creator') return zookeeper.ACL.CREATOR_ALL_ACL;
-  if (acl === 'open') return zookeeper.ACL.OPEN_ACL_UNSAFE;
-  const bits: Record<string, number> = { r: 1, w: 2, c: 4, d: 8, a: 16 };
-  return acl.map((e) => new zookeeper.ACL([...e.perms].reduce((sum, p) => sum + bits[p]!, 0), new zookeeper.Id(e.scheme, e.id)));
-}
-
-/** Entries in creation order. */
-function byCreation(entries: Entry[]): Entry[] {
-  return entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
-}
-
-/** The optional parts of {@link ZooKeeperBackend.readChildren}. @internal */
-export interface ReadChildrenOptions {
-  /** Which children to read (default: all). */
-  readonly needsRead?: (name: string) => boolean;
-  /** Only the first `limit` children (in creation order) need reading. */
-  readonly limit?: number | undefined;
-  /** List the names only, read no child. */
-  readonly keysOnly?: boolean;
-  /** Called synchronously as the listing's reply is read, before any later frame. */
-  readonly onReply?: () => void;
-  /** The request counter to count the listing under (default `getChildren` / `watchGetChildren`). */
-  readonly counted?: string;
-}
-
-/** The value of an entry listed without reading it (`keysOnly`). */
-const EMPTY_VALUE = new Uint8Array(0);
-
 /**
  * The {@link Backend} on ZooKeeper. One instance holds one session at a time; when that session
  * is lost it builds a new one (a new epoch) and re-arms every watch with a `reset`.
@@ -196,7 +89,8 @@ export class ZooKeeperBackend implements Backend {
   readonly #session: SessionTracker;
   readonly #options: AdapterOptions;
   readonly #connectString: string;
-  readonly #chroot: string;
+  readonly #chroot: Chroot;
+  readonly #reads: Reads;
   readonly #acls: readonly AclObject[];
   readonly #logger: Logger;
   readonly #watches = new Set<ZkWatch>();
@@ -237,7 +131,8 @@ export class ZooKeeperBackend implements Backend {
     this.#heartbeats = heartbeats;
     this.counters = counters;
     this.#connectString = connectString;
-    this.#chroot = chroot;
+    this.#chroot = new Chroot(chroot);
+    this.#reads = new Reads(this.#chroot);
     this.#options = options;
     this.#logger = options.logger;
     this.#acls = aclOf(options.acl ?? (options.auth ? 'creator' : 'open'));
@@ -308,28 +203,28 @@ export class ZooKeeperBackend implements Backend {
 
   async get(key: string, options: GetOptions = {}): Promise<Entry | undefined> {
     validateKey(key);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     return this.#request(`get ${key}`, options.signal, async (conn, signal) => {
       if (options.consistent) {
         // No await between the two: sync and getData go out back to back on one session, and
         // ZooKeeper answers a session's requests in order, so the read runs after the sync.
         const barrier = conn.send('sync', OP.sync, syncRequest(path), undefined, { signal });
-        const read = this.#getData(conn, path, undefined, signal);
+        const read = this.#reads.getData(conn, path, undefined, signal);
         // Handled from the start: when the deadline aborts both, `await barrier` throws first and
         // `read` would reject with nobody listening (an unhandled rejection ends the process;
         // the fault matrix found it with a leader SIGSTOPped).
         read.catch(() => {});
         const synced = await barrier;
         if (synced.err !== 0 && synced.err !== ZkCodes.NO_NODE) throw convertCode(synced.err, `sync ${key}`);
-        return this.#entryOf(key, await read);
+        return this.#reads.entryOf(key, await read);
       }
-      return this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
+      return this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal));
     });
   }
 
   async stat(key: string, options: GetOptions = {}): Promise<EntryStat | undefined> {
     validateKey(key);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const stat = await this.#exists(`stat ${key}`, 'exists', key, path, options);
     return stat && toEntryStat(stat);
   }
@@ -348,7 +243,7 @@ export class ZooKeeperBackend implements Backend {
   async create(key: string, value: Uint8Array, options: CreateOptions = {}): Promise<CreateResult> {
     validateKey(key, options.sequential);
     this.#checkSize(key, value);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const mode =
       (options.ephemeral ? MODE.ephemeral : MODE.persistent) | (options.sequential ? MODE.persistentSequential : 0);
     // Queues, registrations and locks come and go: their parent goes with the last of them.
@@ -358,7 +253,7 @@ export class ZooKeeperBackend implements Backend {
         const reply = await conn.send('create', OP.create2, createRequest(path, value, this.#acls, mode), parseCreate2, { signal });
         if (reply.err === 0) {
           const created = reply.body!;
-          return { created: true, entry: toEntry(this.#key(created.path), value, created.stat) };
+          return { created: true, entry: toEntry(this.#chroot.keyOf(created.path), value, created.stat) };
         }
         if (attempt >= CREATE_ATTEMPTS) throw convertCode(reply.err, `create ${key}`);
         if (reply.err === ZkCodes.NO_NODE) {
@@ -368,7 +263,7 @@ export class ZooKeeperBackend implements Backend {
           continue;
         }
         if (reply.err === ZkCodes.NODE_EXISTS) {
-          const current = this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
+          const current = this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal));
           // Deleted between the two requests: try the create again.
           if (current) return { created: false, current };
           continue;
@@ -381,11 +276,11 @@ export class ZooKeeperBackend implements Backend {
   async put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
     validateKey(key);
     this.#checkSize(key, value);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const version = znodeVersion(options.expectedVersion, 'expectedVersion');
     return this.#request(`put ${key}`, options.signal, async (conn, signal) => {
       if (version === undefined) {
-        return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
+        return { ok: false, current: this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal)) };
       }
       // The whole uncontended cost: one setData, no read. Its watches learn of it as the reply
       // is read, so they need not read it back (see KeyWatch).
@@ -396,7 +291,7 @@ export class ZooKeeperBackend implements Backend {
       if (reply.err === 0) return { ok: true, entry: toEntry(key, value, reply.body!) };
       if (reply.err === ZkCodes.NO_NODE) return { ok: false, current: undefined };
       if (reply.err === ZkCodes.BAD_VERSION) {
-        return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
+        return { ok: false, current: this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal)) };
       }
       throw convertCode(reply.err, `setData ${key}`);
     });
@@ -404,7 +299,7 @@ export class ZooKeeperBackend implements Backend {
 
   async delete(key: string, options: RequestOptions & { readonly expectedVersion?: number } = {}): Promise<boolean> {
     validateKey(key);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const version = options.expectedVersion === undefined ? -1 : znodeVersion(options.expectedVersion, 'expectedVersion');
     if (version === undefined) return false;
     return this.#request(`delete ${key}`, options.signal, async (conn, signal) => {
@@ -420,11 +315,11 @@ export class ZooKeeperBackend implements Backend {
     const { limit } = options;
     return this.#request(`list ${prefix}`, options.signal, async (conn, signal) => {
       if (options.consistent) {
-        void conn.send('sync', OP.sync, syncRequest(this.#path(prefix)), undefined, { signal }).catch(() => {});
+        void conn.send('sync', OP.sync, syncRequest(this.#chroot.pathOf(prefix)), undefined, { signal }).catch(() => {});
       }
       const fromWatch = limit !== undefined && !options.consistent ? await this.#headFromWatch(conn, prefix, limit, signal) : undefined;
       if (fromWatch) return fromWatch;
-      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal, { limit });
+      const { entries } = await this.#reads.readChildren(conn, prefix, undefined, () => undefined, signal, { limit });
       return limit === undefined ? entries : entries.slice(0, limit);
     });
   }
@@ -456,7 +351,7 @@ export class ZooKeeperBackend implements Backend {
   async count(prefix: string, options: GetOptions = {}): Promise<number> {
     validateKey(prefix);
     // Counted as `count`: an exists of the parent, whose stat has numChildren.
-    const stat = await this.#exists(`count ${prefix}`, 'count', prefix, this.#path(prefix), options);
+    const stat = await this.#exists(`count ${prefix}`, 'count', prefix, this.#chroot.pathOf(prefix), options);
     return stat?.numChildren ?? 0;
   }
 
@@ -465,19 +360,19 @@ export class ZooKeeperBackend implements Backend {
     for (const c of txn.compare) {
       validateKey(c.key);
       if ('exists' in c) {
-        ops.push({ type: 'check', path: this.#path(c.key), version: -1 });
+        ops.push({ type: 'check', path: this.#chroot.pathOf(c.key), version: -1 });
       } else {
         const version = znodeVersion(c.version, 'compare.version');
         // A version below 1 never exists: the compare fails without asking.
         if (version === undefined) return { ok: false };
-        ops.push({ type: 'check', path: this.#path(c.key), version });
+        ops.push({ type: 'check', path: this.#chroot.pathOf(c.key), version });
       }
     }
     const compares = ops.length;
     for (const op of txn.ops) {
       validateKey(op.key);
       if (op.op !== 'delete') this.#checkSize(op.key, op.value);
-      const path = this.#path(op.key);
+      const path = this.#chroot.pathOf(op.key);
       switch (op.op) {
         case 'put': {
           const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
@@ -521,7 +416,7 @@ export class ZooKeeperBackend implements Backend {
             const result = results[compares + i];
             if (op.op === 'delete' || !result || result.type !== 'ok') return undefined;
             // A sequential create's key is the path the server made.
-            const key = op.op === 'create' && op.sequential && result.path !== undefined ? this.#key(result.path) : op.key;
+            const key = op.op === 'create' && op.sequential && result.path !== undefined ? this.#chroot.keyOf(result.path) : op.key;
             if (result.stat) return toEntry(key, op.value, result.stat);
             if (op.op !== 'create') return undefined;
             // Inside a multi the server answers create2 like create (path only). A multi is one
@@ -552,7 +447,8 @@ export class ZooKeeperBackend implements Backend {
     else validateKey(target.prefix);
     if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
     const host: WatchHost = {
-      backend: this,
+      reads: this.#reads,
+      writesInFlight: (key) => this.writesInFlight(key),
       current: (signal) => this.#currentConnection(signal),
       untilLive: (signal) => this.#untilLive(signal),
       closedSignal: this.#closed.signal,
@@ -616,6 +512,11 @@ export class ZooKeeperBackend implements Backend {
     this.#watchDetach.delete(watch);
   }
 
+  /** The znode path of a key (the chroot applied). @internal */
+  pathOf(key: string): string {
+    return this.#chroot.pathOf(key);
+  }
+
   /** Number of own writes of `key` in flight. @internal */
   writesInFlight(key: string): number {
     return this.#inflight.get(key) ?? 0;
@@ -644,144 +545,6 @@ export class ZooKeeperBackend implements Backend {
   }
 
   /**
-   * getData without a watch, for a key watch that holds a persistent watch (counted as a
-   * watch read, `watchGetData`, like the re-arming read of a one-shot watch).
-   * @internal
-   */
-  async readWatched(conn: ZkConnection, key: string, signal: AbortSignal): Promise<{ entry: Entry | undefined; zxid: bigint }> {
-    const reply = await this.#getData(conn, this.#path(key), undefined, signal, 'watchGetData');
-    return { entry: this.#entryOf(key, reply), zxid: reply.zxid };
-  }
-
-  /**
-   * getData leaving a data watch; when the node is missing, exists leaving an existence watch
-   * (a node created in between is read again). Returns the entry or undefined, and the zxid the
-   * server had reached when it answered.
-   * @internal
-   */
-  async readArmed(
-    conn: ZkConnection,
-    key: string,
-    watcher: (event: ZkEvent) => void,
-    signal: AbortSignal,
-  ): Promise<{ entry: Entry | undefined; zxid: bigint }> {
-    const path = this.#path(key);
-    for (let attempt = 1; attempt <= CREATE_ATTEMPTS; attempt += 1) {
-      const reply = await this.#getData(conn, path, watcher, signal);
-      if (reply.err === 0) return { entry: toEntry(key, reply.body!.data, reply.body!.stat), zxid: reply.zxid };
-      const exists = await conn.send('watchExists', OP.exists, pathWatchRequest('exists', path, true), parseStat, {
-        signal,
-        watch: { kind: 'exists', path, watcher },
-      });
-      if (exists.err === ZkCodes.NO_NODE) return { entry: undefined, zxid: exists.zxid };
-      if (exists.err !== 0) throw convertCode(exists.err, `exists ${key}`);
-      // Created between the two reads (exists left a data watch): read the value again.
-    }
-    throw new SharedStructError('CONFLICT', `${key} kept appearing and vanishing while a watch was armed`);
-  }
-
-  /**
-   * getData leaving a data watch (no existence fallback: a prefix watch learns about new
-   * children from its child watch).
-   * @internal
-   */
-  async readData(
-    conn: ZkConnection,
-    key: string,
-    watcher: (event: ZkEvent) => void,
-    signal: AbortSignal,
-  ): Promise<{ entry: Entry | undefined; zxid: bigint }> {
-    const reply = await this.#getData(conn, this.#path(key), watcher, signal);
-    return { entry: this.#entryOf(key, reply), zxid: reply.zxid };
-  }
-
-  /** The znode path of a key (the chroot applied). @internal */
-  pathOf(key: string): string {
-    return this.#path(key);
-  }
-
-  /**
-   * Lists the children of `prefix` (leaving a child watch when `childWatcher` is given) and
-   * reads the ones `needsRead` names (leaving data watches from `dataWatcher`). Children that
-   * vanish in between are left out. Sorted by create revision.
-   * @internal
-   */
-  async readChildren(
-    conn: ZkConnection,
-    prefix: string,
-    childWatcher: ((event: ZkEvent) => void) | undefined,
-    dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
-    signal: AbortSignal,
-    options: ReadChildrenOptions = {},
-  ): Promise<{ exists: boolean; names: string[]; entries: Entry[]; zxid: bigint; pzxid: bigint }> {
-    const { needsRead = () => true, limit, keysOnly = false, onReply, counted } = options;
-    const path = this.#path(prefix);
-    const watch = childWatcher !== undefined;
-    const reply = await conn.send(counted ?? (watch ? 'watchGetChildren' : 'getChildren'), OP.getChildren2, pathWatchRequest('getChildren', path, watch), parseChildren, {
-      signal,
-      watch: childWatcher ? { kind: 'child', path, watcher: childWatcher } : undefined,
-      onReply,
-    });
-    if (reply.err === ZkCodes.NO_NODE) {
-      if (childWatcher) {
-        const exists = await conn.send('watchExists', OP.exists, pathWatchRequest('exists', path, true), parseStat, {
-          signal,
-          watch: { kind: 'exists', path, watcher: childWatcher },
-        });
-        if (exists.err === 0) {
-          // Created in between: list again (as if the watch had fired).
-          childWatcher({ type: 1, name: 'NODE_CREATED', path });
-        } else if (exists.err !== ZkCodes.NO_NODE) {
-          throw convertCode(exists.err, `exists ${prefix}`);
-        }
-        return { exists: false, names: [], entries: [], zxid: exists.zxid, pzxid: 0n };
-      }
-      return { exists: false, names: [], entries: [], zxid: reply.zxid, pzxid: 0n };
-    }
-    if (reply.err !== 0) throw convertCode(reply.err, `getChildren ${prefix}`);
-    const base = prefix === '/' ? '' : prefix;
-    const names = reply.body!.children;
-    let toRead = names.filter(needsRead);
-    // The head of a folder of sequential znodes: their 10-digit suffix is the parent's counter,
-    // so it orders them by creation and only the first `limit` need reading. Any other name
-    // (not made by a sequential create) means reading them all and ordering by czxid.
-    if (limit !== undefined && toRead.length > limit) toRead = firstSequential(toRead, limit) ?? toRead;
-    if (keysOnly) {
-      // The caller wants the names only (WatchOptions.keysOnly): no getData, and the entries say
-      // so (empty value, version and revisions 0).
-      const entries = toRead.map((name): Entry => ({ key: `${base}/${name}`, value: EMPTY_VALUE, version: 0, revision: 0n, createRevision: 0n, ephemeral: false }));
-      return { exists: true, names, entries, zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
-    }
-    const entries = (await this.#readNamed(conn, base, toRead, dataWatcher, signal)).filter((e): e is Entry => e !== undefined);
-    return { exists: true, names, entries: byCreation(entries), zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
-  }
-
-  /**
-   * Reads the children `names` of `base`, pipelined on the one socket: one round trip for all,
-   * under one listener on the caller's signal (one each would be hundreds on a long folder).
-   * Undefined for a child that is gone.
-   */
-  #readNamed(
-    conn: ZkConnection,
-    base: string,
-    names: readonly string[],
-    dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
-    signal: AbortSignal,
-  ): Promise<(Entry | undefined)[]> {
-    return withChildSignal(signal, names.length, (s) =>
-      Promise.all(
-        names.map(async (name) => {
-          const childKey = `${base}/${name}`;
-          const r = await this.#getData(conn, this.#path(childKey), dataWatcher(name), s);
-          if (r.err === ZkCodes.NO_NODE) return undefined;
-          if (r.err !== 0) throw convertCode(r.err, `getData ${childKey}`);
-          return toEntry(childKey, r.body!.data, r.body!.stat);
-        }),
-      ),
-    );
-  }
-
-  /**
    * The head of a folder from the names a live `keysOnly` watch of it holds on `conn` (its
    * persistent children watch is told of every join and leave), read without listing: a
    * consumer taking one message a round then sends one getData instead of getChildren + getData.
@@ -794,7 +557,7 @@ export class ZooKeeperBackend implements Backend {
     if (!names) return undefined;
     const head = names.length > limit ? firstSequential(names, limit) : names;
     if (!head) return undefined;
-    const entries = await this.#readNamed(conn, prefix === '/' ? '' : prefix, head, () => undefined, signal);
+    const entries = await this.#reads.readNamed(conn, prefix === '/' ? '' : prefix, head, () => undefined, signal);
     if (entries.some((e) => e === undefined)) return undefined;
     return byCreation(entries as Entry[]);
   }
@@ -826,28 +589,6 @@ export class ZooKeeperBackend implements Backend {
     }
   }
 
-  async #getData(
-    conn: ZkConnection,
-    path: string,
-    watcher: ((event: ZkEvent) => void) | undefined,
-    signal: AbortSignal,
-    counted?: string,
-  ): Promise<Reply<{ data: Buffer; stat: ZkStat }>> {
-    // Reads that arm a watch are counted apart (`watch*`), so cost checks can tell a write's
-    // own requests from the re-arming read its echo causes.
-    const op = counted ?? (watcher ? 'watchGetData' : 'getData');
-    const reply = await conn.send(op, OP.getData, pathWatchRequest('getData', path, watcher !== undefined), parseGetData, {
-      signal,
-      watch: watcher ? { kind: 'data', path, watcher } : undefined,
-    });
-    if (reply.err !== 0 && reply.err !== ZkCodes.NO_NODE) throw convertCode(reply.err, `getData ${this.#key(path)}`);
-    return reply;
-  }
-
-  #entryOf(key: string, reply: Reply<{ data: Buffer; stat: ZkStat }>): Entry | undefined {
-    return reply.err === 0 ? toEntry(key, reply.body!.data, reply.body!.stat) : undefined;
-  }
-
   /**
    * Creates every missing ancestor of `path` (empty), pipelined: one round trip. With
    * `containerParent` the direct parent is a container node (ZooKeeper >= 3.5.1): the server
@@ -863,7 +604,7 @@ export class ZooKeeperBackend implements Backend {
     let container: string | undefined;
     for (const [i, part] of parts.entries()) {
       current += `/${part}`;
-      const asContainer = containerParent && this.#containers && i === parts.length - 1 && current.length > this.#chroot.length;
+      const asContainer = containerParent && this.#containers && i === parts.length - 1 && current.length > this.#chroot.path.length;
       if (asContainer) container = current;
       creates.push(
         asContainer
@@ -876,10 +617,10 @@ export class ZooKeeperBackend implements Backend {
       if (reply.err === 0 || reply.err === ZkCodes.NODE_EXISTS) continue;
       if (container !== undefined && i === replies.length - 1 && (reply.err === ZkCodes.UNIMPLEMENTED || reply.err === ZkCodes.BAD_ARGUMENTS)) {
         this.#containers = false;
-        this.#logger.info('zookeeper: the server cannot create container nodes (< 3.5.1); parents are persistent', { path: this.#key(container) });
+        this.#logger.info('zookeeper: the server cannot create container nodes (< 3.5.1); parents are persistent', { path: this.#chroot.keyOf(container) });
         return this.#createParents(conn, path, signal, false);
       }
-      throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
+      throw convertCode(reply.err, `create parents of ${this.#chroot.keyOf(path)}`);
     }
   }
 
@@ -894,17 +635,6 @@ export class ZooKeeperBackend implements Backend {
         `the value of ${key} is ${value.byteLength} bytes; the limit is ${this.limits.maxValueBytes} (the servers' jute.maxbuffer less room for the request): store less, or raise jute.maxbuffer on every server and pass maxValueBytes`,
       );
     }
-  }
-
-  #path(key: string): string {
-    if (!this.#chroot) return key;
-    return key === '/' ? this.#chroot : this.#chroot + key;
-  }
-
-  #key(path: string): string {
-    if (!this.#chroot) return path;
-    const rest = path.slice(this.#chroot.length);
-    return rest === '' ? '/' : rest;
   }
 
   /** The session to send on; while a lost session is being replaced, waits for the new one. */
@@ -1071,45 +801,4 @@ export class ZooKeeperBackend implements Backend {
  */
 export const createBackend: BackendFactory = (address, options) => ZooKeeperBackend.connect(address, options);
 
-/** A chroot segment: what a namespace segment may be (lib/names.ts), so chroot and namespace read alike. */
-const CHROOT_SEGMENT = /^[A-Za-z0-9._-]+$/;
-
-/**
- * `zk://h1[:2181],h2[:2181][/chroot]`: hosts with ZooKeeper's default port, the path a chroot
- * (trailing `/` dropped; segments of `[A-Za-z0-9._-]`, no `.` or `..`). No query parameters and
- * no IPv6 literals: node-zookeeper-client splits each host at its first `:`.
- */
-export const addressRules: AddressRules = (parts) => {
-  const hosts = splitHosts(parts, 2181);
-  const url = parts.url;
-  const ipv6 = hosts.find((h) => h.startsWith('['));
-  if (ipv6 !== undefined) {
-    throw new SharedStructError(
-      'INVALID_ARGUMENT',
-      `url '${url}': '${ipv6}' is an IPv6 literal, which node-zookeeper-client cannot connect to; use a host name that resolves to it`,
-    );
-  }
-  const params = Object.keys(parts.params);
-  if (params.length > 0) {
-    throw new SharedStructError(
-      'INVALID_ARGUMENT',
-      `url '${url}': zk:// URLs take no query parameters (got ${params.map((p) => `'${p}'`).join(', ')}); pass options to connect()`,
-    );
-  }
-  const chroot = parts.path.replace(/\/+$/, '');
-  if (chroot !== '') {
-    if (chroot.length > 200) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot is longer than 200 characters`);
-    for (const segment of chroot.slice(1).split('/')) {
-      const bad =
-        segment === ''
-          ? 'an empty segment'
-          : segment === '.' || segment === '..'
-            ? `the segment '${segment}'`
-            : CHROOT_SEGMENT.test(segment)
-              ? undefined
-              : `the segment '${segment}' (allowed: A-Z a-z 0-9 . _ -)`;
-      if (bad) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot '${chroot}' has ${bad}`);
-    }
-  }
-  return { scheme: 'zk', hosts, path: chroot, params: {} };
-};
+export { addressRules } from './address.js';
