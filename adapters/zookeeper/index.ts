@@ -42,6 +42,7 @@ import { Chroot, validateKey } from './address.js';
 import { aclOf, byCreation, firstSequential, toEntry, toEntryStat, znodeVersion } from './entries.js';
 import { probeZooKeeper } from './probe.js';
 import { CREATE_ATTEMPTS, Reads } from './reads.js';
+import { buildMulti, committed, committedEntries, failure, putEntries } from './txn.js';
 import { KeyWatch } from './key-watch.js';
 import { PrefixWatch } from './prefix-watch.js';
 import type { WatchHost, ZkWatch } from './watch.js';
@@ -55,8 +56,6 @@ import {
   pathWatchRequest,
   setDataRequest,
   syncRequest,
-  type MultiOp,
-  type MultiResult,
 } from './wire.js';
 import { MODE, OP, ZkCodes, type AclObject, type ZkStat } from './zk-client.js';
 
@@ -356,81 +355,22 @@ export class ZooKeeperBackend implements Backend {
   }
 
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
-    const ops: MultiOp[] = [];
-    for (const c of txn.compare) {
-      validateKey(c.key);
-      if ('exists' in c) {
-        ops.push({ type: 'check', path: this.#chroot.pathOf(c.key), version: -1 });
-      } else {
-        const version = znodeVersion(c.version, 'compare.version');
-        // A version below 1 never exists: the compare fails without asking.
-        if (version === undefined) return { ok: false };
-        ops.push({ type: 'check', path: this.#chroot.pathOf(c.key), version });
-      }
-    }
-    const compares = ops.length;
-    for (const op of txn.ops) {
-      validateKey(op.key);
-      if (op.op !== 'delete') this.#checkSize(op.key, op.value);
-      const path = this.#chroot.pathOf(op.key);
-      switch (op.op) {
-        case 'put': {
-          const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
-          if (version === undefined) return { ok: false };
-          ops.push({ type: 'setData', path, data: op.value, version });
-          break;
-        }
-        case 'create': {
-          const mode = op.sequential ? (op.ephemeral ? MODE.ephemeralSequential : MODE.persistentSequential) : op.ephemeral ? MODE.ephemeral : MODE.persistent;
-          ops.push({ type: 'create', path, data: op.value, acls: this.#acls, mode });
-          break;
-        }
-        case 'delete': {
-          const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
-          if (version === undefined) return { ok: false };
-          ops.push({ type: 'delete', path, version });
-          break;
-        }
-        default:
-          throw new SharedStructError('INVALID_ARGUMENT', `txn op ${JSON.stringify((op as { op: unknown }).op)} is unknown`);
-      }
-    }
-    if (ops.length === 0) return { ok: true, entries: [] };
+    const multi = buildMulti(txn, { pathOf: (key) => this.#chroot.pathOf(key), checkSize: (key, value) => this.#checkSize(key, value), acls: this.#acls });
+    if (!multi) return { ok: false };
+    if (multi.ops.length === 0) return { ok: true, entries: [] };
+    const puts = txn.ops.filter((op) => op.op === 'put').map((op) => op.key);
     return this.#request('txn', options.signal, async (conn, signal) => {
       for (let attempt = 1; ; attempt += 1) {
         // Key watches learn of the puts as the reply is read, before the notifications that
         // follow it are handled, so they need not read their own write back (see KeyWatch).
         const onReply = (err: number, body: unknown): void => {
-          if (err !== 0 || !Array.isArray(body)) return;
-          const results = body as MultiResult[];
-          if (!results.every((r) => r.type === 'ok')) return;
-          txn.ops.forEach((op, i) => {
-            const result = results[compares + i];
-            if (op.op === 'put' && result?.type === 'ok' && result.stat) this.#ownWrite(conn, toEntry(op.key, op.value, result.stat));
-          });
+          const results = err === 0 ? committed(body) : undefined;
+          if (results) for (const entry of putEntries(txn, multi, results)) this.#ownWrite(conn, entry);
         };
-        const reply = await this.#writingKeys(txn.ops.filter((op) => op.op === 'put').map((op) => op.key), () => conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal, onReply }));
-        const results = reply.body;
-        if (reply.err === 0 && results && results.every((r) => r.type === 'ok')) {
-          const entries = txn.ops.map((op, i): Entry | undefined => {
-            const result = results[compares + i];
-            if (op.op === 'delete' || !result || result.type !== 'ok') return undefined;
-            // A sequential create's key is the path the server made.
-            const key = op.op === 'create' && op.sequential && result.path !== undefined ? this.#chroot.keyOf(result.path) : op.key;
-            if (result.stat) return toEntry(key, op.value, result.stat);
-            if (op.op !== 'create') return undefined;
-            // Inside a multi the server answers create2 like create (path only). A multi is one
-            // transaction with one zxid, the one in the reply header: that is the new node's
-            // czxid and mzxid, and a new node has zk version 0.
-            return { key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
-          });
-          return { ok: true, entries };
-        }
-        // The failing op: the server marks the others RUNTIME_INCONSISTENCY (-2) or OK.
-        const failed = results?.findIndex((r) => r.type === 'error' && r.err !== 0 && r.err !== ZkCodes.RUNTIME_INCONSISTENCY) ?? -1;
-        const failedResult = failed >= 0 ? results![failed] : undefined;
-        const err = failedResult?.type === 'error' ? failedResult.err : reply.err;
-        const failedOp = failed >= 0 ? ops[failed] : undefined;
+        const reply = await this.#writingKeys(puts, () => conn.send('multi', OP.multi, multiRequest(multi.ops), parseMulti, { signal, onReply }));
+        const results = reply.err === 0 ? committed(reply.body) : undefined;
+        if (results) return { ok: true, entries: committedEntries(txn, multi, results, reply.zxid, (path) => this.#chroot.keyOf(path)) };
+        const { err, op: failedOp } = failure(multi, reply.err, reply.body);
         if (err === ZkCodes.NO_NODE && failedOp?.type === 'create' && attempt < CREATE_ATTEMPTS) {
           // A create whose parent is missing: make the parents, then the whole multi again.
           await this.#createParents(conn, failedOp.path, signal, failedOp.mode === MODE.ephemeral || failedOp.mode === MODE.ephemeralSequential);
