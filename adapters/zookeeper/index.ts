@@ -31,13 +31,13 @@ import type {
   WatchOptions,
   WatchTarget,
 } from '../../lib/backend.js';
-import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
+import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
 import { withDeadline } from '../../lib/util/abort.js';
-import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
+import { retry, type BackoffPolicy } from '../../lib/retry.js';
 import { Counters } from '../../lib/util/counters.js';
-import { SessionTracker } from '../../lib/util/session.js';
-import { ZkConnection, type ConnectionSignal, type Reply } from './connection.js';
-import { convertCode, describeError, wasNotSent } from './errors.js';
+import type { Reply, ZkConnection } from './connection.js';
+import { SessionKeeper } from './sessions.js';
+import { convertCode, wasNotSent } from './errors.js';
 import { Chroot, validateKey } from './address.js';
 import { aclOf, byCreation, firstSequential, toEntry, toEntryStat, znodeVersion } from './entries.js';
 import { probeZooKeeper } from './probe.js';
@@ -71,8 +71,6 @@ export const DEFAULT_MAX_VALUE_BYTES = JUTE_MAX_BUFFER - PACKET_HEADROOM;
 
 const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn']);
 
-/** Between attempts at a new session after one was lost: 100 ms, doubling, at most 1 s. */
-const NEW_SESSION_BACKOFF: BackoffPolicy = exponentialBackoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
 /** A request whose session was lost before it was sent waits for the next session, then goes at once. */
 const AT_ONCE: BackoffPolicy = { delayMs: () => 0 };
 
@@ -85,7 +83,7 @@ export class ZooKeeperBackend implements Backend {
   readonly limits: BackendLimits;
   readonly features = FEATURES;
   readonly counters: Counters;
-  readonly #session: SessionTracker;
+  readonly #keeper: SessionKeeper;
   readonly #options: AdapterOptions;
   readonly #connectString: string;
   readonly #chroot: Chroot;
@@ -101,15 +99,9 @@ export class ZooKeeperBackend implements Backend {
   readonly #childWatches = new Map<string, Set<PrefixWatch>>();
   /** Own writes in flight per key: a key watch waits for their replies before it reads. */
   readonly #inflight = new Map<string, number>();
-  #conn: ZkConnection;
-  /** Resolves to the next session while the current one is lost. */
-  #nextConn: Promise<ZkConnection> | undefined;
   /** Fires when the backend closes: stops the reconnect loop and every wait. */
-  readonly #closed = new AbortController();
+  readonly #closed: AbortController;
   #closing: Promise<void> | undefined;
-  /** Listeners of "a session is usable again" (watch workers waiting out a disconnect). */
-  readonly #liveWaiters = new Set<() => void>();
-  readonly #heartbeats: { count: number };
   /** The server creates container nodes (cleared when it refuses one). */
   #containers = true;
   /** The TLS material every connection of this backend uses (undefined: plain TCP). */
@@ -117,17 +109,17 @@ export class ZooKeeperBackend implements Backend {
 
   /** Use {@link createBackend}. */
   private constructor(
-    conn: ZkConnection,
+    keeper: SessionKeeper,
+    closed: AbortController,
     counters: Counters,
-    heartbeats: { count: number },
     connectString: string,
     chroot: string,
     options: AdapterOptions,
     tls: TlsParams | undefined,
   ) {
-    this.#conn = conn;
+    this.#keeper = keeper;
+    this.#closed = closed;
     this.#tls = tls;
-    this.#heartbeats = heartbeats;
     this.counters = counters;
     this.#connectString = connectString;
     this.#chroot = new Chroot(chroot);
@@ -136,7 +128,6 @@ export class ZooKeeperBackend implements Backend {
     this.#logger = options.logger;
     this.#acls = aclOf(options.acl ?? (options.auth ? 'creator' : 'open'));
     this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES, maxTxnOps: options.maxTxnOps });
-    this.#session = new SessionTracker(conn.sessionId, conn.sessionTimeoutMs);
   }
 
   /** Connects (first session within `connectTimeoutMs`) and returns the backend. */
@@ -151,33 +142,27 @@ export class ZooKeeperBackend implements Backend {
     const chroot = address.path.replace(/\/+$/, '');
     if (chroot) validateKey(chroot);
     const connectString = address.hosts.join(',');
-    // Signals of the first connection that arrive before the backend exists are moot: the
-    // backend starts from the connection's state when it is built.
+    // No watch exists before the backend does: events before it are nobody's.
     const holder: { backend?: ZooKeeperBackend } = {};
     const counters = new Counters();
-    const heartbeats = { count: 0 };
-    const conn = new ZkConnection({
-      connectString,
-      sessionTimeoutMs: options.sessionTtlMs,
-      auth: options.auth,
-      tls,
-      logger: options.logger,
-      counters,
-      onHeartbeat: () => (heartbeats.count += 1),
-      onContact: (sentAt) => {
-        if (holder.backend) holder.backend.#touch(conn, sentAt);
+    const closed = new AbortController();
+    const keeper = await SessionKeeper.open(
+      { connectString, adapter: options, tls, counters, closed: closed.signal },
+      {
+        lost: () => {
+          if (holder.backend) for (const watch of holder.backend.#watches) watch.sessionLost();
+        },
+        renewed: () => {
+          if (holder.backend) for (const watch of holder.backend.#watches) watch.sessionRenewed();
+        },
       },
-      onSignal: (signal) => {
-        if (holder.backend) holder.backend.#onSignal(conn, signal);
-      },
-    });
-    await conn.start(options.connectTimeoutMs, { failFast: true });
-    holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options, tls);
+    );
+    holder.backend = new ZooKeeperBackend(keeper, closed, counters, connectString, chroot, options, tls);
     return holder.backend;
   }
 
   get session(): Session {
-    return this.#session;
+    return this.#keeper.session;
   }
 
   /**
@@ -185,7 +170,8 @@ export class ZooKeeperBackend implements Backend {
    * second client attaches with the same credentials and closes the session.
    */
   sessionCredentials(): { sessionId: Buffer; password: Buffer; timeoutMs: number } {
-    return { ...this.#conn.credentials(), timeoutMs: this.#conn.sessionTimeoutMs };
+    const conn = this.#keeper.conn;
+    return { ...conn.credentials(), timeoutMs: conn.sessionTimeoutMs };
   }
 
   /** The `host:port,...` this backend connects to (test tooling finds a client's proxies by it). */
@@ -195,7 +181,7 @@ export class ZooKeeperBackend implements Backend {
 
   /** Liveness pings sent so far, over all sessions (kept out of {@link counters}: they carry no operation). */
   get heartbeats(): number {
-    return this.#heartbeats.count;
+    return this.#keeper.heartbeats;
   }
 
   // ---- Backend ----
@@ -389,8 +375,8 @@ export class ZooKeeperBackend implements Backend {
     const host: WatchHost = {
       reads: this.#reads,
       writesInFlight: (key) => this.writesInFlight(key),
-      current: (signal) => this.#currentConnection(signal),
-      untilLive: (signal) => this.#untilLive(signal),
+      current: (signal) => this.#keeper.current(signal),
+      untilLive: (signal) => this.#keeper.untilLive(signal),
       closedSignal: this.#closed.signal,
       requestTimeoutMs: this.#options.requestTimeoutMs,
       logger: this.#logger,
@@ -512,7 +498,7 @@ export class ZooKeeperBackend implements Backend {
         // The session was lost before the request left: nothing of it was applied (earlier
         // steps of `fn` are reads or answered writes), so it runs again on the next session
         // (waiting for it is #currentConnection's), within the same deadline.
-        retry(async () => fn(await this.#currentConnection(s), s), {
+        retry(async () => fn(await this.#keeper.current(s), s), {
           what: `zookeeper ${what}`,
           policy: AT_ONCE,
           signal: s,
@@ -577,147 +563,6 @@ export class ZooKeeperBackend implements Backend {
     }
   }
 
-  /** The session to send on; while a lost session is being replaced, waits for the new one. */
-  async #currentConnection(signal: AbortSignal): Promise<ZkConnection> {
-    for (;;) {
-      if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
-      if (signal.aborted) throw abortError(signal);
-      if (!this.#conn.dead) return this.#conn;
-      const next = this.#nextConn;
-      if (!next) throw new SharedStructError('SESSION_LOST', 'the ZooKeeper session is lost');
-      // The listener goes when the wait ends: a watch passes its own signal, which lives as long
-      // as the watch, and waits here once per session replacement.
-      let onAbort: (() => void) | undefined;
-      try {
-        await Promise.race([
-          next,
-          new Promise<never>((_, reject) => {
-            onAbort = () => reject(abortError(signal));
-            signal.addEventListener('abort', onAbort, { once: true });
-          }),
-        ]);
-      } finally {
-        signal.removeEventListener('abort', onAbort!);
-      }
-    }
-  }
-
-  /** Resolves when a session is live again (or at once if it is). */
-  #untilLive(signal: AbortSignal): Promise<void> {
-    if (this.#conn.live) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        this.#liveWaiters.delete(done);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = (): void => {
-        this.#liveWaiters.delete(done);
-        reject(abortError(signal));
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#liveWaiters.add(done);
-    });
-  }
-
-  #notifyLive(): void {
-    for (const waiter of [...this.#liveWaiters]) waiter();
-  }
-
-  /**
-   * The server of the current session answered a request sent at `sentAt`, so it heard from us
-   * then or later: locks measure their safety from this.
-   */
-  #touch(conn: ZkConnection, sentAt: number): void {
-    if (conn === this.#conn) this.#session.touch(sentAt);
-  }
-
-  #onSignal(conn: ZkConnection, signal: ConnectionSignal): void {
-    if (conn !== this.#conn || this.#closed.signal.aborted) return;
-    const state = this.#session.state;
-    switch (signal.kind) {
-      case 'connected':
-        if (state === 'suspended') this.#session.transition('reconnected');
-        this.#notifyLive();
-        break;
-      case 'suspended':
-        if (state === 'connected' || state === 'reconnected') this.#session.transition('suspended', { cause: signal.cause });
-        break;
-      case 'authFailed':
-        this.#logger.error(`zookeeper: the server refused the credentials of the new connection; check the auth option: ${describeError(signal.cause)}`);
-        this.#loseSession(signal.cause);
-        break;
-      case 'expired':
-        this.#loseSession(signal.cause);
-        break;
-    }
-  }
-
-  /** The session is gone: `lost`, then new sessions until one connects (`reconnected`, epoch + 1). */
-  #loseSession(cause: SharedStructError): void {
-    if (this.#nextConn) return;
-    this.#conn.abandon();
-    if (this.#session.state === 'connected' || this.#session.state === 'reconnected') {
-      this.#session.transition('suspended', { cause });
-    }
-    this.#session.transition('lost', { cause });
-    for (const watch of this.#watches) watch.sessionLost();
-    const next = this.#newSession();
-    this.#nextConn = next;
-    next.then(
-      (conn) => {
-        this.#conn = conn;
-        this.#nextConn = undefined;
-        this.#session.transition('reconnected', { newSessionId: conn.sessionId });
-        this.#logger.info('zookeeper: new session', { sessionId: conn.sessionId, epoch: this.#session.epoch });
-        for (const watch of this.#watches) watch.sessionRenewed();
-        this.#notifyLive();
-      },
-      () => {
-        // Only a close ends the loop; close() has already taken care of everything.
-        this.#nextConn = undefined;
-      },
-    );
-  }
-
-  /** Tries new sessions until one connects or the backend closes. Bounded per attempt. */
-  #newSession(): Promise<ZkConnection> {
-    const closed = this.#closed.signal;
-    return retry(
-      async () => {
-        const conn: ZkConnection = new ZkConnection({
-          connectString: this.#connectString,
-          sessionTimeoutMs: this.#options.sessionTtlMs,
-          auth: this.#options.auth,
-          tls: this.#tls,
-          logger: this.#logger,
-          counters: this.counters,
-          onHeartbeat: () => (this.#heartbeats.count += 1),
-          onContact: (sentAt) => this.#touch(conn, sentAt),
-          onSignal: (signal) => this.#onSignal(conn, signal),
-        });
-        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), { signal: closed });
-        if (closed.aborted) {
-          conn.abandon();
-          throw abortError(closed);
-        }
-        return conn;
-      },
-      {
-        what: 'a new ZooKeeper session',
-        policy: NEW_SESSION_BACKOFF,
-        // Every failure is worth another attempt: only close() ends the loop (the signal).
-        signal: closed,
-        retryIf: () => true,
-        onRetry: (err, attempt, delayMs) => {
-          this.#logger.warn(`zookeeper: no new session yet (attempt ${attempt}), retrying in ${delayMs} ms: ${describeError(err)}`);
-          this.#logger.debug('zookeeper: new session failed', { err });
-        },
-      },
-    );
-  }
-
   async #close(): Promise<void> {
     this.#closed.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
     for (const watch of [...this.#watches]) {
@@ -725,9 +570,7 @@ export class ZooKeeperBackend implements Backend {
       this.#detachWatch(watch);
     }
     this.#watches.clear();
-    this.#notifyLive();
-    await this.#conn.close(Math.min(this.#options.requestTimeoutMs, 2000));
-    this.#session.transition('closed');
+    await this.#keeper.close(Math.min(this.#options.requestTimeoutMs, 2000));
   }
 }
 
