@@ -2,6 +2,12 @@
  * The ZooKeeper adapter: the {@link Backend} seam on a ZooKeeper ensemble, loaded by the core
  * for `zk://host:port[,host:port]/chroot` URLs. See docs/ZOOKEEPER.md for the design: the
  * consistent-read barrier, watch re-arming, session handling and the multi workaround.
+ *
+ * This file is the Backend operations, request by request. The rest, bottom up: zk-client.ts
+ * (the library, and the one door to its internals), wire.ts (jute records), errors.ts; one
+ * session — connection.ts composing dialer.ts, liveness.ts, demux.ts, watch-registry.ts;
+ * sessions.ts (replacing lost sessions); address.ts, entries.ts, reads.ts, txn.ts (what the
+ * operations share); watch.ts, key-watch.ts, prefix-watch.ts and open-watches.ts (watches).
  */
 import { tlsParams, type TlsParams } from '../../lib/util/tls.js';
 import type {
@@ -43,9 +49,7 @@ import { aclOf, byCreation, firstSequential, toEntry, toEntryStat, znodeVersion 
 import { probeZooKeeper } from './probe.js';
 import { CREATE_ATTEMPTS, Reads } from './reads.js';
 import { buildMulti, committed, committedEntries, failure, putEntries } from './txn.js';
-import { KeyWatch } from './key-watch.js';
-import { PrefixWatch } from './prefix-watch.js';
-import type { WatchHost, ZkWatch } from './watch.js';
+import { OpenWatches } from './open-watches.js';
 import {
   createRequest,
   deleteRequest,
@@ -74,6 +78,18 @@ const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn']);
 /** A request whose session was lost before it was sent waits for the next session, then goes at once. */
 const AT_ONCE: BackoffPolicy = { delayMs: () => 0 };
 
+/** What {@link ZooKeeperBackend.connect} builds a backend from. */
+interface BackendParts {
+  readonly keeper: SessionKeeper;
+  readonly watches: OpenWatches;
+  readonly closed: AbortController;
+  readonly counters: Counters;
+  readonly connectString: string;
+  readonly chroot: string;
+  readonly options: AdapterOptions;
+  readonly tls: TlsParams | undefined;
+}
+
 /**
  * The {@link Backend} on ZooKeeper. One instance holds one session at a time; when that session
  * is lost it builds a new one (a new epoch) and re-arms every watch with a `reset`.
@@ -90,15 +106,7 @@ export class ZooKeeperBackend implements Backend {
   readonly #reads: Reads;
   readonly #acls: readonly AclObject[];
   readonly #logger: Logger;
-  readonly #watches = new Set<ZkWatch>();
-  /** Per watch given a caller's signal: removes the listener on it. */
-  readonly #watchDetach = new Map<ZkWatch, () => void>();
-  /** Key watches by key, told of this backend's own writes (see {@link KeyWatch.ownWrite}). */
-  readonly #keyWatches = new Map<string, Set<KeyWatch>>();
-  /** `keysOnly` prefix watches by prefix: {@link list} takes a folder's head from their names. */
-  readonly #childWatches = new Map<string, Set<PrefixWatch>>();
-  /** Own writes in flight per key: a key watch waits for their replies before it reads. */
-  readonly #inflight = new Map<string, number>();
+  readonly #watches: OpenWatches;
   /** Fires when the backend closes: stops the reconnect loop and every wait. */
   readonly #closed: AbortController;
   #closing: Promise<void> | undefined;
@@ -108,21 +116,15 @@ export class ZooKeeperBackend implements Backend {
   readonly #tls: TlsParams | undefined;
 
   /** Use {@link createBackend}. */
-  private constructor(
-    keeper: SessionKeeper,
-    closed: AbortController,
-    counters: Counters,
-    connectString: string,
-    chroot: string,
-    options: AdapterOptions,
-    tls: TlsParams | undefined,
-  ) {
-    this.#keeper = keeper;
-    this.#closed = closed;
-    this.#tls = tls;
-    this.counters = counters;
-    this.#connectString = connectString;
-    this.#chroot = new Chroot(chroot);
+  private constructor(parts: BackendParts) {
+    const { options } = parts;
+    this.#keeper = parts.keeper;
+    this.#watches = parts.watches;
+    this.#closed = parts.closed;
+    this.#tls = parts.tls;
+    this.counters = parts.counters;
+    this.#connectString = parts.connectString;
+    this.#chroot = new Chroot(parts.chroot);
     this.#reads = new Reads(this.#chroot);
     this.#options = options;
     this.#logger = options.logger;
@@ -142,23 +144,11 @@ export class ZooKeeperBackend implements Backend {
     const chroot = address.path.replace(/\/+$/, '');
     if (chroot) validateKey(chroot);
     const connectString = address.hosts.join(',');
-    // No watch exists before the backend does: events before it are nobody's.
-    const holder: { backend?: ZooKeeperBackend } = {};
     const counters = new Counters();
     const closed = new AbortController();
-    const keeper = await SessionKeeper.open(
-      { connectString, adapter: options, tls, counters, closed: closed.signal },
-      {
-        lost: () => {
-          if (holder.backend) for (const watch of holder.backend.#watches) watch.sessionLost();
-        },
-        renewed: () => {
-          if (holder.backend) for (const watch of holder.backend.#watches) watch.sessionRenewed();
-        },
-      },
-    );
-    holder.backend = new ZooKeeperBackend(keeper, closed, counters, connectString, chroot, options, tls);
-    return holder.backend;
+    const watches = new OpenWatches();
+    const keeper = await SessionKeeper.open({ connectString, adapter: options, tls, counters, closed: closed.signal }, watches);
+    return new ZooKeeperBackend({ keeper, watches, closed, counters, connectString, chroot, options, tls });
   }
 
   get session(): Session {
@@ -270,9 +260,9 @@ export class ZooKeeperBackend implements Backend {
       // The whole uncontended cost: one setData, no read. Its watches learn of it as the reply
       // is read, so they need not read it back (see KeyWatch).
       const onReply = (err: number, stat: unknown): void => {
-        if (err === 0) this.#ownWrite(conn, toEntry(key, value, stat as ZkStat));
+        if (err === 0) this.#watches.ownWrite(conn, toEntry(key, value, stat as ZkStat));
       };
-      const reply = await this.#writingKeys([key], () => conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal, onReply }));
+      const reply = await this.#watches.writing([key], () => conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal, onReply }));
       if (reply.err === 0) return { ok: true, entry: toEntry(key, value, reply.body!) };
       if (reply.err === ZkCodes.NO_NODE) return { ok: false, current: undefined };
       if (reply.err === ZkCodes.BAD_VERSION) {
@@ -351,9 +341,9 @@ export class ZooKeeperBackend implements Backend {
         // follow it are handled, so they need not read their own write back (see KeyWatch).
         const onReply = (err: number, body: unknown): void => {
           const results = err === 0 ? committed(body) : undefined;
-          if (results) for (const entry of putEntries(txn, multi, results)) this.#ownWrite(conn, entry);
+          if (results) for (const entry of putEntries(txn, multi, results)) this.#watches.ownWrite(conn, entry);
         };
-        const reply = await this.#writingKeys(puts, () => conn.send('multi', OP.multi, multiRequest(multi.ops), parseMulti, { signal, onReply }));
+        const reply = await this.#watches.writing(puts, () => conn.send('multi', OP.multi, multiRequest(multi.ops), parseMulti, { signal, onReply }));
         const results = reply.err === 0 ? committed(reply.body) : undefined;
         if (results) return { ok: true, entries: committedEntries(txn, multi, results, reply.zxid, (path) => this.#chroot.keyOf(path)) };
         const { err, op: failedOp } = failure(multi, reply.err, reply.body);
@@ -372,54 +362,14 @@ export class ZooKeeperBackend implements Backend {
     if ('key' in target) validateKey(target.key);
     else validateKey(target.prefix);
     if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
-    const host: WatchHost = {
+    return this.#watches.open(target, options, {
       reads: this.#reads,
-      writesInFlight: (key) => this.writesInFlight(key),
       current: (signal) => this.#keeper.current(signal),
       untilLive: (signal) => this.#keeper.untilLive(signal),
       closedSignal: this.#closed.signal,
       requestTimeoutMs: this.#options.requestTimeoutMs,
       logger: this.#logger,
-      remove: (w) => {
-        this.#watches.delete(w);
-        this.#detachWatch(w);
-        const [map, key] = w instanceof KeyWatch ? [this.#keyWatches as Map<string, Set<ZkWatch>>, w.key] : [this.#childWatches as Map<string, Set<ZkWatch>>, (w as PrefixWatch).prefix];
-        const set = map.get(key);
-        set?.delete(w);
-        if (set?.size === 0) map.delete(key);
-      },
-    };
-    let watch: ZkWatch;
-    if ('key' in target) {
-      const keyWatch = new KeyWatch(host, target.key, options.afterRevision);
-      const set = this.#keyWatches.get(target.key) ?? new Set<KeyWatch>();
-      set.add(keyWatch);
-      this.#keyWatches.set(target.key, set);
-      watch = keyWatch;
-    } else {
-      const prefixWatch = new PrefixWatch(host, target.prefix, options.afterRevision, options.keysOnly === true);
-      if (options.keysOnly) {
-        const set = this.#childWatches.get(target.prefix) ?? new Set<PrefixWatch>();
-        set.add(prefixWatch);
-        this.#childWatches.set(target.prefix, set);
-      }
-      watch = prefixWatch;
-    }
-    this.#watches.add(watch);
-    const callerSignal = options.signal;
-    if (callerSignal) {
-      if (callerSignal.aborted) {
-        watch.close();
-      } else {
-        // Removed when the watch ends by itself: callers pass long-lived signals (a lock wait's,
-        // a struct's) to one watch after another.
-        const onAbort = (): void => watch.close();
-        callerSignal.addEventListener('abort', onAbort, { once: true });
-        this.#watchDetach.set(watch, () => callerSignal.removeEventListener('abort', onAbort));
-      }
-    }
-    watch.start();
-    return watch;
+    });
   }
 
   close(): Promise<void> {
@@ -431,43 +381,11 @@ export class ZooKeeperBackend implements Backend {
     await this.close();
   }
 
-  // ---- what the watches use ----
-
-  #detachWatch(watch: ZkWatch): void {
-    this.#watchDetach.get(watch)?.();
-    this.#watchDetach.delete(watch);
-  }
+  // ---- for tests, and list's head of a watched folder ----
 
   /** The znode path of a key (the chroot applied). @internal */
   pathOf(key: string): string {
     return this.#chroot.pathOf(key);
-  }
-
-  /** Number of own writes of `key` in flight. @internal */
-  writesInFlight(key: string): number {
-    return this.#inflight.get(key) ?? 0;
-  }
-
-  /** Runs a write of `keys`, counted in flight; when it settles, their key watches look again. */
-  async #writingKeys<R>(keys: readonly string[], write: () => Promise<R>): Promise<R> {
-    for (const k of keys) this.#inflight.set(k, (this.#inflight.get(k) ?? 0) + 1);
-    try {
-      return await write();
-    } finally {
-      for (const k of keys) {
-        const left = this.#inflight.get(k)! - 1;
-        if (left === 0) this.#inflight.delete(k);
-        else this.#inflight.set(k, left);
-        const watches = this.#keyWatches.get(k);
-        if (watches) for (const w of watches) w.writeSettled();
-      }
-    }
-  }
-
-  /** Tells the key's watches of a write this backend committed on `conn`. */
-  #ownWrite(conn: ZkConnection, entry: Entry): void {
-    const watches = this.#keyWatches.get(entry.key);
-    if (watches) for (const w of watches) w.ownWrite(conn, entry);
   }
 
   /**
@@ -478,8 +396,7 @@ export class ZooKeeperBackend implements Backend {
    * (a leave not yet told): the caller lists.
    */
   async #headFromWatch(conn: ZkConnection, prefix: string, limit: number, signal: AbortSignal): Promise<Entry[] | undefined> {
-    let names: readonly string[] | undefined;
-    for (const w of this.#childWatches.get(prefix) ?? []) if ((names = w.namesOn(conn))) break;
+    const names = this.#watches.namesOn(prefix, conn);
     if (!names) return undefined;
     const head = names.length > limit ? firstSequential(names, limit) : names;
     if (!head) return undefined;
@@ -565,11 +482,7 @@ export class ZooKeeperBackend implements Backend {
 
   async #close(): Promise<void> {
     this.#closed.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
-    for (const watch of [...this.#watches]) {
-      watch.backendClosed();
-      this.#detachWatch(watch);
-    }
-    this.#watches.clear();
+    this.#watches.closeAll();
     await this.#keeper.close(Math.min(this.#options.requestTimeoutMs, 2000));
   }
 }
