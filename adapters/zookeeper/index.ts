@@ -414,7 +414,7 @@ export class ZooKeeperBackend implements Backend {
       return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, (s) =>
         // The session was lost before the request left: nothing of it was applied (earlier
         // steps of `fn` are reads or answered writes), so it runs again on the next session
-        // (waiting for it is #currentConnection's), within the same deadline.
+        // (waiting for it is SessionKeeper.current's), within the same deadline.
         retry(async () => fn(await this.#keeper.current(s), s), {
           what: `zookeeper ${what}`,
           policy: AT_ONCE,

@@ -1,14 +1,14 @@
 /**
  * Watches on ZooKeeper: what key watches (key-watch.ts) and prefix watches (prefix-watch.ts)
  * share — the worker loop, the event queue, the lifecycle, the comparison of reads — and the
- * interfaces between them and the backend. A key watch holds a persistent watch where the server has one (>= 3.6)
- * and reads only changes it cannot account for (see {@link KeyWatch}); a prefix watch (and a key
- * watch on an older server) uses one-shot watches: every notification wakes one worker per
- * watch that re-reads with a read that also re-arms (getData / getChildren with watch=true:
- * value, stat and the new watch in one round trip). Either way the worker compares with what it
- * last emitted and emits only what is new: a version is never emitted twice, and a skipped one
- * shows as a gap in `version` (the core turns it into a `coalesced` event). A new session
- * re-arms everything and emits `reset`.
+ * interfaces between them and the backend. A key watch holds a persistent watch where the
+ * server has one (>= 3.6) and reads only changes it cannot account for (see `KeyWatch`); a
+ * prefix watch (and a key watch on an older server) uses one-shot watches: every notification
+ * wakes one worker per watch that re-reads with a read that also re-arms (getData / getChildren
+ * with watch=true: value, stat and the new watch in one round trip). Either way the worker
+ * compares with what it last emitted and emits only what is new: a version is never emitted
+ * twice, and a skipped one shows as a gap in `version` (the core turns it into a `coalesced`
+ * event). A new session re-arms everything and emits `reset`.
  */
 import type { Entry, Logger, Watch, WatchEvent } from '../../lib/backend.js';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';

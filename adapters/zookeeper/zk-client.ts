@@ -1,8 +1,43 @@
 /**
- * Typed access to the parts of `node-zookeeper-client` 1.1.3 this adapter uses. The package
- * ships no types and is CommonJS, so it is loaded with `createRequire` and described here, down
- * to the ConnectionManager internals the adapter hooks into (its queue, its socket handler):
- * everything the adapter touches of the library is listed in this one file.
+ * Typed access to the parts of `node-zookeeper-client` 1.1.3 this adapter uses (package.json
+ * pins that exact version). The package ships no types and is CommonJS, so it is loaded with
+ * `createRequire` and described here. Every touch of its internals goes through this file:
+ * the ConnectionManager's only through {@link LibraryConnection}, the rest through the modules
+ * and helpers exported below. What is touched, and by whom:
+ *
+ * ConnectionManager (`client.connectionManager`, via LibraryConnection):
+ * - `state`, `setState`, `on/removeListener('state')`: connection.ts (start, live, close,
+ *   abandon, state changes), liveness.ts and demux.ts (read `state`), dialer.ts (CONNECTING
+ *   before a TLS connect).
+ * - `socket`: dialer.ts (unref, watched for refusals, a stuck handshake destroyed),
+ *   liveness.ts (destroyed on read timeout), demux.ts (destroyed on an unreadable stream),
+ *   connection.ts (destroyed by abandon()).
+ * - `onSocketData` (replaced, the original kept and called): demux.ts.
+ * - `findNextServer` (replaced, and called by the TLS connect) with the rotation's state
+ *   `servers`, `nextServerIndex`, `serverAttempts`, `spinDelay`, and `connectTimeoutHandler`
+ *   (unref): dialer.ts; `servers` also liveness.ts (each server's share of the start deadline).
+ * - `connect` (replaced under TLS) and the handlers its replacement binds to our TLS socket:
+ *   `connectTimeout`, `connectTimeoutHandler`, `onSocketConnectTimeout`, `onSocketConnected`,
+ *   `onSocketData`, `onSocketDrain`, `onSocketClosed`, `onSocketError`: dialer.ts.
+ * - `queue()`: connection.ts (every request, closeSession), liveness.ts (pings).
+ * - `packetQueue.queue` (unsent packets): connection.ts (an aborted request withdrawn; unsent
+ *   packets failed NOT_SENT by abandon()).
+ * - `pendingQueue` (sent, awaiting replies): demux.ts (the reply to our request at its head),
+ *   connection.ts (failed by abandon()).
+ * - `zxid` (the last zxid seen, sent on reconnect): demux.ts.
+ * - `registerDataWatcher`, `registerChildWatcher`, `registerExistenceWatcher` and
+ *   `watcherManager` (one-shot watchers: looked up, removed): watch-registry.ts.
+ *
+ * Other internals: `lib/jute/index.js` — its records (`protocol.*`, `data.Stat`) and the
+ * generic Record constructor behind {@link makeRecord}: wire.ts; `protocol.RequestHeader`,
+ * `Request`: connection.ts, liveness.ts; `XID_PING`, `XID_NOTIFICATION`: demux.ts, liveness.ts
+ * (`TransactionRequest` is typed but unused: the adapter builds its own multi, wire.ts);
+ * `lib/ConnectionManager.js` (`STATES`): most modules; `Exception.create` (library-shaped
+ * errors for the packets abandon() fails): connection.ts.
+ *
+ * Public API (`createClient`, `Client.connect/close/getSessionId/getSessionPassword/
+ * getSessionTimeout/addAuthInfo/on`, `ACL`, `Id`): connection.ts, entries.ts; tests, bench and
+ * testing/ use `createClient` for raw clients.
  */
 import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
