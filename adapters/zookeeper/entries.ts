@@ -19,6 +19,7 @@ export function toEntry(key: string, value: Uint8Array, stat: ZkStat): Entry {
   };
 }
 
+/** A znode's stat as an {@link EntryStat} (no value). */
 export function toEntryStat(stat: ZkStat): EntryStat {
   return { version: stat.version + 1, revision: toBigInt(stat.mzxid), createRevision: toBigInt(stat.czxid) };
 }

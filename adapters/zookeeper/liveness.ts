@@ -65,6 +65,7 @@ export class LivenessMonitor {
     this.#ticker.unref();
   }
 
+  /** Stops the timer (the session is dropped). */
   stop(): void {
     clearInterval(this.#ticker);
   }

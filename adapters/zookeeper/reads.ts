@@ -68,6 +68,10 @@ export class Reads {
     return this.#chroot.pathOf(key);
   }
 
+  /**
+   * getData of `path` (leaving a data watch from `watcher`, if given), counted as `counted`
+   * (default `getData`, or `watchGetData` with a watcher). NONODE is a reply; other codes throw.
+   */
   async getData(
     conn: ZkConnection,
     path: string,
@@ -86,6 +90,7 @@ export class Reads {
     return reply;
   }
 
+  /** The entry of a getData reply (undefined: no node). */
   entryOf(key: string, reply: Reply<{ data: Buffer; stat: ZkStat }>): Entry | undefined {
     return reply.err === 0 ? toEntry(key, reply.body!.data, reply.body!.stat) : undefined;
   }

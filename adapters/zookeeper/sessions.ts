@@ -30,7 +30,9 @@ export interface KeeperOptions {
 
 /** Who is told when a session is lost and when a new one is up (the backend's watches). */
 export interface SessionEvents {
+  /** The session was lost (its server watches are gone). */
   lost(): void;
+  /** A new session is up. */
   renewed(): void;
 }
 

@@ -93,10 +93,12 @@ export function diffEntry(
   return { events, known: toKnown(entry) };
 }
 
+/** The identity of the life an entry belongs to, at its version. */
 export function toKnown(entry: Entry): Known {
   return { createRevision: entry.createRevision, version: entry.version };
 }
 
+/** The larger of two revisions. */
 export function maxBig(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
 }

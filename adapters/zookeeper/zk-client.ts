@@ -348,14 +348,17 @@ export class LibraryConnection {
     return this.#cm.state;
   }
 
+  /** Moves the library to `state` (CLOSING: it sends nothing more and does not reconnect). */
   setState(state: number): void {
     this.#cm.setState(state);
   }
 
+  /** Listens to the library's state changes. */
   onState(listener: (state: number) => void): void {
     this.#cm.on('state', listener);
   }
 
+  /** Stops listening to the library's state changes. */
   offState(listener: (state: number) => void): void {
     this.#cm.removeListener('state', listener);
   }
@@ -446,6 +449,7 @@ export class LibraryConnection {
 
   // ---- the queues: unsent (packetQueue) and sent, awaiting a reply (pendingQueue) ----
 
+  /** Queues a request behind the others (the library assigns its xid when it writes it). */
   queue(request: JuteRequest, callback?: Packet['callback']): void {
     this.#cm.queue(request, callback);
   }
@@ -486,6 +490,7 @@ export class LibraryConnection {
 
   // ---- one-shot watchers (the library's watcherManager) ----
 
+  /** Registers a one-shot watcher as the library's own calls do (it then re-sends it in SetWatches). */
   registerWatcher(kind: LibraryWatcherKind, path: string, watcher: (event: ZkEvent) => void): void {
     if (kind === 'data') this.#cm.registerDataWatcher(path, watcher);
     else if (kind === 'child') this.#cm.registerChildWatcher(path, watcher);
