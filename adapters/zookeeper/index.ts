@@ -2,6 +2,12 @@
  * The ZooKeeper adapter: the {@link Backend} seam on a ZooKeeper ensemble, loaded by the core
  * for `zk://host:port[,host:port]/chroot` URLs. See docs/ZOOKEEPER.md for the design: the
  * consistent-read barrier, watch re-arming, session handling and the multi workaround.
+ *
+ * This file is the Backend operations, request by request. The rest, bottom up: zk-client.ts
+ * (the library, and the one door to its internals), wire.ts (jute records), errors.ts; one
+ * session — connection.ts composing dialer.ts, liveness.ts, demux.ts, watch-registry.ts;
+ * sessions.ts (replacing lost sessions); address.ts, entries.ts, reads.ts, txn.ts (what the
+ * operations share); watch.ts, key-watch.ts, prefix-watch.ts and open-watches.ts (watches).
  */
 import { tlsParams, type TlsParams } from '../../lib/util/tls.js';
 import type {
@@ -31,75 +37,34 @@ import type {
   WatchOptions,
   WatchTarget,
 } from '../../lib/backend.js';
-import { setMaxListeners } from 'node:events';
-import { SharedStructError, abortError, isSharedStructError } from '../../lib/errors.js';
+import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
 import { withDeadline } from '../../lib/util/abort.js';
-import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
+import { retry, type BackoffPolicy } from '../../lib/retry.js';
 import { Counters } from '../../lib/util/counters.js';
-import { SessionTracker } from '../../lib/util/session.js';
-import { ZkConnection, convertCode, describeError, wasNotSent, type ConnectionSignal, type Reply } from './connection.js';
+import type { Reply, ZkConnection } from './connection.js';
+import { SessionKeeper } from './sessions.js';
+import { convertCode, wasNotSent } from './errors.js';
+import { Chroot, validateKey } from './address.js';
+import { aclOf, byCreation, firstSequential, toEntry, toEntryStat, znodeVersion } from './entries.js';
 import { probeZooKeeper } from './probe.js';
-import { KeyWatch, PrefixWatch, type WatchHost, type ZkWatch } from './watch.js';
+import { CREATE_ATTEMPTS, Reads } from './reads.js';
+import { buildMulti, committed, committedEntries, failure, putEntries } from './txn.js';
+import { OpenWatches } from './open-watches.js';
 import {
   createRequest,
   deleteRequest,
   multiRequest,
-  parseChildren,
   parseCreate2,
-  parseGetData,
   parseMulti,
   parseStat,
   pathWatchRequest,
   setDataRequest,
   syncRequest,
-  type MultiOp,
-  type MultiResult,
 } from './wire.js';
-import { MODE, OP, ZkCodes, toBigInt, zookeeper, type AclObject, type ZkEvent, type ZkStat } from './zk-client.js';
-import { splitHosts, type AclEntry, type AddressRules } from '../../lib/options.js';
+import { MODE, OP, ZkCodes, type AclObject, type ZkStat } from './zk-client.js';
 
-/** The suffix ZooKeeper appends to a sequential znode's name: the parent's counter, 10 digits. */
-const SEQUENTIAL_SUFFIX = /\d{10}$/;
 /** How deep `scan` walks (names have at most 200 characters, so far fewer levels in practice). */
 const MAX_SCAN_DEPTH = 128;
-
-/**
- * The `limit` oldest of `names` when every one ends in a sequential create's 10-digit counter
- * (in counter order), else undefined. One pass keeping the `limit` smallest: a consumer takes
- * the head of a long queue every round, and sorting the whole listing each time was the
- * largest CPU cost of a drain (measured with --cpu-prof).
- */
-export function firstSequential(names: readonly string[], limit: number): string[] | undefined {
-  const head: { name: string; seq: string }[] = [];
-  for (const name of names) {
-    if (!SEQUENTIAL_SUFFIX.test(name)) return undefined;
-    const seq = name.slice(-10);
-    if (head.length === limit && seq >= head[limit - 1]!.seq) continue;
-    let at = head.length;
-    while (at > 0 && head[at - 1]!.seq > seq) at -= 1;
-    head.splice(at, 0, { name, seq });
-    if (head.length > limit) head.pop();
-  }
-  return head.map((h) => h.name);
-}
-
-/**
- * Runs `fn` with a signal of our own that follows `signal` through one listener, when `fn` is
- * about to hand it to `count` requests at once (each adds a listener of its own).
- */
-async function withChildSignal<T>(signal: AbortSignal, count: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  if (count <= 1) return fn(signal);
-  const child = new AbortController();
-  setMaxListeners(0, child.signal);
-  const onAbort = (): void => child.abort(signal.reason);
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    return await fn(child.signal);
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
-}
 
 /** ZooKeeper's default `jute.maxbuffer` (0xfffff): the largest packet a server accepts. */
 export const JUTE_MAX_BUFFER = 1048575;
@@ -110,78 +75,20 @@ export const DEFAULT_MAX_VALUE_BYTES = JUTE_MAX_BUFFER - PACKET_HEADROOM;
 
 const FEATURES: ReadonlySet<BackendFeature> = new Set<BackendFeature>(['txn']);
 
-/** Between attempts at a new session after one was lost: 100 ms, doubling, at most 1 s. */
-const NEW_SESSION_BACKOFF: BackoffPolicy = exponentialBackoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
 /** A request whose session was lost before it was sent waits for the next session, then goes at once. */
 const AT_ONCE: BackoffPolicy = { delayMs: () => 0 };
 
-/** How many times a create that races a delete (or a missing parent) is tried again. */
-const CREATE_ATTEMPTS = 5;
-
-/** A znode's stat as an {@link Entry}. */
-export function toEntry(key: string, value: Uint8Array, stat: ZkStat): Entry {
-  return {
-    key,
-    value,
-    version: stat.version + 1,
-    revision: toBigInt(stat.mzxid),
-    createRevision: toBigInt(stat.czxid),
-    ephemeral: toBigInt(stat.ephemeralOwner) !== 0n,
-  };
+/** What {@link ZooKeeperBackend.connect} builds a backend from. */
+interface BackendParts {
+  readonly keeper: SessionKeeper;
+  readonly watches: OpenWatches;
+  readonly closed: AbortController;
+  readonly counters: Counters;
+  readonly connectString: string;
+  readonly chroot: string;
+  readonly options: AdapterOptions;
+  readonly tls: TlsParams | undefined;
 }
-
-function toEntryStat(stat: ZkStat): EntryStat {
-  return { version: stat.version + 1, revision: toBigInt(stat.mzxid), createRevision: toBigInt(stat.czxid) };
-}
-
-/** Validates an absolute key the way ZooKeeper validates a path (a sequential key may end in `/`). */
-function validateKey(key: string, sequential = false): void {
-  const path = sequential && key.endsWith('/') ? `${key}0` : key;
-  const ok =
-    typeof key === 'string' &&
-    path.startsWith('/') &&
-    (path === '/' || !path.endsWith('/')) &&
-    !path.includes('//') &&
-    !path.includes('\u0000') &&
-    !/\/\.\.?(\/|$)/.test(path);
-  if (!ok) throw new SharedStructError('INVALID_ARGUMENT', `key ${JSON.stringify(key)} is not a valid ZooKeeper path`);
-}
-
-/** A dense version as a znode version; below 1 it can never match (and must never mean "any"). */
-function znodeVersion(version: number, what: string): number | undefined {
-  if (!Number.isInteger(version)) throw new SharedStructError('INVALID_ARGUMENT', `${what} must be an integer, got ${version}`);
-  return version >= 1 ? version - 1 : undefined;
-}
-
-/** The library's ACL objects of an `acl` option (checked by the core). */
-function aclOf(acl: 'creator' | 'open' | readonly AclEntry[]): readonly AclObject[] {
-  if (acl === 'creator') return zookeeper.ACL.CREATOR_ALL_ACL;
-  if (acl === 'open') return zookeeper.ACL.OPEN_ACL_UNSAFE;
-  const bits: Record<string, number> = { r: 1, w: 2, c: 4, d: 8, a: 16 };
-  return acl.map((e) => new zookeeper.ACL([...e.perms].reduce((sum, p) => sum + bits[p]!, 0), new zookeeper.Id(e.scheme, e.id)));
-}
-
-/** Entries in creation order. */
-function byCreation(entries: Entry[]): Entry[] {
-  return entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
-}
-
-/** The optional parts of {@link ZooKeeperBackend.readChildren}. @internal */
-export interface ReadChildrenOptions {
-  /** Which children to read (default: all). */
-  readonly needsRead?: (name: string) => boolean;
-  /** Only the first `limit` children (in creation order) need reading. */
-  readonly limit?: number | undefined;
-  /** List the names only, read no child. */
-  readonly keysOnly?: boolean;
-  /** Called synchronously as the listing's reply is read, before any later frame. */
-  readonly onReply?: () => void;
-  /** The request counter to count the listing under (default `getChildren` / `watchGetChildren`). */
-  readonly counted?: string;
-}
-
-/** The value of an entry listed without reading it (`keysOnly`). */
-const EMPTY_VALUE = new Uint8Array(0);
 
 /**
  * The {@link Backend} on ZooKeeper. One instance holds one session at a time; when that session
@@ -192,56 +99,37 @@ export class ZooKeeperBackend implements Backend {
   readonly limits: BackendLimits;
   readonly features = FEATURES;
   readonly counters: Counters;
-  readonly #session: SessionTracker;
+  readonly #keeper: SessionKeeper;
   readonly #options: AdapterOptions;
   readonly #connectString: string;
-  readonly #chroot: string;
+  readonly #chroot: Chroot;
+  readonly #reads: Reads;
   readonly #acls: readonly AclObject[];
   readonly #logger: Logger;
-  readonly #watches = new Set<ZkWatch>();
-  /** Per watch given a caller's signal: removes the listener on it. */
-  readonly #watchDetach = new Map<ZkWatch, () => void>();
-  /** Key watches by key, told of this backend's own writes (see {@link KeyWatch.ownWrite}). */
-  readonly #keyWatches = new Map<string, Set<KeyWatch>>();
-  /** `keysOnly` prefix watches by prefix: {@link list} takes a folder's head from their names. */
-  readonly #childWatches = new Map<string, Set<PrefixWatch>>();
-  /** Own writes in flight per key: a key watch waits for their replies before it reads. */
-  readonly #inflight = new Map<string, number>();
-  #conn: ZkConnection;
-  /** Resolves to the next session while the current one is lost. */
-  #nextConn: Promise<ZkConnection> | undefined;
+  readonly #watches: OpenWatches;
   /** Fires when the backend closes: stops the reconnect loop and every wait. */
-  readonly #closed = new AbortController();
+  readonly #closed: AbortController;
   #closing: Promise<void> | undefined;
-  /** Listeners of "a session is usable again" (watch workers waiting out a disconnect). */
-  readonly #liveWaiters = new Set<() => void>();
-  readonly #heartbeats: { count: number };
   /** The server creates container nodes (cleared when it refuses one). */
   #containers = true;
   /** The TLS material every connection of this backend uses (undefined: plain TCP). */
   readonly #tls: TlsParams | undefined;
 
   /** Use {@link createBackend}. */
-  private constructor(
-    conn: ZkConnection,
-    counters: Counters,
-    heartbeats: { count: number },
-    connectString: string,
-    chroot: string,
-    options: AdapterOptions,
-    tls: TlsParams | undefined,
-  ) {
-    this.#conn = conn;
-    this.#tls = tls;
-    this.#heartbeats = heartbeats;
-    this.counters = counters;
-    this.#connectString = connectString;
-    this.#chroot = chroot;
+  private constructor(parts: BackendParts) {
+    const { options } = parts;
+    this.#keeper = parts.keeper;
+    this.#watches = parts.watches;
+    this.#closed = parts.closed;
+    this.#tls = parts.tls;
+    this.counters = parts.counters;
+    this.#connectString = parts.connectString;
+    this.#chroot = new Chroot(parts.chroot);
+    this.#reads = new Reads(this.#chroot);
     this.#options = options;
     this.#logger = options.logger;
     this.#acls = aclOf(options.acl ?? (options.auth ? 'creator' : 'open'));
     this.limits = Object.freeze({ maxValueBytes: options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES, maxTxnOps: options.maxTxnOps });
-    this.#session = new SessionTracker(conn.sessionId, conn.sessionTimeoutMs);
   }
 
   /** Connects (first session within `connectTimeoutMs`) and returns the backend. */
@@ -256,33 +144,15 @@ export class ZooKeeperBackend implements Backend {
     const chroot = address.path.replace(/\/+$/, '');
     if (chroot) validateKey(chroot);
     const connectString = address.hosts.join(',');
-    // Signals of the first connection that arrive before the backend exists are moot: the
-    // backend starts from the connection's state when it is built.
-    const holder: { backend?: ZooKeeperBackend } = {};
     const counters = new Counters();
-    const heartbeats = { count: 0 };
-    const conn = new ZkConnection({
-      connectString,
-      sessionTimeoutMs: options.sessionTtlMs,
-      auth: options.auth,
-      tls,
-      logger: options.logger,
-      counters,
-      onHeartbeat: () => (heartbeats.count += 1),
-      onContact: (sentAt) => {
-        if (holder.backend) holder.backend.#touch(conn, sentAt);
-      },
-      onSignal: (signal) => {
-        if (holder.backend) holder.backend.#onSignal(conn, signal);
-      },
-    });
-    await conn.start(options.connectTimeoutMs, { failFast: true });
-    holder.backend = new ZooKeeperBackend(conn, counters, heartbeats, connectString, chroot, options, tls);
-    return holder.backend;
+    const closed = new AbortController();
+    const watches = new OpenWatches();
+    const keeper = await SessionKeeper.open({ connectString, adapter: options, tls, counters, closed: closed.signal }, watches);
+    return new ZooKeeperBackend({ keeper, watches, closed, counters, connectString, chroot, options, tls });
   }
 
   get session(): Session {
-    return this.#session;
+    return this.#keeper.session;
   }
 
   /**
@@ -290,7 +160,8 @@ export class ZooKeeperBackend implements Backend {
    * second client attaches with the same credentials and closes the session.
    */
   sessionCredentials(): { sessionId: Buffer; password: Buffer; timeoutMs: number } {
-    return { ...this.#conn.credentials(), timeoutMs: this.#conn.sessionTimeoutMs };
+    const conn = this.#keeper.conn;
+    return { ...conn.credentials(), timeoutMs: conn.sessionTimeoutMs };
   }
 
   /** The `host:port,...` this backend connects to (test tooling finds a client's proxies by it). */
@@ -300,35 +171,35 @@ export class ZooKeeperBackend implements Backend {
 
   /** Liveness pings sent so far, over all sessions (kept out of {@link counters}: they carry no operation). */
   get heartbeats(): number {
-    return this.#heartbeats.count;
+    return this.#keeper.heartbeats;
   }
 
   // ---- Backend ----
 
   async get(key: string, options: GetOptions = {}): Promise<Entry | undefined> {
     validateKey(key);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     return this.#request(`get ${key}`, options.signal, async (conn, signal) => {
       if (options.consistent) {
         // No await between the two: sync and getData go out back to back on one session, and
         // ZooKeeper answers a session's requests in order, so the read runs after the sync.
         const barrier = conn.send('sync', OP.sync, syncRequest(path), undefined, { signal });
-        const read = this.#getData(conn, path, undefined, signal);
+        const read = this.#reads.getData(conn, path, undefined, signal);
         // Handled from the start: when the deadline aborts both, `await barrier` throws first and
         // `read` would reject with nobody listening (an unhandled rejection ends the process;
         // the fault matrix found it with a leader SIGSTOPped).
         read.catch(() => {});
         const synced = await barrier;
         if (synced.err !== 0 && synced.err !== ZkCodes.NO_NODE) throw convertCode(synced.err, `sync ${key}`);
-        return this.#entryOf(key, await read);
+        return this.#reads.entryOf(key, await read);
       }
-      return this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
+      return this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal));
     });
   }
 
   async stat(key: string, options: GetOptions = {}): Promise<EntryStat | undefined> {
     validateKey(key);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const stat = await this.#exists(`stat ${key}`, 'exists', key, path, options);
     return stat && toEntryStat(stat);
   }
@@ -347,7 +218,7 @@ export class ZooKeeperBackend implements Backend {
   async create(key: string, value: Uint8Array, options: CreateOptions = {}): Promise<CreateResult> {
     validateKey(key, options.sequential);
     this.#checkSize(key, value);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const mode =
       (options.ephemeral ? MODE.ephemeral : MODE.persistent) | (options.sequential ? MODE.persistentSequential : 0);
     // Queues, registrations and locks come and go: their parent goes with the last of them.
@@ -357,7 +228,7 @@ export class ZooKeeperBackend implements Backend {
         const reply = await conn.send('create', OP.create2, createRequest(path, value, this.#acls, mode), parseCreate2, { signal });
         if (reply.err === 0) {
           const created = reply.body!;
-          return { created: true, entry: toEntry(this.#key(created.path), value, created.stat) };
+          return { created: true, entry: toEntry(this.#chroot.keyOf(created.path), value, created.stat) };
         }
         if (attempt >= CREATE_ATTEMPTS) throw convertCode(reply.err, `create ${key}`);
         if (reply.err === ZkCodes.NO_NODE) {
@@ -367,7 +238,7 @@ export class ZooKeeperBackend implements Backend {
           continue;
         }
         if (reply.err === ZkCodes.NODE_EXISTS) {
-          const current = this.#entryOf(key, await this.#getData(conn, path, undefined, signal));
+          const current = this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal));
           // Deleted between the two requests: try the create again.
           if (current) return { created: false, current };
           continue;
@@ -380,22 +251,22 @@ export class ZooKeeperBackend implements Backend {
   async put(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
     validateKey(key);
     this.#checkSize(key, value);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const version = znodeVersion(options.expectedVersion, 'expectedVersion');
     return this.#request(`put ${key}`, options.signal, async (conn, signal) => {
       if (version === undefined) {
-        return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
+        return { ok: false, current: this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal)) };
       }
       // The whole uncontended cost: one setData, no read. Its watches learn of it as the reply
       // is read, so they need not read it back (see KeyWatch).
       const onReply = (err: number, stat: unknown): void => {
-        if (err === 0) this.#ownWrite(conn, toEntry(key, value, stat as ZkStat));
+        if (err === 0) this.#watches.ownWrite(conn, toEntry(key, value, stat as ZkStat));
       };
-      const reply = await this.#writingKeys([key], () => conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal, onReply }));
+      const reply = await this.#watches.writing([key], () => conn.send('setData', OP.setData, setDataRequest(path, value, version), parseStat, { signal, onReply }));
       if (reply.err === 0) return { ok: true, entry: toEntry(key, value, reply.body!) };
       if (reply.err === ZkCodes.NO_NODE) return { ok: false, current: undefined };
       if (reply.err === ZkCodes.BAD_VERSION) {
-        return { ok: false, current: this.#entryOf(key, await this.#getData(conn, path, undefined, signal)) };
+        return { ok: false, current: this.#reads.entryOf(key, await this.#reads.getData(conn, path, undefined, signal)) };
       }
       throw convertCode(reply.err, `setData ${key}`);
     });
@@ -403,7 +274,7 @@ export class ZooKeeperBackend implements Backend {
 
   async delete(key: string, options: RequestOptions & { readonly expectedVersion?: number } = {}): Promise<boolean> {
     validateKey(key);
-    const path = this.#path(key);
+    const path = this.#chroot.pathOf(key);
     const version = options.expectedVersion === undefined ? -1 : znodeVersion(options.expectedVersion, 'expectedVersion');
     if (version === undefined) return false;
     return this.#request(`delete ${key}`, options.signal, async (conn, signal) => {
@@ -419,11 +290,11 @@ export class ZooKeeperBackend implements Backend {
     const { limit } = options;
     return this.#request(`list ${prefix}`, options.signal, async (conn, signal) => {
       if (options.consistent) {
-        void conn.send('sync', OP.sync, syncRequest(this.#path(prefix)), undefined, { signal }).catch(() => {});
+        void conn.send('sync', OP.sync, syncRequest(this.#chroot.pathOf(prefix)), undefined, { signal }).catch(() => {});
       }
       const fromWatch = limit !== undefined && !options.consistent ? await this.#headFromWatch(conn, prefix, limit, signal) : undefined;
       if (fromWatch) return fromWatch;
-      const { entries } = await this.readChildren(conn, prefix, undefined, () => undefined, signal, { limit });
+      const { entries } = await this.#reads.readChildren(conn, prefix, undefined, () => undefined, signal, { limit });
       return limit === undefined ? entries : entries.slice(0, limit);
     });
   }
@@ -455,86 +326,27 @@ export class ZooKeeperBackend implements Backend {
   async count(prefix: string, options: GetOptions = {}): Promise<number> {
     validateKey(prefix);
     // Counted as `count`: an exists of the parent, whose stat has numChildren.
-    const stat = await this.#exists(`count ${prefix}`, 'count', prefix, this.#path(prefix), options);
+    const stat = await this.#exists(`count ${prefix}`, 'count', prefix, this.#chroot.pathOf(prefix), options);
     return stat?.numChildren ?? 0;
   }
 
   async txn(txn: Txn, options: RequestOptions = {}): Promise<TxnResult> {
-    const ops: MultiOp[] = [];
-    for (const c of txn.compare) {
-      validateKey(c.key);
-      if ('exists' in c) {
-        ops.push({ type: 'check', path: this.#path(c.key), version: -1 });
-      } else {
-        const version = znodeVersion(c.version, 'compare.version');
-        // A version below 1 never exists: the compare fails without asking.
-        if (version === undefined) return { ok: false };
-        ops.push({ type: 'check', path: this.#path(c.key), version });
-      }
-    }
-    const compares = ops.length;
-    for (const op of txn.ops) {
-      validateKey(op.key);
-      if (op.op !== 'delete') this.#checkSize(op.key, op.value);
-      const path = this.#path(op.key);
-      switch (op.op) {
-        case 'put': {
-          const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
-          if (version === undefined) return { ok: false };
-          ops.push({ type: 'setData', path, data: op.value, version });
-          break;
-        }
-        case 'create': {
-          const mode = op.sequential ? (op.ephemeral ? MODE.ephemeralSequential : MODE.persistentSequential) : op.ephemeral ? MODE.ephemeral : MODE.persistent;
-          ops.push({ type: 'create', path, data: op.value, acls: this.#acls, mode });
-          break;
-        }
-        case 'delete': {
-          const version = op.expectedVersion === undefined ? -1 : znodeVersion(op.expectedVersion, 'expectedVersion');
-          if (version === undefined) return { ok: false };
-          ops.push({ type: 'delete', path, version });
-          break;
-        }
-        default:
-          throw new SharedStructError('INVALID_ARGUMENT', `txn op ${JSON.stringify((op as { op: unknown }).op)} is unknown`);
-      }
-    }
-    if (ops.length === 0) return { ok: true, entries: [] };
+    const multi = buildMulti(txn, { pathOf: (key) => this.#chroot.pathOf(key), checkSize: (key, value) => this.#checkSize(key, value), acls: this.#acls });
+    if (!multi) return { ok: false };
+    if (multi.ops.length === 0) return { ok: true, entries: [] };
+    const puts = txn.ops.filter((op) => op.op === 'put').map((op) => op.key);
     return this.#request('txn', options.signal, async (conn, signal) => {
       for (let attempt = 1; ; attempt += 1) {
         // Key watches learn of the puts as the reply is read, before the notifications that
         // follow it are handled, so they need not read their own write back (see KeyWatch).
         const onReply = (err: number, body: unknown): void => {
-          if (err !== 0 || !Array.isArray(body)) return;
-          const results = body as MultiResult[];
-          if (!results.every((r) => r.type === 'ok')) return;
-          txn.ops.forEach((op, i) => {
-            const result = results[compares + i];
-            if (op.op === 'put' && result?.type === 'ok' && result.stat) this.#ownWrite(conn, toEntry(op.key, op.value, result.stat));
-          });
+          const results = err === 0 ? committed(body) : undefined;
+          if (results) for (const entry of putEntries(txn, multi, results)) this.#watches.ownWrite(conn, entry);
         };
-        const reply = await this.#writingKeys(txn.ops.filter((op) => op.op === 'put').map((op) => op.key), () => conn.send('multi', OP.multi, multiRequest(ops), parseMulti, { signal, onReply }));
-        const results = reply.body;
-        if (reply.err === 0 && results && results.every((r) => r.type === 'ok')) {
-          const entries = txn.ops.map((op, i): Entry | undefined => {
-            const result = results[compares + i];
-            if (op.op === 'delete' || !result || result.type !== 'ok') return undefined;
-            // A sequential create's key is the path the server made.
-            const key = op.op === 'create' && op.sequential && result.path !== undefined ? this.#key(result.path) : op.key;
-            if (result.stat) return toEntry(key, op.value, result.stat);
-            if (op.op !== 'create') return undefined;
-            // Inside a multi the server answers create2 like create (path only). A multi is one
-            // transaction with one zxid, the one in the reply header: that is the new node's
-            // czxid and mzxid, and a new node has zk version 0.
-            return { key, value: op.value, version: 1, revision: reply.zxid, createRevision: reply.zxid, ephemeral: op.ephemeral === true };
-          });
-          return { ok: true, entries };
-        }
-        // The failing op: the server marks the others RUNTIME_INCONSISTENCY (-2) or OK.
-        const failed = results?.findIndex((r) => r.type === 'error' && r.err !== 0 && r.err !== ZkCodes.RUNTIME_INCONSISTENCY) ?? -1;
-        const failedResult = failed >= 0 ? results![failed] : undefined;
-        const err = failedResult?.type === 'error' ? failedResult.err : reply.err;
-        const failedOp = failed >= 0 ? ops[failed] : undefined;
+        const reply = await this.#watches.writing(puts, () => conn.send('multi', OP.multi, multiRequest(multi.ops), parseMulti, { signal, onReply }));
+        const results = reply.err === 0 ? committed(reply.body) : undefined;
+        if (results) return { ok: true, entries: committedEntries(txn, multi, results, reply.zxid, (path) => this.#chroot.keyOf(path)) };
+        const { err, op: failedOp } = failure(multi, reply.err, reply.body);
         if (err === ZkCodes.NO_NODE && failedOp?.type === 'create' && attempt < CREATE_ATTEMPTS) {
           // A create whose parent is missing: make the parents, then the whole multi again.
           await this.#createParents(conn, failedOp.path, signal, failedOp.mode === MODE.ephemeral || failedOp.mode === MODE.ephemeralSequential);
@@ -550,53 +362,14 @@ export class ZooKeeperBackend implements Backend {
     if ('key' in target) validateKey(target.key);
     else validateKey(target.prefix);
     if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
-    const host: WatchHost = {
-      backend: this,
-      current: (signal) => this.#currentConnection(signal),
-      untilLive: (signal) => this.#untilLive(signal),
+    return this.#watches.open(target, options, {
+      reads: this.#reads,
+      current: (signal) => this.#keeper.current(signal),
+      untilLive: (signal) => this.#keeper.untilLive(signal),
       closedSignal: this.#closed.signal,
       requestTimeoutMs: this.#options.requestTimeoutMs,
       logger: this.#logger,
-      remove: (w) => {
-        this.#watches.delete(w);
-        this.#detachWatch(w);
-        const [map, key] = w instanceof KeyWatch ? [this.#keyWatches as Map<string, Set<ZkWatch>>, w.key] : [this.#childWatches as Map<string, Set<ZkWatch>>, (w as PrefixWatch).prefix];
-        const set = map.get(key);
-        set?.delete(w);
-        if (set?.size === 0) map.delete(key);
-      },
-    };
-    let watch: ZkWatch;
-    if ('key' in target) {
-      const keyWatch = new KeyWatch(host, target.key, options.afterRevision);
-      const set = this.#keyWatches.get(target.key) ?? new Set<KeyWatch>();
-      set.add(keyWatch);
-      this.#keyWatches.set(target.key, set);
-      watch = keyWatch;
-    } else {
-      const prefixWatch = new PrefixWatch(host, target.prefix, options.afterRevision, options.keysOnly === true);
-      if (options.keysOnly) {
-        const set = this.#childWatches.get(target.prefix) ?? new Set<PrefixWatch>();
-        set.add(prefixWatch);
-        this.#childWatches.set(target.prefix, set);
-      }
-      watch = prefixWatch;
-    }
-    this.#watches.add(watch);
-    const callerSignal = options.signal;
-    if (callerSignal) {
-      if (callerSignal.aborted) {
-        watch.close();
-      } else {
-        // Removed when the watch ends by itself: callers pass long-lived signals (a lock wait's,
-        // a struct's) to one watch after another.
-        const onAbort = (): void => watch.close();
-        callerSignal.addEventListener('abort', onAbort, { once: true });
-        this.#watchDetach.set(watch, () => callerSignal.removeEventListener('abort', onAbort));
-      }
-    }
-    watch.start();
-    return watch;
+    });
   }
 
   close(): Promise<void> {
@@ -608,176 +381,11 @@ export class ZooKeeperBackend implements Backend {
     await this.close();
   }
 
-  // ---- what the watches use ----
-
-  #detachWatch(watch: ZkWatch): void {
-    this.#watchDetach.get(watch)?.();
-    this.#watchDetach.delete(watch);
-  }
-
-  /** Number of own writes of `key` in flight. @internal */
-  writesInFlight(key: string): number {
-    return this.#inflight.get(key) ?? 0;
-  }
-
-  /** Runs a write of `keys`, counted in flight; when it settles, their key watches look again. */
-  async #writingKeys<R>(keys: readonly string[], write: () => Promise<R>): Promise<R> {
-    for (const k of keys) this.#inflight.set(k, (this.#inflight.get(k) ?? 0) + 1);
-    try {
-      return await write();
-    } finally {
-      for (const k of keys) {
-        const left = this.#inflight.get(k)! - 1;
-        if (left === 0) this.#inflight.delete(k);
-        else this.#inflight.set(k, left);
-        const watches = this.#keyWatches.get(k);
-        if (watches) for (const w of watches) w.writeSettled();
-      }
-    }
-  }
-
-  /** Tells the key's watches of a write this backend committed on `conn`. */
-  #ownWrite(conn: ZkConnection, entry: Entry): void {
-    const watches = this.#keyWatches.get(entry.key);
-    if (watches) for (const w of watches) w.ownWrite(conn, entry);
-  }
-
-  /**
-   * getData without a watch, for a key watch that holds a persistent watch (counted as a
-   * watch read, `watchGetData`, like the re-arming read of a one-shot watch).
-   * @internal
-   */
-  async readWatched(conn: ZkConnection, key: string, signal: AbortSignal): Promise<{ entry: Entry | undefined; zxid: bigint }> {
-    const reply = await this.#getData(conn, this.#path(key), undefined, signal, 'watchGetData');
-    return { entry: this.#entryOf(key, reply), zxid: reply.zxid };
-  }
-
-  /**
-   * getData leaving a data watch; when the node is missing, exists leaving an existence watch
-   * (a node created in between is read again). Returns the entry or undefined, and the zxid the
-   * server had reached when it answered.
-   * @internal
-   */
-  async readArmed(
-    conn: ZkConnection,
-    key: string,
-    watcher: (event: ZkEvent) => void,
-    signal: AbortSignal,
-  ): Promise<{ entry: Entry | undefined; zxid: bigint }> {
-    const path = this.#path(key);
-    for (let attempt = 1; attempt <= CREATE_ATTEMPTS; attempt += 1) {
-      const reply = await this.#getData(conn, path, watcher, signal);
-      if (reply.err === 0) return { entry: toEntry(key, reply.body!.data, reply.body!.stat), zxid: reply.zxid };
-      const exists = await conn.send('watchExists', OP.exists, pathWatchRequest('exists', path, true), parseStat, {
-        signal,
-        watch: { kind: 'exists', path, watcher },
-      });
-      if (exists.err === ZkCodes.NO_NODE) return { entry: undefined, zxid: exists.zxid };
-      if (exists.err !== 0) throw convertCode(exists.err, `exists ${key}`);
-      // Created between the two reads (exists left a data watch): read the value again.
-    }
-    throw new SharedStructError('CONFLICT', `${key} kept appearing and vanishing while a watch was armed`);
-  }
-
-  /**
-   * getData leaving a data watch (no existence fallback: a prefix watch learns about new
-   * children from its child watch).
-   * @internal
-   */
-  async readData(
-    conn: ZkConnection,
-    key: string,
-    watcher: (event: ZkEvent) => void,
-    signal: AbortSignal,
-  ): Promise<{ entry: Entry | undefined; zxid: bigint }> {
-    const reply = await this.#getData(conn, this.#path(key), watcher, signal);
-    return { entry: this.#entryOf(key, reply), zxid: reply.zxid };
-  }
+  // ---- for tests, and list's head of a watched folder ----
 
   /** The znode path of a key (the chroot applied). @internal */
   pathOf(key: string): string {
-    return this.#path(key);
-  }
-
-  /**
-   * Lists the children of `prefix` (leaving a child watch when `childWatcher` is given) and
-   * reads the ones `needsRead` names (leaving data watches from `dataWatcher`). Children that
-   * vanish in between are left out. Sorted by create revision.
-   * @internal
-   */
-  async readChildren(
-    conn: ZkConnection,
-    prefix: string,
-    childWatcher: ((event: ZkEvent) => void) | undefined,
-    dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
-    signal: AbortSignal,
-    options: ReadChildrenOptions = {},
-  ): Promise<{ exists: boolean; names: string[]; entries: Entry[]; zxid: bigint; pzxid: bigint }> {
-    const { needsRead = () => true, limit, keysOnly = false, onReply, counted } = options;
-    const path = this.#path(prefix);
-    const watch = childWatcher !== undefined;
-    const reply = await conn.send(counted ?? (watch ? 'watchGetChildren' : 'getChildren'), OP.getChildren2, pathWatchRequest('getChildren', path, watch), parseChildren, {
-      signal,
-      watch: childWatcher ? { kind: 'child', path, watcher: childWatcher } : undefined,
-      onReply,
-    });
-    if (reply.err === ZkCodes.NO_NODE) {
-      if (childWatcher) {
-        const exists = await conn.send('watchExists', OP.exists, pathWatchRequest('exists', path, true), parseStat, {
-          signal,
-          watch: { kind: 'exists', path, watcher: childWatcher },
-        });
-        if (exists.err === 0) {
-          // Created in between: list again (as if the watch had fired).
-          childWatcher({ type: 1, name: 'NODE_CREATED', path });
-        } else if (exists.err !== ZkCodes.NO_NODE) {
-          throw convertCode(exists.err, `exists ${prefix}`);
-        }
-        return { exists: false, names: [], entries: [], zxid: exists.zxid, pzxid: 0n };
-      }
-      return { exists: false, names: [], entries: [], zxid: reply.zxid, pzxid: 0n };
-    }
-    if (reply.err !== 0) throw convertCode(reply.err, `getChildren ${prefix}`);
-    const base = prefix === '/' ? '' : prefix;
-    const names = reply.body!.children;
-    let toRead = names.filter(needsRead);
-    // The head of a folder of sequential znodes: their 10-digit suffix is the parent's counter,
-    // so it orders them by creation and only the first `limit` need reading. Any other name
-    // (not made by a sequential create) means reading them all and ordering by czxid.
-    if (limit !== undefined && toRead.length > limit) toRead = firstSequential(toRead, limit) ?? toRead;
-    if (keysOnly) {
-      // The caller wants the names only (WatchOptions.keysOnly): no getData, and the entries say
-      // so (empty value, version and revisions 0).
-      const entries = toRead.map((name): Entry => ({ key: `${base}/${name}`, value: EMPTY_VALUE, version: 0, revision: 0n, createRevision: 0n, ephemeral: false }));
-      return { exists: true, names, entries, zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
-    }
-    const entries = (await this.#readNamed(conn, base, toRead, dataWatcher, signal)).filter((e): e is Entry => e !== undefined);
-    return { exists: true, names, entries: byCreation(entries), zxid: reply.zxid, pzxid: toBigInt(reply.body!.stat.pzxid) };
-  }
-
-  /**
-   * Reads the children `names` of `base`, pipelined on the one socket: one round trip for all,
-   * under one listener on the caller's signal (one each would be hundreds on a long folder).
-   * Undefined for a child that is gone.
-   */
-  #readNamed(
-    conn: ZkConnection,
-    base: string,
-    names: readonly string[],
-    dataWatcher: (name: string) => ((event: ZkEvent) => void) | undefined,
-    signal: AbortSignal,
-  ): Promise<(Entry | undefined)[]> {
-    return withChildSignal(signal, names.length, (s) =>
-      Promise.all(
-        names.map(async (name) => {
-          const childKey = `${base}/${name}`;
-          const r = await this.#getData(conn, this.#path(childKey), dataWatcher(name), s);
-          if (r.err === ZkCodes.NO_NODE) return undefined;
-          if (r.err !== 0) throw convertCode(r.err, `getData ${childKey}`);
-          return toEntry(childKey, r.body!.data, r.body!.stat);
-        }),
-      ),
-    );
+    return this.#chroot.pathOf(key);
   }
 
   /**
@@ -788,12 +396,11 @@ export class ZooKeeperBackend implements Backend {
    * (a leave not yet told): the caller lists.
    */
   async #headFromWatch(conn: ZkConnection, prefix: string, limit: number, signal: AbortSignal): Promise<Entry[] | undefined> {
-    let names: readonly string[] | undefined;
-    for (const w of this.#childWatches.get(prefix) ?? []) if ((names = w.namesOn(conn))) break;
+    const names = this.#watches.namesOn(prefix, conn);
     if (!names) return undefined;
     const head = names.length > limit ? firstSequential(names, limit) : names;
     if (!head) return undefined;
-    const entries = await this.#readNamed(conn, prefix === '/' ? '' : prefix, head, () => undefined, signal);
+    const entries = await this.#reads.readNamed(conn, prefix === '/' ? '' : prefix, head, () => undefined, signal);
     if (entries.some((e) => e === undefined)) return undefined;
     return byCreation(entries as Entry[]);
   }
@@ -807,8 +414,8 @@ export class ZooKeeperBackend implements Backend {
       return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, (s) =>
         // The session was lost before the request left: nothing of it was applied (earlier
         // steps of `fn` are reads or answered writes), so it runs again on the next session
-        // (waiting for it is #currentConnection's), within the same deadline.
-        retry(async () => fn(await this.#currentConnection(s), s), {
+        // (waiting for it is SessionKeeper.current's), within the same deadline.
+        retry(async () => fn(await this.#keeper.current(s), s), {
           what: `zookeeper ${what}`,
           policy: AT_ONCE,
           signal: s,
@@ -823,28 +430,6 @@ export class ZooKeeperBackend implements Backend {
       if (isSharedStructError(err)) throw err;
       throw new SharedStructError('CONNECTION', `${what} failed unexpectedly: ${err instanceof Error ? err.message : String(err)}`, { cause: err, retryable: false });
     }
-  }
-
-  async #getData(
-    conn: ZkConnection,
-    path: string,
-    watcher: ((event: ZkEvent) => void) | undefined,
-    signal: AbortSignal,
-    counted?: string,
-  ): Promise<Reply<{ data: Buffer; stat: ZkStat }>> {
-    // Reads that arm a watch are counted apart (`watch*`), so cost checks can tell a write's
-    // own requests from the re-arming read its echo causes.
-    const op = counted ?? (watcher ? 'watchGetData' : 'getData');
-    const reply = await conn.send(op, OP.getData, pathWatchRequest('getData', path, watcher !== undefined), parseGetData, {
-      signal,
-      watch: watcher ? { kind: 'data', path, watcher } : undefined,
-    });
-    if (reply.err !== 0 && reply.err !== ZkCodes.NO_NODE) throw convertCode(reply.err, `getData ${this.#key(path)}`);
-    return reply;
-  }
-
-  #entryOf(key: string, reply: Reply<{ data: Buffer; stat: ZkStat }>): Entry | undefined {
-    return reply.err === 0 ? toEntry(key, reply.body!.data, reply.body!.stat) : undefined;
   }
 
   /**
@@ -862,7 +447,7 @@ export class ZooKeeperBackend implements Backend {
     let container: string | undefined;
     for (const [i, part] of parts.entries()) {
       current += `/${part}`;
-      const asContainer = containerParent && this.#containers && i === parts.length - 1 && current.length > this.#chroot.length;
+      const asContainer = containerParent && this.#containers && i === parts.length - 1 && current.length > this.#chroot.path.length;
       if (asContainer) container = current;
       creates.push(
         asContainer
@@ -875,10 +460,10 @@ export class ZooKeeperBackend implements Backend {
       if (reply.err === 0 || reply.err === ZkCodes.NODE_EXISTS) continue;
       if (container !== undefined && i === replies.length - 1 && (reply.err === ZkCodes.UNIMPLEMENTED || reply.err === ZkCodes.BAD_ARGUMENTS)) {
         this.#containers = false;
-        this.#logger.info('zookeeper: the server cannot create container nodes (< 3.5.1); parents are persistent', { path: this.#key(container) });
+        this.#logger.info('zookeeper: the server cannot create container nodes (< 3.5.1); parents are persistent', { path: this.#chroot.keyOf(container) });
         return this.#createParents(conn, path, signal, false);
       }
-      throw convertCode(reply.err, `create parents of ${this.#key(path)}`);
+      throw convertCode(reply.err, `create parents of ${this.#chroot.keyOf(path)}`);
     }
   }
 
@@ -895,168 +480,10 @@ export class ZooKeeperBackend implements Backend {
     }
   }
 
-  #path(key: string): string {
-    if (!this.#chroot) return key;
-    return key === '/' ? this.#chroot : this.#chroot + key;
-  }
-
-  #key(path: string): string {
-    if (!this.#chroot) return path;
-    const rest = path.slice(this.#chroot.length);
-    return rest === '' ? '/' : rest;
-  }
-
-  /** The session to send on; while a lost session is being replaced, waits for the new one. */
-  async #currentConnection(signal: AbortSignal): Promise<ZkConnection> {
-    for (;;) {
-      if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', 'the ZooKeeper backend is closed');
-      if (signal.aborted) throw abortError(signal);
-      if (!this.#conn.dead) return this.#conn;
-      const next = this.#nextConn;
-      if (!next) throw new SharedStructError('SESSION_LOST', 'the ZooKeeper session is lost');
-      // The listener goes when the wait ends: a watch passes its own signal, which lives as long
-      // as the watch, and waits here once per session replacement.
-      let onAbort: (() => void) | undefined;
-      try {
-        await Promise.race([
-          next,
-          new Promise<never>((_, reject) => {
-            onAbort = () => reject(abortError(signal));
-            signal.addEventListener('abort', onAbort, { once: true });
-          }),
-        ]);
-      } finally {
-        signal.removeEventListener('abort', onAbort!);
-      }
-    }
-  }
-
-  /** Resolves when a session is live again (or at once if it is). */
-  #untilLive(signal: AbortSignal): Promise<void> {
-    if (this.#conn.live) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        this.#liveWaiters.delete(done);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = (): void => {
-        this.#liveWaiters.delete(done);
-        reject(abortError(signal));
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#liveWaiters.add(done);
-    });
-  }
-
-  #notifyLive(): void {
-    for (const waiter of [...this.#liveWaiters]) waiter();
-  }
-
-  /**
-   * The server of the current session answered a request sent at `sentAt`, so it heard from us
-   * then or later: locks measure their safety from this.
-   */
-  #touch(conn: ZkConnection, sentAt: number): void {
-    if (conn === this.#conn) this.#session.touch(sentAt);
-  }
-
-  #onSignal(conn: ZkConnection, signal: ConnectionSignal): void {
-    if (conn !== this.#conn || this.#closed.signal.aborted) return;
-    const state = this.#session.state;
-    switch (signal.kind) {
-      case 'connected':
-        if (state === 'suspended') this.#session.transition('reconnected');
-        this.#notifyLive();
-        break;
-      case 'suspended':
-        if (state === 'connected' || state === 'reconnected') this.#session.transition('suspended', { cause: signal.cause });
-        break;
-      case 'authFailed':
-        this.#logger.error(`zookeeper: the server refused the credentials of the new connection; check the auth option: ${describeError(signal.cause)}`);
-        this.#loseSession(signal.cause);
-        break;
-      case 'expired':
-        this.#loseSession(signal.cause);
-        break;
-    }
-  }
-
-  /** The session is gone: `lost`, then new sessions until one connects (`reconnected`, epoch + 1). */
-  #loseSession(cause: SharedStructError): void {
-    if (this.#nextConn) return;
-    this.#conn.abandon();
-    if (this.#session.state === 'connected' || this.#session.state === 'reconnected') {
-      this.#session.transition('suspended', { cause });
-    }
-    this.#session.transition('lost', { cause });
-    for (const watch of this.#watches) watch.sessionLost();
-    const next = this.#newSession();
-    this.#nextConn = next;
-    next.then(
-      (conn) => {
-        this.#conn = conn;
-        this.#nextConn = undefined;
-        this.#session.transition('reconnected', { newSessionId: conn.sessionId });
-        this.#logger.info('zookeeper: new session', { sessionId: conn.sessionId, epoch: this.#session.epoch });
-        for (const watch of this.#watches) watch.sessionRenewed();
-        this.#notifyLive();
-      },
-      () => {
-        // Only a close ends the loop; close() has already taken care of everything.
-        this.#nextConn = undefined;
-      },
-    );
-  }
-
-  /** Tries new sessions until one connects or the backend closes. Bounded per attempt. */
-  #newSession(): Promise<ZkConnection> {
-    const closed = this.#closed.signal;
-    return retry(
-      async () => {
-        const conn: ZkConnection = new ZkConnection({
-          connectString: this.#connectString,
-          sessionTimeoutMs: this.#options.sessionTtlMs,
-          auth: this.#options.auth,
-          tls: this.#tls,
-          logger: this.#logger,
-          counters: this.counters,
-          onHeartbeat: () => (this.#heartbeats.count += 1),
-          onContact: (sentAt) => this.#touch(conn, sentAt),
-          onSignal: (signal) => this.#onSignal(conn, signal),
-        });
-        await conn.start(Math.max(1000, this.#options.connectTimeoutMs), { signal: closed });
-        if (closed.aborted) {
-          conn.abandon();
-          throw abortError(closed);
-        }
-        return conn;
-      },
-      {
-        what: 'a new ZooKeeper session',
-        policy: NEW_SESSION_BACKOFF,
-        // Every failure is worth another attempt: only close() ends the loop (the signal).
-        signal: closed,
-        retryIf: () => true,
-        onRetry: (err, attempt, delayMs) => {
-          this.#logger.warn(`zookeeper: no new session yet (attempt ${attempt}), retrying in ${delayMs} ms: ${describeError(err)}`);
-          this.#logger.debug('zookeeper: new session failed', { err });
-        },
-      },
-    );
-  }
-
   async #close(): Promise<void> {
     this.#closed.abort(new SharedStructError('CLOSED', 'the ZooKeeper backend is closed'));
-    for (const watch of [...this.#watches]) {
-      watch.backendClosed();
-      this.#detachWatch(watch);
-    }
-    this.#watches.clear();
-    this.#notifyLive();
-    await this.#conn.close(Math.min(this.#options.requestTimeoutMs, 2000));
-    this.#session.transition('closed');
+    this.#watches.closeAll();
+    await this.#keeper.close(Math.min(this.#options.requestTimeoutMs, 2000));
   }
 }
 
@@ -1070,45 +497,4 @@ export class ZooKeeperBackend implements Backend {
  */
 export const createBackend: BackendFactory = (address, options) => ZooKeeperBackend.connect(address, options);
 
-/** A chroot segment: what a namespace segment may be (lib/names.ts), so chroot and namespace read alike. */
-const CHROOT_SEGMENT = /^[A-Za-z0-9._-]+$/;
-
-/**
- * `zk://h1[:2181],h2[:2181][/chroot]`: hosts with ZooKeeper's default port, the path a chroot
- * (trailing `/` dropped; segments of `[A-Za-z0-9._-]`, no `.` or `..`). No query parameters and
- * no IPv6 literals: node-zookeeper-client splits each host at its first `:`.
- */
-export const addressRules: AddressRules = (parts) => {
-  const hosts = splitHosts(parts, 2181);
-  const url = parts.url;
-  const ipv6 = hosts.find((h) => h.startsWith('['));
-  if (ipv6 !== undefined) {
-    throw new SharedStructError(
-      'INVALID_ARGUMENT',
-      `url '${url}': '${ipv6}' is an IPv6 literal, which node-zookeeper-client cannot connect to; use a host name that resolves to it`,
-    );
-  }
-  const params = Object.keys(parts.params);
-  if (params.length > 0) {
-    throw new SharedStructError(
-      'INVALID_ARGUMENT',
-      `url '${url}': zk:// URLs take no query parameters (got ${params.map((p) => `'${p}'`).join(', ')}); pass options to connect()`,
-    );
-  }
-  const chroot = parts.path.replace(/\/+$/, '');
-  if (chroot !== '') {
-    if (chroot.length > 200) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot is longer than 200 characters`);
-    for (const segment of chroot.slice(1).split('/')) {
-      const bad =
-        segment === ''
-          ? 'an empty segment'
-          : segment === '.' || segment === '..'
-            ? `the segment '${segment}'`
-            : CHROOT_SEGMENT.test(segment)
-              ? undefined
-              : `the segment '${segment}' (allowed: A-Z a-z 0-9 . _ -)`;
-      if (bad) throw new SharedStructError('INVALID_ARGUMENT', `url '${url}': the chroot '${chroot}' has ${bad}`);
-    }
-  }
-  return { scheme: 'zk', hosts, path: chroot, params: {} };
-};
+export { addressRules } from './address.js';

@@ -1,6 +1,6 @@
 /** The head of a folder of ZooKeeper sequential znodes, picked without sorting the listing. */
 import assert from 'node:assert/strict';
-import { firstSequential } from '../../adapters/zookeeper/index.js';
+import { firstSequential } from '../../adapters/zookeeper/entries.js';
 
 describe('zookeeper adapter: the oldest sequential children', () => {
   const seqName = (prefix: string, n: number): string => `${prefix}${String(n).padStart(10, '0')}`;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { ErrorCodes, SharedStructError } from '../../lib/errors.js';
-import { ZooKeeperError } from '../../adapters/zookeeper/connection.js';
+import { ZooKeeperError } from '../../adapters/zookeeper/errors.js';
 import { freePort } from '../support/process.js';
 import { bytes, closeAll, openBackend, uniquePrefix } from './helpers.js';
 
