@@ -411,17 +411,25 @@ export class ZooKeeperBackend implements Backend {
   async #request<T>(what: string, signal: AbortSignal | undefined, fn: (conn: ZkConnection, signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.#closed.signal.aborted) throw new SharedStructError('CLOSED', `${what}: the ZooKeeper backend is closed`);
     try {
-      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, (s) =>
+      return await withDeadline(`zookeeper ${what}`, this.#options.requestTimeoutMs, signal, (s) => {
         // The session was lost before the request left: nothing of it was applied (earlier
         // steps of `fn` are reads or answered writes), so it runs again on the next session
         // (waiting for it is SessionKeeper.current's), within the same deadline.
-        retry(async () => fn(await this.#keeper.current(s), s), {
-          what: `zookeeper ${what}`,
-          policy: AT_ONCE,
-          signal: s,
-          retryIf: (err) => wasNotSent(err) && !this.#closed.signal.aborted,
-        }),
-      );
+        const again = (): Promise<T> =>
+          retry(async () => fn(await this.#keeper.current(s), s), {
+            what: `zookeeper ${what}`,
+            policy: AT_ONCE,
+            signal: s,
+            retryIf: (err) => wasNotSent(err) && !this.#closed.signal.aborted,
+          });
+        // The common case, a live session, goes straight to it: no retry loop, no wait.
+        const conn = s.aborted ? undefined : this.#keeper.usable;
+        if (!conn) return again();
+        return fn(conn, s).catch((err: unknown) => {
+          if (wasNotSent(err) && !this.#closed.signal.aborted && !s.aborted) return again();
+          throw err;
+        });
+      });
     } catch (err) {
       // Requests cut short by close() report CLOSED, whatever the session said.
       if (this.#closed.signal.aborted && !isSharedStructError(err, 'CLOSED')) {

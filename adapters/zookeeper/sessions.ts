@@ -107,6 +107,11 @@ export class SessionKeeper {
     return this.#heartbeats.count;
   }
 
+  /** The session to send on when it is usable now (no wait): the fast path of a request. */
+  get usable(): ZkConnection | undefined {
+    return this.#closed.aborted || this.#conn.dead ? undefined : this.#conn;
+  }
+
   /** The session to send on; while a lost session is being replaced, waits for the new one. */
   async current(signal: AbortSignal): Promise<ZkConnection> {
     for (;;) {
