@@ -30,6 +30,9 @@ export function matchesTarget(target: WatchTarget, key: string): boolean {
 }
 
 /** One named store; every `memory://NAME` client of the process shares it. */
+/** How far the history may grow past `historyLimit` before it is compacted back to it. */
+const HISTORY_SLACK = 1_000;
+
 export class MemoryStore {
   readonly name: string;
   #revision = 0n;
@@ -42,7 +45,11 @@ export class MemoryStore {
   readonly #compactedState = new Map<string, Entry>();
   readonly #watchers = new Set<StoreWatcher>();
   readonly #sessions = new Map<string, StoreSession>();
-  /** Records older than this many are dropped automatically, as etcd's auto-compaction would. */
+  /**
+   * Records older than this many are dropped automatically, as etcd's auto-compaction would: in
+   * batches of {@link HISTORY_SLACK} once that many more have come, so a commit costs no array
+   * shift of the whole history (one per commit made a small update 2.5× slower).
+   */
   readonly historyLimit = 10_000;
 
   constructor(name: string) {
@@ -167,7 +174,7 @@ export class MemoryStore {
 
   #record(record: HistoryRecord): void {
     this.#history.push(record);
-    if (this.#history.length > this.historyLimit) this.compact(this.#history[this.#history.length - this.historyLimit]!.revision - 1n);
+    if (this.#history.length > this.historyLimit + HISTORY_SLACK) this.compact(this.#history[this.#history.length - this.historyLimit]!.revision - 1n);
     for (const w of [...this.#watchers]) {
       const key = record.type === 'put' ? record.entry.key : record.key;
       if (matchesTarget(w.target, key)) w.deliver(record);
