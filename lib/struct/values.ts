@@ -1,7 +1,7 @@
 /** A struct's values on their way to and from the store: checked, encoded, decoded, frozen. */
 import type { ErrorObject } from 'ajv';
 import type { Entry, Txn, TxnOp } from '../backend.js';
-import { decodeFramed, encodeFramed, mayHaveEmptyKey, type Codec } from '../codec.js';
+import { decodeFramed, encodeFramed, jsonCodec, mayHaveEmptyKey, type Codec } from '../codec.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
 import { diffValues, type Change } from '../diff.js';
 import { assertPlainJson, assertPlainJsonNew, deepFreeze, jsonEqual } from '../json.js';
@@ -47,6 +47,19 @@ export class StructValues<T> {
   readonly #validate: ((value: unknown) => readonly ErrorObject[] | undefined) | undefined;
   readonly #maxBytes: number;
   readonly #backendKind: string;
+  /**
+   * Top-level children of values this struct decoded and deep-froze itself (a remote version, a
+   * value the caller built, decoded back from its bytes): every node inside them is frozen, so
+   * their JSON text can never change. A child frozen by someone else may hide mutable nodes
+   * (`deepFreeze` stops at frozen nodes), so only these are trusted.
+   */
+  readonly #wholly = new WeakSet<object>();
+  /**
+   * The JSON text of children in {@link #wholly}: a draft's result shares every untouched child
+   * with the cached value, and its text is reused instead of built again (see
+   * {@link #encodeSharing}). Weak: a child no cached value holds any more goes.
+   */
+  readonly #childJson = new WeakMap<object, string>();
 
   /** The per-field layout, when the struct has it. */
   readonly fields: FieldsLayout<T> | undefined;
@@ -66,15 +79,19 @@ export class StructValues<T> {
     return this.#checkAndEncode(value);
   }
 
-  /** The schema and size checks of {@link encode}, on a value already known to be plain JSON. */
-  #checkAndEncode(value: unknown): Uint8Array {
+  /**
+   * The schema and size checks of {@link encode}, on a value already known to be plain JSON.
+   * `base`: the cached (deep-frozen) value a draft's result was made from, whose untouched
+   * children the result shares.
+   */
+  #checkAndEncode(value: unknown, base?: unknown): Uint8Array {
     const errors = this.#validate?.(value);
     if (errors) {
       throw new SharedStructError('SCHEMA_VALIDATION', `the value for '${this.#name}' fails its schema, so nothing was written: ${schemaErrorText(errors)}`, {
         details: errors,
       });
     }
-    const bytes = encodeFramed(this.#codec, value);
+    const bytes = base !== undefined && this.#codec === jsonCodec ? this.#encodeSharing(value, base) : encodeFramed(this.#codec, value);
     if (bytes.byteLength > this.#maxBytes) {
       throw new SharedStructError(
         'VALUE_TOO_LARGE',
@@ -82,6 +99,43 @@ export class StructValues<T> {
       );
     }
     return bytes;
+  }
+
+  /**
+   * JSON of `value`, byte for byte what `JSON.stringify` gives, reusing the text of every
+   * top-level child it shares with `base` (the same object: deep-frozen by us, so its text cannot
+   * have changed). A one-field change of a 100 KB struct then builds the text of one field, not
+   * of 100 KB. Object keys come in `Object.keys` order, which is `JSON.stringify`'s; plain JSON has
+   * no `undefined`, no `toJSON`, no holes.
+   */
+  #encodeSharing(value: unknown, base: unknown): Uint8Array {
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || base === null || typeof base !== 'object' || Array.isArray(base)) {
+      return jsonCodec.encode(value);
+    }
+    const v = value as Record<string, unknown>;
+    const b = base as Record<string, unknown>;
+    const parts: string[] = [];
+    for (const k of Object.keys(v)) {
+      const child = v[k];
+      let text: string | undefined;
+      if (child !== null && typeof child === 'object' && child === b[k] && this.#wholly.has(child)) {
+        text = this.#childJson.get(child);
+        if (text === undefined) this.#childJson.set(child, (text = JSON.stringify(child)));
+      }
+      parts.push(`${JSON.stringify(k)}:${text ?? JSON.stringify(child)}`);
+    }
+    return TEXT.encode(`{${parts.join(',')}}`);
+  }
+
+  /** `value` was decoded here and deep-frozen: its top-level children are wholly ours. */
+  #trust<V>(value: V): V {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      for (const k in value) {
+        const child: unknown = value[k];
+        if (child !== null && typeof child === 'object') this.#wholly.add(child);
+      }
+    }
+    return value;
   }
 
   /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
@@ -101,7 +155,7 @@ export class StructValues<T> {
     }
     const errors = this.#validate?.(value);
     if (errors) return corrupt(`fails its schema: ${schemaErrorText(errors)}`, errors);
-    return { value: deepFreeze(value as T) };
+    return { value: this.#trust(deepFreeze(value as T)) };
   }
 
   /**
@@ -126,7 +180,7 @@ export class StructValues<T> {
       const { value, patches } = finish(draft);
       if (value === cache.value || patches.length === 0) return undefined;
       assertPlainJsonNew(value);
-      const bytes = this.#checkAndEncode(value);
+      const bytes = this.#checkAndEncode(value, cache.value);
       if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, value)) return undefined;
       deepFreeze(value);
       const before = cache.value;
@@ -137,7 +191,7 @@ export class StructValues<T> {
     if (draft !== undefined && next !== draft) next = undraft(next);
     const bytes = this.encode(next);
     if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
-    const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#codec, bytes) as T);
+    const value = next === draft ? deepFreeze(next) : this.#trust(deepFreeze(decodeFramed(this.#codec, bytes) as T));
     return { bytes, value, base: cache.version, life };
   }
 
@@ -200,6 +254,8 @@ export class StructValues<T> {
     };
   }
 }
+
+const TEXT = new TextEncoder();
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
