@@ -615,6 +615,21 @@ too). What changed:
   the value layout and the raw loop on a real server is the same transfer plus the writer's own
   watch echo (etcd sends the 100 KB value back to the writer's watch; ZooKeeper's notification
   carries no data) and the fixed per-request costs described below.
+- **Text reuse.** What that profile left was the
+  encode: \`JSON.stringify\` of the whole value, ~20 % slower on our frozen objects than on the raw
+  loop's fresh ones (measured: 253 vs 211 µs for this 100 KB value). A draft's result shares every
+  untouched top-level child with the cached value, so a write now reuses the text of each shared
+  child it decoded and froze itself (a weak map by child). A one-field change of the 100 KB struct
+  builds the text of one field plus the joins and encodes ~100 KB of UTF-8; the raw loop
+  stringifies all 100 KB. Its bytes are exactly \`JSON.stringify\` of the cached value
+  (test/unit/encode-sharing.test.ts).
+- **etcd: HTTP/2's 64 KiB window (issue 19).** On etcd the 100 KB row stayed at ~400 updates/s
+  whatever the raw loop did (366/s one run, 816/s the next): the writer's own watch brings the
+  100 KB value back on the same HTTP/2 connection as the Txn's reply, and grpc-js's default
+  flow-control window (64 KiB per stream and per connection) held the reply behind it until a
+  window update came back. The etcd adapter now opens its connections with an 8 MiB window
+  (\`grpc-node.flow_control_window\`): \`npm run bench -- --sections=fields --only=etcd\` run just before
+  and just after the change measured 0.62 × and 1.31 × raw.
 - **\`layout: 'fields'\`.** A write sends the head (every field name with its version: ~2.6 KB
   for 200 fields) and the changed fields; a watcher gets the head from its watch and reads the
   changed fields. The head is the floor of a write's size: it grows with the number of fields,
@@ -661,7 +676,8 @@ too). What changed:
   from the bytes it was encoded to; \`structuredClone\` in the per-field layout) and frozen in full,
   so that \`read()\` can hand out the cached value without copying and the caller's object is never
   frozen. The raw loop only encodes. A one-field change by draft (the 100 KB "by draft" rows) pays
-  only for what it touches plus the encode of the whole value, which is what remains of its gap.
+  only for what it touches, the joins of the untouched children's kept text and the UTF-8 encode
+  of the whole (see "Text reuse").
 - **ZooKeeper, 8 writers.** The bare raw loop runs without watches; each struct also reads every
   change the 7 others make (ZooKeeper notifications carry no data) — that is what keeps 8 caches
   fresh. Against raw writers that keep a watched cache too (NodeCache-style), the ratio is the

@@ -71,6 +71,9 @@ const passThrough = {
   onFailure: () => ({ dispose: () => undefined }),
 } as unknown as Policy;
 
+/** The HTTP/2 flow-control window of each connection and stream (grpc-js's default: 64 KiB). */
+const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
+
 /** How long an endpoint that failed at the transport level is passed over, with others to try. */
 const HOST_DOWN_MS = 2000;
 
@@ -184,6 +187,10 @@ export class EtcdRpc {
         // values up to 1.5 MiB, gRPC's 4 MiB default would fail a resuming watch forever. etcd's
         // own client allows 2 GiB too.
         'grpc.max_receive_message_length': 2_147_483_647,
+        // HTTP/2's default window is 64 KiB per stream and per connection: a 100 KB value coming
+        // back on the writer's own watch stalled every reply behind it on the same connection
+        // for a window update (a 100 KB update at ~400/s however fast the server was).
+        'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
         // Every channel etcd3 builds (one per service and endpoint) gets our credentials, which
         // own its connections (see channel.ts) and do TLS; etcd3's own are not used.
         channelFactoryOverride: channels.channelFactoryOverride,
