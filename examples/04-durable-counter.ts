@@ -4,7 +4,8 @@
  * process applies them; halfway through, the main process SIGKILLs the consumer — nothing closes,
  * exactly as in a crash. The state it committed is there; the messages it did not apply are still
  * queued. A second consumer process finishes them, each applied exactly once, and `call()` reads
- * the value through the queue: 20. Everything is deleted at the end.
+ * the value through the queue: 20. Everything is deleted at the end; the SIGKILLed consumer's own
+ * registration goes when its session expires (its sessionTtlMs, 2 s), as a crashed process's does.
  *
  * Processes share a store only through a server, so this example needs etcd or ZooKeeper:
  *

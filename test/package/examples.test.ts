@@ -159,7 +159,15 @@ describe('package: the examples', function () {
       const pids = new Set([...r.stdout.matchAll(/^\[consumer (\d+)\] applied #\d+/gm)].map((m) => m[1]));
       assert.equal(pids.size, 2, `two consumer processes applied messages\n${describeResult(r)}`);
       assert.match(r.stdout, /^a new consumer finished the queue: call\(\) says n = 20; every increment applied exactly once$/m, describeResult(r));
-      assert.deepEqual(await leftInEtcd(endpoints, namespaceOf(r)), [], 'keys the example left behind');
+      // The SIGKILLed consumer's own keys (its listener registration) live on its lease until that
+      // expires (sessionTtlMs 2000): a quick run ends before it. Bounded: 2 × the ttl + 3 s.
+      const deadline = Date.now() + 7000;
+      let left = await leftInEtcd(endpoints, namespaceOf(r));
+      while (left.length > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        left = await leftInEtcd(endpoints, namespaceOf(r));
+      }
+      assert.deepEqual(left, [], 'keys the example left behind');
     });
 
     it('02: the leader process is SIGKILLed and a standby takes over once its session expired (about sessionTtlMs); nothing left', async function () {
