@@ -29,10 +29,10 @@ export function matchesTarget(target: WatchTarget, key: string): boolean {
   return key.startsWith(prefix) && !key.slice(prefix.length).includes('/');
 }
 
-/** One named store; every `memory://NAME` client of the process shares it. */
 /** How far the history may grow past `historyLimit` before it is compacted back to it. */
 const HISTORY_SLACK = 1_000;
 
+/** One named store; every `memory://NAME` client of the process shares it. */
 export class MemoryStore {
   readonly name: string;
   #revision = 0n;
