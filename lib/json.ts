@@ -46,6 +46,14 @@ export function assertPlainJsonNew(value: unknown, path: readonly (string | numb
   visitJson(value, [...path], [], true);
 }
 
+/**
+ * {@link assertPlainJson} of a value found at `path` (the path its errors name), walked all the
+ * way down, frozen nodes included.
+ */
+export function assertPlainJsonAt(value: unknown, path: readonly (string | number)[]): asserts value is JsonValue {
+  visitJson(value, [...path], [], false);
+}
+
 function visitJson(v: unknown, path: (string | number)[], ancestors: object[], skipFrozen: boolean): void {
   switch (typeof v) {
     case 'string':
@@ -114,6 +122,18 @@ export function deepFreeze<T>(value: T): T {
         if (typeof child === 'object' && child !== null) deepFreeze(child);
       }
     }
+  }
+  return value;
+}
+
+/**
+ * Freezes `value` and everything inside it, through nodes that are frozen already (an object the
+ * caller froze may still hold mutable ones); returns it. `value` must be plain JSON (no cycles).
+ */
+export function deepFreezeAll<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    Object.freeze(value);
+    for (const child of Object.values(value) as unknown[]) if (typeof child === 'object' && child !== null) deepFreezeAll(child);
   }
   return value;
 }

@@ -37,6 +37,27 @@ export function finish<T>(draft: T): { readonly value: T; readonly patches: read
 }
 
 /**
+ * The nodes of a finished draft's `value` that `fn` assigned (each add or replace patch's target;
+ * immer computes its patches from the final state, so each is where the assigned value is now),
+ * with their paths. Everything else in `value` is the base's own (frozen, already checked) or a
+ * copy immer made of a base node on the way to a change. An assigned object may be the caller's,
+ * frozen by the caller with anything inside: it must be checked and frozen all the way down.
+ */
+export function assignedNodes(value: unknown, patches: readonly Patch[]): { readonly node: object; readonly path: readonly (string | number)[] }[] {
+  const out: { node: object; path: readonly (string | number)[] }[] = [];
+  for (const p of patches) {
+    if (p.op === 'remove') continue;
+    let node: unknown = value;
+    for (const k of p.path) {
+      if (typeof node !== 'object' || node === null) break;
+      node = (node as Record<string | number, unknown>)[k];
+    }
+    if (typeof node === 'object' && node !== null) out.push({ node, path: p.path });
+  }
+  return out;
+}
+
+/**
  * `value` with every live draft inside it replaced by a plain snapshot, so it outlives the
  * draft (a value `fn` returned, or `modify`'s result). Containers are copied only where a draft
  * was replaced; a value without drafts is returned as it is.

@@ -4,9 +4,9 @@ import type { Entry, Txn, TxnOp } from '../backend.js';
 import { decodeFramed, encodeFramed, jsonCodec, mayHaveEmptyKey, type Codec } from '../codec.js';
 import { SharedStructError, isSharedStructError } from '../errors.js';
 import { diffValues, type Change } from '../diff.js';
-import { assertPlainJson, assertPlainJsonNew, deepFreeze, jsonEqual } from '../json.js';
+import { assertPlainJson, assertPlainJsonAt, assertPlainJsonNew, deepFreeze, deepFreezeAll, jsonEqual } from '../json.js';
 import { schemaErrorText, validatorFor } from '../schema.js';
-import { changesFromPatches, finish, isLiveDraft, makeDraft, undraft } from './drafts.js';
+import { assignedNodes, changesFromPatches, finish, isLiveDraft, makeDraft, undraft } from './drafts.js';
 import { FieldsLayout, type Layout } from './fields.js';
 
 /** A stored version as the cache holds it. */
@@ -180,9 +180,12 @@ export class StructValues<T> {
       const { value, patches } = finish(draft);
       if (value === cache.value || patches.length === 0) return undefined;
       assertPlainJsonNew(value);
+      const assigned = assignedNodes(value, patches);
+      for (const a of assigned) assertPlainJsonAt(a.node, a.path);
       const bytes = this.#checkAndEncode(value, cache.value);
       if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, value)) return undefined;
       deepFreeze(value);
+      for (const a of assigned) deepFreezeAll(a.node);
       const before = cache.value;
       let memo: readonly Change[] | undefined;
       const changes = (from: unknown): readonly Change[] | undefined => (from !== before ? undefined : (memo ??= changesFromPatches(before, value, patches, mayHaveEmptyKey(bytes))));
@@ -204,11 +207,14 @@ export class StructValues<T> {
     let value: T = next;
     let fromDraft = false;
     let touched: Set<string> | undefined;
+    let assigned: ReturnType<typeof assignedNodes> = [];
     if (draft !== undefined && next === draft && isLiveDraft(draft)) {
       const f = finish(draft);
       if (!force && (f.value === cache.value || f.patches.length === 0)) return undefined;
       value = f.value;
       fromDraft = true;
+      assigned = assignedNodes(value, f.patches);
+      for (const a of assigned) assertPlainJsonAt(a.node, a.path);
       touched = new Set();
       for (const p of f.patches) {
         if (p.path.length === 0) {
@@ -223,6 +229,7 @@ export class StructValues<T> {
     const w = fields.write(cache, value, { fromDraft, version, force, touched });
     if (!w) return undefined;
     const frozen = fromDraft ? deepFreeze(value) : deepFreeze(structuredClone(value));
+    for (const a of assigned) deepFreezeAll(a.node);
     const before = cache.value as Record<string, unknown>;
     const after = frozen as Record<string, unknown>;
     let memo: readonly Change[] | undefined;

@@ -36,6 +36,9 @@ const cases: [string, string, (c: Ctx) => Promise<unknown>][] = [
   ['a cycle', 'INVALID_VALUE', (c) => c.struct.set(cyclic)],
   ['a class instance', 'INVALID_VALUE', (c) => c.struct.set({ p: new Point() })],
   ['a Date', 'INVALID_VALUE', (c) => c.struct.update((d) => void (d.when = new Date()))],
+  // An object the caller froze is not one the cache checked: its inside is checked too.
+  ['an undefined inside a caller-frozen object in a draft', 'INVALID_VALUE', (c) => c.struct.update((d) => void (d.cfg = Object.freeze({ inner: { bad: undefined } })))],
+  ['a Date inside a caller-frozen array in a draft', 'INVALID_VALUE', (c) => c.struct.update((d) => void (d.list = Object.freeze([{ when: new Date() }])))],
   ['a Map', 'INVALID_VALUE', (c) => c.struct.set({ m: new Map() })],
   ['a Set', 'INVALID_VALUE', (c) => c.struct.modify(() => ['r', { s: new Set([1]) }] as const)],
   ['a sparse array', 'INVALID_VALUE', (c) => c.struct.set({ holes: new Array(3) })],
@@ -112,4 +115,19 @@ describe('[memory] bad input: typed errors, nothing written', function () {
       assert.deepEqual(ctx.flags.read(), validFlags);
     });
   }
+});
+
+describe('[memory] a caller-frozen object written by draft', function () {
+  it('is frozen all the way down in the cache, and the cache equals what was stored', async () => {
+    const url = `memory://frozen-${randomUUID().slice(0, 8)}`;
+    await using client = await connect(url);
+    const struct = await client.open<Doc>('s', { initial: { n: 0 } });
+    const inner = { x: 1 };
+    await struct.update((d) => void (d.cfg = Object.freeze({ inner })));
+    assert.ok(Object.isFrozen(inner), 'the mutable inside of the caller-frozen object is frozen too');
+    assert.throws(() => (inner.x = 2), TypeError); // ES modules are strict: a frozen object throws
+    await using other = await connect(url);
+    const seen = await other.open<Doc>('s');
+    assert.deepEqual(await seen.readConsistent(), struct.read());
+  });
 });
