@@ -619,7 +619,7 @@ too). What changed:
   encode: \`JSON.stringify\` of the whole value, ~20 % slower on our frozen objects than on the raw
   loop's fresh ones (measured: 253 vs 211 µs for this 100 KB value). A draft's result shares every
   untouched top-level child with the cached value, so a write now reuses the text of each shared
-  child it decoded and froze itself (a weak map by child). A one-field change of the 100 KB struct
+  child (a weak map by child; a cached value is frozen all the way down). A one-field change of the 100 KB struct
   builds the text of one field plus the joins and encodes ~100 KB of UTF-8; the raw loop
   stringifies all 100 KB. Its bytes are exactly \`JSON.stringify\` of the cached value
   (test/unit/encode-sharing.test.ts).

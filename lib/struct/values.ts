@@ -48,16 +48,11 @@ export class StructValues<T> {
   readonly #maxBytes: number;
   readonly #backendKind: string;
   /**
-   * Top-level children of values this struct decoded and deep-froze itself (a remote version, a
-   * value the caller built, decoded back from its bytes): every node inside them is frozen, so
-   * their JSON text can never change. A child frozen by someone else may hide mutable nodes
-   * (`deepFreeze` stops at frozen nodes), so only these are trusted.
-   */
-  readonly #wholly = new WeakSet<object>();
-  /**
-   * The JSON text of children in {@link #wholly}: a draft's result shares every untouched child
-   * with the cached value, and its text is reused instead of built again (see
-   * {@link #encodeSharing}). Weak: a child no cached value holds any more goes.
+   * The JSON text of top-level children of cached values: a draft's result shares every untouched
+   * child with the cached value, and its text is reused instead of built again (see
+   * {@link #encodeSharing}). Safe because a cached value is frozen all the way down: decoded
+   * values are frozen whole, and a draft's assigned objects are frozen through even when the
+   * caller froze them (see {@link assignedNodes}). Weak: a child no cached value holds any more goes.
    */
   readonly #childJson = new WeakMap<object, string>();
 
@@ -118,24 +113,13 @@ export class StructValues<T> {
     for (const k of Object.keys(v)) {
       const child = v[k];
       let text: string | undefined;
-      if (child !== null && typeof child === 'object' && child === b[k] && this.#wholly.has(child)) {
+      if (child !== null && typeof child === 'object' && child === b[k]) {
         text = this.#childJson.get(child);
         if (text === undefined) this.#childJson.set(child, (text = JSON.stringify(child)));
       }
       parts.push(`${JSON.stringify(k)}:${text ?? JSON.stringify(child)}`);
     }
     return TEXT.encode(`{${parts.join(',')}}`);
-  }
-
-  /** `value` was decoded here and deep-frozen: its top-level children are wholly ours. */
-  #trust<V>(value: V): V {
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      for (const k in value) {
-        const child: unknown = value[k];
-        if (child !== null && typeof child === 'object') this.#wholly.add(child);
-      }
-    }
-    return value;
   }
 
   /** Decodes and checks a stored value: the frozen value, or the `CORRUPT_REMOTE_VALUE` error. */
@@ -155,7 +139,7 @@ export class StructValues<T> {
     }
     const errors = this.#validate?.(value);
     if (errors) return corrupt(`fails its schema: ${schemaErrorText(errors)}`, errors);
-    return { value: this.#trust(deepFreeze(value as T)) };
+    return { value: deepFreeze(value as T) };
   }
 
   /**
@@ -194,7 +178,7 @@ export class StructValues<T> {
     if (draft !== undefined && next !== draft) next = undraft(next);
     const bytes = this.encode(next);
     if (sameBytes(bytes, cache.bytes) || jsonEqual(cache.value, next)) return undefined;
-    const value = next === draft ? deepFreeze(next) : this.#trust(deepFreeze(decodeFramed(this.#codec, bytes) as T));
+    const value = next === draft ? deepFreeze(next) : deepFreeze(decodeFramed(this.#codec, bytes) as T);
     return { bytes, value, base: cache.version, life };
   }
 
