@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { inspect, parseArgs, type ParseArgsConfig } from 'node:util';
-import { connect, isSharedStructError, type Client, type Logger } from '../lib/index.js';
+import { SharedStructError, connect, isSharedStructError, type Client, type ConnectOptions, type Logger } from '../lib/index.js';
 import { isUsageError, usageError, type Command, type CommandContext, type OptionSpec } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { Printer, type OutStream } from './output.js';
@@ -17,6 +17,13 @@ export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   namespace: { type: 'string', short: 'n', value: 'NS', description: "the namespace, '' or /a/b (env SHAREDSTRUCT_NAMESPACE; default /sharedstruct)" },
   json: { type: 'boolean', description: 'JSON on stdout for scripts (watch: one line per event)' },
   'timeout-ms': { type: 'string', value: 'MS', description: 'deadline of the connection and of each request (default 5000)' },
+  user: { type: 'string', value: 'NAME', description: 'connect as this user (etcd user, ZooKeeper digest identity; env SHAREDSTRUCT_USER); the password from env SHAREDSTRUCT_PASSWORD or --password-file' },
+  'password-file': { type: 'string', value: 'FILE', description: "the user's password, the file's first line (env SHAREDSTRUCT_PASSWORD_FILE)" },
+  tls: { type: 'boolean', description: "TLS to the store with Node's root certificates (implied by --ca, --cert, --key)" },
+  ca: { type: 'string', value: 'FILE', description: "PEM CA certificate(s) the server's certificate must chain to (env SHAREDSTRUCT_CA)" },
+  cert: { type: 'string', value: 'FILE', description: 'PEM client certificate, for mutual TLS; needs --key (env SHAREDSTRUCT_CERT)' },
+  key: { type: 'string', value: 'FILE', description: 'PEM private key of --cert (env SHAREDSTRUCT_KEY)' },
+  servername: { type: 'string', value: 'NAME', description: "the name the server's certificate must carry (default: the URL's host)" },
   debug: { type: 'boolean', description: 'on errors, the stack and every cause; the library log on stderr' },
   help: { type: 'boolean', short: 'h', description: 'this help, or a command\'s with COMMAND --help' },
   version: { type: 'boolean', short: 'V', description: 'the version of sharedstruct' },
@@ -131,6 +138,49 @@ function checkPositionals(command: Command, positionals: readonly string[]): voi
   }
 }
 
+function readOptionFile(option: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new SharedStructError('INVALID_ARGUMENT', `cannot read ${option} ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/**
+ * `auth` and `tls` from `--user` (the password only from the environment or a file: a command
+ * line is visible to every user of the machine in `ps`) and `--tls` / `--ca` / `--cert` / `--key`.
+ */
+export function securityOptions(values: Parsed['values'], env: NodeJS.ProcessEnv): Pick<ConnectOptions, 'auth' | 'tls'> {
+  const pick = (option: string, variable: string): string | undefined => {
+    const v = values[option];
+    return typeof v === 'string' ? v : env[variable] !== undefined && env[variable] !== '' ? env[variable] : undefined;
+  };
+  const out: { auth?: ConnectOptions['auth']; tls?: ConnectOptions['tls'] } = {};
+  const username = pick('user', 'SHAREDSTRUCT_USER');
+  const passwordFile = pick('password-file', 'SHAREDSTRUCT_PASSWORD_FILE');
+  if (username !== undefined) {
+    const password = passwordFile !== undefined ? readOptionFile('--password-file', passwordFile).split(/\r?\n/)[0]! : env.SHAREDSTRUCT_PASSWORD;
+    if (password === undefined) throw usageError(`--user ${username}: no password: set SHAREDSTRUCT_PASSWORD or pass --password-file FILE (never on the command line, where ps shows it)`);
+    out.auth = { username, password };
+  } else if (passwordFile !== undefined) {
+    throw usageError('--password-file needs --user NAME (or SHAREDSTRUCT_USER)');
+  }
+  const ca = pick('ca', 'SHAREDSTRUCT_CA');
+  const cert = pick('cert', 'SHAREDSTRUCT_CERT');
+  const key = pick('key', 'SHAREDSTRUCT_KEY');
+  const servername = pick('servername', 'SHAREDSTRUCT_SERVERNAME');
+  if ((cert === undefined) !== (key === undefined)) throw usageError(cert === undefined ? '--key needs --cert (the client certificate it belongs to)' : '--cert needs --key (its private key)');
+  if (values.tls === true || ca !== undefined || cert !== undefined || servername !== undefined) {
+    out.tls = {
+      ...(ca !== undefined && { ca: readOptionFile('--ca', ca) }),
+      ...(cert !== undefined && { cert: readOptionFile('--cert', cert) }),
+      ...(key !== undefined && { key: readOptionFile('--key', key) }),
+      ...(servername !== undefined && { servername }),
+    };
+  }
+  return out;
+}
+
 /** A logger that sends the library's warnings (and with `--debug` everything) to stderr. */
 function stderrLogger(err: Printer, debug: boolean): Logger {
   const write = (level: string, message: string, fields?: Record<string, unknown>): void => {
@@ -201,6 +251,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
     const timeoutText = typeof values['timeout-ms'] === 'string' ? values['timeout-ms'] : '5000';
     const timeoutMs = /^\d+$/.test(timeoutText) ? Number(timeoutText) : NaN;
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw usageError(`option '--timeout-ms' must be an integer >= 1, got '${timeoutText}'`);
+    const security = securityOptions(values, io.env);
     const logger = stderrLogger(err, debug);
     const ctx: CommandContext = {
       values,
@@ -214,7 +265,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       signal: io.signal,
       connect() {
         if (url === undefined || url === '') throw usageError('no store given: pass --url URL or set SHAREDSTRUCT_URL (memory://, etcd://HOST:2379, zk://HOST:2181)');
-        client ??= connect(url, { ...(namespace !== undefined && { namespace }), connectTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, logger });
+        client ??= connect(url, { ...(namespace !== undefined && { namespace }), ...security, connectTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, logger });
         return client;
       },
     };

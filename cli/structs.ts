@@ -32,11 +32,23 @@ export interface CliOpenOptions {
   readonly signal: AbortSignal;
 }
 
-/** Opens `name` (created from `initial` when given), errors in the CLI's words. */
+/**
+ * Opens `name` (created from `initial` when given, in the value layout), errors in the CLI's words.
+ * A struct stored in the other layout is opened in that one: the layout is the writer's choice,
+ * and the CLI reads and writes either (the library's error names the stored layout in `details`).
+ */
 export async function openStruct(client: Client, name: string, options: CliOpenOptions): Promise<SharedStruct<unknown>> {
   const { schema, initial, ...rest } = options;
+  const open = (layout: 'value' | 'fields'): Promise<SharedStruct<unknown>> =>
+    client.open<unknown>(name, { data: CLI_LISTENER_DATA, ...rest, layout, ...(schema && { schema }), ...(initial !== undefined && { initial }) });
   try {
-    return await client.open<unknown>(name, { data: CLI_LISTENER_DATA, ...rest, ...(schema && { schema }), ...(initial !== undefined && { initial }) });
+    try {
+      return await open('value');
+    } catch (err) {
+      const stored = isSharedStructError(err, 'INVALID_ARGUMENT') ? (err.details as { layout?: unknown } | undefined)?.layout : undefined;
+      if (stored !== 'fields') throw err;
+      return await open('fields');
+    }
   } catch (err) {
     throw inCliWords(client, name, err);
   }
@@ -108,4 +120,21 @@ export async function schemaOption(ctx: CommandContext): Promise<object | undefi
   const parsed = parseJson(text, `schema file ${schema}`);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new SharedStructError('INVALID_ARGUMENT', `--schema ${schema}: a JSON Schema is an object`);
   return parsed;
+}
+
+/**
+ * What `ls`, `locks` and `elections` do with nodes this identity may not read (a ZooKeeper ACL
+ * denying READ): leave them out and say so on stderr once the listing is printed, instead of
+ * failing the whole listing.
+ */
+export function unreadableNodes(ctx: CommandContext): { readonly onUnreadable: (key: string) => void; report(): void } {
+  const keys: string[] = [];
+  return {
+    onUnreadable: (key) => void keys.push(key),
+    report() {
+      if (keys.length === 0) return;
+      const shown = keys.slice(0, 5).join(', ') + (keys.length > 5 ? `, and ${keys.length - 5} more` : '');
+      ctx.err.line(`sharedstruct: left out ${keys.length} node(s) this identity may not read (their ACL denies it; connect with the auth that created them to see them): ${shown}`);
+    },
+  };
 }

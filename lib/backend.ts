@@ -56,6 +56,17 @@ export interface GetOptions extends RequestOptions {
   readonly consistent?: boolean;
 }
 
+/** Options of {@link Backend.scan}. */
+export interface ScanOptions extends GetOptions {
+  /**
+   * Called with each key below the prefix whose data or children this identity may not read
+   * (ZooKeeper: a znode whose ACL denies READ; its subtree is not walked). Without it such a
+   * key rejects the whole scan `UNAUTHORIZED`. etcd answers a range whole or not at all, so
+   * there a denied prefix rejects either way.
+   */
+  readonly onUnreadable?: (key: string) => void;
+}
+
 /** Options of {@link Backend.list}. */
 export interface ListOptions extends GetOptions {
   /**
@@ -371,7 +382,7 @@ export interface Backend {
    * node that has children (intermediate znodes are entries too, with empty values); memory: a
    * filter of its map.
    */
-  scan(prefix: string, options?: GetOptions): Promise<Entry[]>;
+  scan(prefix: string, options?: ScanOptions): Promise<Entry[]>;
   /**
    * Past versions of `key` in its current life, newest first (feature `history`). etcd: one
    * range at each earlier revision, until version 1, `limit`, or the compacted boundary; stores

@@ -379,7 +379,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     return holding(async () => {
       this.#ensureOpen();
       validateName(name, 'server name');
-      const { signal, initial, schema, handle, handleLocked, maxAttempts, maxQueueLength, ...rest } = options;
+      const { signal, initial, schema, codec, handle, handleLocked, maxAttempts, maxQueueLength, ...rest } = options;
       const unknown = Object.keys(rest);
       if (unknown.length > 0) throw new SharedStructError('INVALID_ARGUMENT', `unknown option '${unknown[0]}' in server options`);
       if (handle !== undefined && typeof handle !== 'function') throw new SharedStructError('INVALID_ARGUMENT', "option 'handle' must be a function");
@@ -393,7 +393,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       if (!this[BACKEND].features.has('txn')) {
         throw new SharedStructError('UNSUPPORTED', `durable servers need multi-key transactions, which the ${this[BACKEND].kind} backend does not offer`);
       }
-      const state = await this.#open<State>(name, { ...(initial !== undefined && { initial }), ...(schema !== undefined && { schema }), ...(signal && { signal }) });
+      const state = await this.#open<State>(name, { ...(initial !== undefined && { initial }), ...(schema !== undefined && { schema }), ...(codec !== undefined && { codec }), ...(signal && { signal }) });
       const server = new DurableServer<State, Msg, Reply>(
         { backend: this[BACKEND], logger: this.#logger, onClose: (s) => this.#servers.delete(s), telemetry: this.#telemetry },
         name,

@@ -162,8 +162,12 @@ export class Inspector {
     this.#namespace = namespace;
   }
 
-  /** The structs of the namespace (names starting with `prefix` when given), by name. */
-  structs(options: { prefix?: string; signal?: AbortSignal } = {}): Promise<StructInfo[]> {
+  /**
+   * The structs of the namespace (names starting with `prefix` when given), by name. Nodes this
+   * identity may not read (a ZooKeeper ACL that denies READ) reject `UNAUTHORIZED`, unless
+   * `onUnreadable` is given: then each is passed to it (its store key) and left out.
+   */
+  structs(options: { prefix?: string; signal?: AbortSignal; onUnreadable?: (key: string) => void } = {}): Promise<StructInfo[]> {
     return holding(async () => {
       throwIfAborted(options.signal);
       const head = `${this.#namespace}/`;
@@ -171,7 +175,7 @@ export class Inspector {
       // Only the folder the prefix names is walked (a prefix 'team/con' walks '<namespace>/team').
       const folder = options.prefix?.slice(0, Math.max(0, options.prefix.lastIndexOf('/'))) ?? '';
       const root = folder === '' ? this.#namespace : `${this.#namespace}/${folder}`;
-      for (const e of await this.#backend.scan(root, { signal: options.signal, consistent: true })) {
+      for (const e of await this.#backend.scan(root, { signal: options.signal, consistent: true, ...(options.onUnreadable && { onUnreadable: options.onUnreadable }) })) {
         const segments = e.key.slice(head.length).split('/');
         if (segments[0]!.startsWith('_')) continue; // _locks, _elections, _groups
         const at = segments.findIndex((s, i) => i > 0 && LAYOUT.has(s));
@@ -237,15 +241,15 @@ export class Inspector {
 
   /**
    * The locks with a holder or a queue: `client.lock()` locks and the write locks of structs
-   * (`updateLocked`), by name; only `name` when given.
+   * (`updateLocked`), by name; only `name` when given (`onUnreadable` as for {@link Inspector.structs}).
    */
-  locks(options: { name?: string; signal?: AbortSignal } = {}): Promise<LockInfo[]> {
+  locks(options: { name?: string; signal?: AbortSignal; onUnreadable?: (key: string) => void } = {}): Promise<LockInfo[]> {
     return holding(async () => {
       if (options.name !== undefined) validateName(options.name, 'lock name');
       const head = `${this.#namespace}/`;
       const locksRoot = `${this.#namespace}/_locks`;
       const out: LockInfo[] = [];
-      for (const [p, list] of queues(await this.#backend.scan(this.#namespace, { signal: options.signal, consistent: true }))) {
+      for (const [p, list] of queues(await this.#backend.scan(this.#namespace, { signal: options.signal, consistent: true, ...(options.onUnreadable && { onUnreadable: options.onUnreadable }) }))) {
         let name: string;
         let kind: LockInfo['kind'];
         if (p.startsWith(`${locksRoot}/`)) {
@@ -263,12 +267,12 @@ export class Inspector {
     });
   }
 
-  /** The elections with candidates: the leader and the queue behind it, by name. */
-  elections(options: { signal?: AbortSignal } = {}): Promise<ElectionInfo[]> {
+  /** The elections with candidates: the leader and the queue behind it, by name (`onUnreadable` as for {@link Inspector.structs}). */
+  elections(options: { signal?: AbortSignal; onUnreadable?: (key: string) => void } = {}): Promise<ElectionInfo[]> {
     return holding(async () => {
       const root = `${this.#namespace}/_elections`;
       const out: ElectionInfo[] = [];
-      for (const [p, list] of queues(await this.#backend.scan(root, { signal: options.signal, consistent: true }))) {
+      for (const [p, list] of queues(await this.#backend.scan(root, { signal: options.signal, consistent: true, ...(options.onUnreadable && { onUnreadable: options.onUnreadable }) }))) {
         if (!p.startsWith(`${root}/`)) continue;
         const candidates = list.flatMap((e) => queueEntry(e) ?? []);
         out.push(Object.freeze({ name: p.slice(root.length + 1), leader: candidates[0], candidates: Object.freeze(candidates.slice(1)) }));

@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Backend, Entry, Listed, SessionStateChange, TxnCompare, TxnOp, WatchEvent } from './backend.js';
-import { jsonCodec } from './codec.js';
+import { jsonCodec, type Codec } from './codec.js';
 import { SharedStructError, abortError, isSharedStructError, throwIfAborted } from './errors.js';
 import { assertPlainJson, type DeepReadonly } from './json.js';
 import type { Logger } from './backend.js';
@@ -95,6 +95,12 @@ export interface ServerOptions<State, Msg, Reply> {
   readonly maxQueueLength?: number;
   /** JSON Schema of the state (as `open`). */
   readonly schema?: object;
+  /**
+   * Codec of the state (as `open`; default `jsonCodec`): every process that opens the server or
+   * its state must pass the same one. Messages, replies, claims and dead letters are always JSON
+   * (they are plain JSON by contract). The state uses the value layout.
+   */
+  readonly codec?: Codec;
 }
 
 /** A queued message, as `pending()` lists it. */

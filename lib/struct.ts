@@ -141,6 +141,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   readonly name: string;
   /** This instance's listener id: the `label` it was opened with, or a random UUID. */
   readonly id: string;
+  #created = false;
   readonly #ctx: StructContext;
   readonly #backend: Backend;
   readonly #options: ResolvedOpenOptions<T>;
@@ -235,11 +236,14 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
         if (!this.#options.hasInitial) {
           throw new SharedStructError('NOT_FOUND', `struct '${this.name}' does not exist; pass 'initial' to create it, or use client.expect() to wait for it`);
         }
+        this.#created = false;
         entry = this.#fields ? await this.#createFields(this.#fields, signal) : await this.#createValue(signal);
       }
       const stored = storedLayout(entry.value);
       if (stored !== this.#options.layout) {
-        throw new SharedStructError('INVALID_ARGUMENT', `struct '${this.name}' is stored with layout '${stored}', not '${this.#options.layout}'; open it with { layout: '${stored}' }`);
+        throw new SharedStructError('INVALID_ARGUMENT', `struct '${this.name}' is stored with layout '${stored}', not '${this.#options.layout}'; open it with { layout: '${stored}' }`, {
+          details: { layout: stored },
+        });
       }
       if (!this.#fields || this.#fields.assembled(entry)) return entry;
       const read = await this.#fields.read(this.#backend, undefined, signal);
@@ -252,6 +256,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   async #createValue(signal: AbortSignal | undefined): Promise<Entry> {
     const bytes = this.#values.encode(this.#options.initial);
     const created = await this.#backend.create(this.#key, bytes, { signal });
+    this.#created = created.created;
     return created.created ? created.entry : created.current;
   }
 
@@ -265,6 +270,7 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
       if (r.ok) {
         const entry = r.entries[0]!;
         fields.remember(entry, value);
+        this.#created = true;
         return entry;
       }
       const winner = await this.#backend.get(this.#key, { signal, consistent: true });
@@ -329,6 +335,16 @@ export class SharedStruct<T> extends TypedEmitter<StructEvents<T>> implements As
   /** @internal Events queued and not yet taken by the fullest subscriber (telemetry). */
   backlog(): number {
     return this.#fanout.backlog();
+  }
+
+  /**
+   * Whether this `open()` created the struct from `initial`: `true` only for the one instance whose
+   * create won (any number may race; the store decides, so exactly one of them sees `true` per
+   * life of the struct). `false` when the struct was there already, including when a racing
+   * creator stored the very same value first.
+   */
+  get created(): boolean {
+    return this.#created;
   }
 
   /** Version, revision and freshness of the cache. */

@@ -147,7 +147,8 @@ export function unreachableError(
   // The cause: the error an endpoint failed with (the socket's own TLS error when there is
   // one), else how the call failed (its deadline).
   const failed = endpoints.find((s) => s.failure !== undefined && s.failure.kind !== 'other');
-  const cause = failed ? (failed.failure!.kind === 'tls' && failed.tlsError ? failed.tlsError : failed.failure!.error) : (err.cause ?? err);
+  const refusedTls = endpoints.find((s) => s.tlsError !== undefined && s.answeredAt === undefined);
+  const cause = failed ? (failed.failure!.kind === 'tls' && failed.tlsError ? failed.tlsError : failed.failure!.error) : (refusedTls?.tlsError ?? err.cause ?? err);
   return new SharedStructError('CONNECTION', message, {
     cause,
     details: { endpoints: reports.map(({ endpoint, status, text }) => ({ endpoint, status, message: text })) },
@@ -162,6 +163,13 @@ function describeEndpoint(
   const ep = s.endpoint;
   const failure = s.failure;
   const result = (status: string, text: string, hint: string) => ({ endpoint: ep, status, text, hint });
+  // A server that refuses our certificate after the handshake (TLS 1.3 sends the alert then) and
+  // a call that then waits for its deadline (etcd3's token fetch with `auth` retries until it):
+  // the alert is why, not silence.
+  if (s.tlsError && failure?.kind !== 'tls' && failure?.kind !== 'refused' && failure?.kind !== 'dns' && s.answeredAt === undefined) {
+    const reason = tlsReason(s.tlsError);
+    return result('tls', `the TLS handshake with ${ep} failed (${reason})`, tlsHint(reason, ETCD_TLS));
+  }
   switch (failure?.kind) {
     case 'refused':
       return result('refused', `${ep} refused the connection (ECONNREFUSED)`, `Is etcd running at ${ep}? Check the URL.`);

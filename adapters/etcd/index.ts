@@ -18,6 +18,7 @@ import type {
   Entry,
   EntryStat,
   GetOptions,
+  ScanOptions,
   HistoryOptions,
   KeyHistory,
   ListOptions,
@@ -283,7 +284,7 @@ export class EtcdBackend implements Backend {
     return childEntries(prefix, res.kvs);
   }
 
-  async scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+  async scan(prefix: string, options: ScanOptions = {}): Promise<Entry[]> {
     const res = await this.#rpc.range({ ...childRange(prefix), ...this.#readMode(options) }, { what: `etcd range ${prefix}/ (scan)`, signal: options.signal });
     return res.kvs.map((kv) => toEntry(kv)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }

@@ -16,6 +16,7 @@ import type {
   EndpointStatus,
   EntryStat,
   GetOptions,
+  ScanOptions,
   HistoryOptions,
   KeyHistory,
   ListOptions,
@@ -131,7 +132,7 @@ export class MemoryBackend implements Backend {
     });
   }
 
-  scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+  scan(prefix: string, options: ScanOptions = {}): Promise<Entry[]> {
     return this.#request('scan', options, () => this.store.scan(prefix));
   }
 

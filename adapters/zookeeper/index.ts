@@ -23,6 +23,7 @@ import type {
   Entry,
   EntryStat,
   GetOptions,
+  ScanOptions,
   HistoryOptions,
   KeyHistory,
   ListOptions,
@@ -299,18 +300,55 @@ export class ZooKeeperBackend implements Backend {
     });
   }
 
-  async scan(prefix: string, options: GetOptions = {}): Promise<Entry[]> {
+  async scan(prefix: string, options: ScanOptions = {}): Promise<Entry[]> {
     // '' is the root (the empty namespace): its children are listed as those of '/'.
     if (prefix !== '') validateKey(prefix);
+    const { onUnreadable, ...rest } = options;
     // A walk, level by level: every node's children (and their data) in one listing each.
     const out: Entry[] = [];
     let level = [prefix === '' ? '/' : prefix];
     for (let depth = 0; level.length > 0 && depth < MAX_SCAN_DEPTH; depth++) {
-      const found = (await Promise.all(level.map((p) => this.list(p, options)))).flat();
+      const found = (await Promise.all(level.map((p) => (onUnreadable ? this.#listReadable(p, rest, onUnreadable) : this.list(p, rest))))).flat();
       out.push(...found);
       level = found.map((e) => e.key);
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /**
+   * `list(prefix)` for a scan that goes past what this identity may not read: when the listing
+   * fails UNAUTHORIZED, the children are read one by one and each one denied (or `prefix` itself,
+   * when its children may not be listed) is reported instead. One listing when nothing is denied.
+   */
+  async #listReadable(prefix: string, options: GetOptions, onUnreadable: (key: string) => void): Promise<Entry[]> {
+    const denied = (err: unknown): boolean => isSharedStructError(err, 'UNAUTHORIZED');
+    try {
+      return await this.list(prefix, options);
+    } catch (err) {
+      if (!denied(err)) throw err;
+    }
+    let names: string[];
+    try {
+      names = await this.#request(`list ${prefix}`, options.signal, async (conn, signal) => (await this.#reads.readChildren(conn, prefix, undefined, () => undefined, signal, { keysOnly: true })).names);
+    } catch (err) {
+      if (!denied(err)) throw err;
+      if (prefix !== '/') onUnreadable(prefix);
+      return [];
+    }
+    const base = prefix === '/' ? '' : prefix;
+    const read = await Promise.all(
+      names.map(async (name) => {
+        const key = `${base}/${name}`;
+        try {
+          return await this.get(key, options);
+        } catch (err) {
+          if (!denied(err)) throw err;
+          onUnreadable(key);
+          return undefined;
+        }
+      }),
+    );
+    return read.filter((e): e is Entry => e !== undefined);
   }
 
   history(key: string, _options: HistoryOptions): Promise<KeyHistory> {

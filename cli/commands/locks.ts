@@ -2,6 +2,7 @@
 import type { QueueEntry } from '../../lib/index.js';
 import type { Command, CommandContext } from '../command.js';
 import { durationText, toJson } from '../output.js';
+import { unreadableNodes } from '../structs.js';
 
 function who(ctx: CommandContext, e: QueueEntry, now: number): string {
   const where = e.host !== undefined ? ` ${e.host}${e.pid !== undefined ? `:${e.pid}` : ''}` : '';
@@ -21,15 +22,19 @@ export const locks: Command = {
   async run(ctx) {
     const name = ctx.positionals[0];
     const client = await ctx.connect();
-    const found = await client.inspect.locks({ ...(name !== undefined && { name }), signal: ctx.signal });
-    if (ctx.json) return ctx.out.json(found);
-    if (found.length === 0) return ctx.err.line(name ? `lock '${name}' is free in ${client.namespace}` : `no lock is held in ${client.namespace}`);
+    const unreadable = unreadableNodes(ctx);
+    const found = await client.inspect.locks({ ...(name !== undefined && { name }), signal: ctx.signal, onUnreadable: unreadable.onUnreadable });
+    if (ctx.json) ctx.out.json(found);
+    else if (found.length === 0) ctx.err.line(name ? `lock '${name}' is free in ${client.namespace}` : `no lock is held in ${client.namespace}`);
     const now = Date.now();
-    for (const lock of found) {
-      ctx.out.line(`${ctx.out.style('bold', lock.name)}${lock.kind === 'write_lock' ? ' (write lock of the struct)' : ''}: ${lock.waiting.length} waiting`);
-      if (lock.holder) ctx.out.line(`  held by ${who(ctx, lock.holder, now)}`);
-      lock.waiting.forEach((w, i) => ctx.out.line(`  ${i + 1}. ${who(ctx, w, now)}`));
+    if (!ctx.json) {
+      for (const lock of found) {
+        ctx.out.line(`${ctx.out.style('bold', lock.name)}${lock.kind === 'write_lock' ? ' (write lock of the struct)' : ''}: ${lock.waiting.length} waiting`);
+        if (lock.holder) ctx.out.line(`  held by ${who(ctx, lock.holder, now)}`);
+        lock.waiting.forEach((w, i) => ctx.out.line(`  ${i + 1}. ${who(ctx, w, now)}`));
+      }
     }
+    unreadable.report();
   },
 };
 
@@ -42,14 +47,18 @@ export const elections: Command = {
   positionals: { required: [] },
   async run(ctx) {
     const client = await ctx.connect();
-    const found = await client.inspect.elections({ signal: ctx.signal });
-    if (ctx.json) return ctx.out.json(found);
-    if (found.length === 0) return ctx.err.line(`no election has candidates in ${client.namespace}`);
+    const unreadable = unreadableNodes(ctx);
+    const found = await client.inspect.elections({ signal: ctx.signal, onUnreadable: unreadable.onUnreadable });
+    if (ctx.json) ctx.out.json(found);
+    else if (found.length === 0) ctx.err.line(`no election has candidates in ${client.namespace}`);
     const now = Date.now();
-    for (const e of found) {
-      ctx.out.line(`${ctx.out.style('bold', e.name)}: ${e.candidates.length} more candidate(s)`);
-      if (e.leader) ctx.out.line(`  leader ${who(ctx, e.leader, now)}`);
-      e.candidates.forEach((c, i) => ctx.out.line(`  ${i + 1}. ${who(ctx, c, now)}`));
+    if (!ctx.json) {
+      for (const e of found) {
+        ctx.out.line(`${ctx.out.style('bold', e.name)}: ${e.candidates.length} more candidate(s)`);
+        if (e.leader) ctx.out.line(`  leader ${who(ctx, e.leader, now)}`);
+        e.candidates.forEach((c, i) => ctx.out.line(`  ${i + 1}. ${who(ctx, c, now)}`));
+      }
     }
+    unreadable.report();
   },
 };

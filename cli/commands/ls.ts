@@ -1,6 +1,7 @@
 /** `ls [PREFIX]`: the structs of the namespace. */
 import type { Command } from '../command.js';
 import { table } from '../output.js';
+import { unreadableNodes } from '../structs.js';
 
 export const ls: Command = {
   name: 'ls',
@@ -12,13 +13,14 @@ export const ls: Command = {
   async run(ctx) {
     const prefix = ctx.positionals[0];
     const client = await ctx.connect();
-    const structs = await client.inspect.structs({ ...(prefix !== undefined && { prefix }), signal: ctx.signal });
-    if (ctx.json) return ctx.out.json(structs);
-    if (structs.length === 0) {
-      ctx.err.line(`no structs in ${client.namespace}${prefix ? ` starting with '${prefix}'` : ''}`);
-      return;
+    const unreadable = unreadableNodes(ctx);
+    const structs = await client.inspect.structs({ ...(prefix !== undefined && { prefix }), signal: ctx.signal, onUnreadable: unreadable.onUnreadable });
+    if (ctx.json) ctx.out.json(structs);
+    else if (structs.length === 0) ctx.err.line(`no structs in ${client.namespace}${prefix ? ` starting with '${prefix}'` : ''}`);
+    else {
+      const rows = structs.map((s) => [s.name, String(s.version), `${s.sizeBytes} B`, s.layout, String(s.listeners), s.server ? `${s.server.pending} pending, ${s.server.dead} dead` : '']);
+      for (const line of table(ctx.out, ['NAME', 'VERSION', 'SIZE', 'LAYOUT', 'LISTENERS', 'SERVER'], rows)) ctx.out.line(line);
     }
-    const rows = structs.map((s) => [s.name, String(s.version), `${s.sizeBytes} B`, s.layout, String(s.listeners), s.server ? `${s.server.pending} pending, ${s.server.dead} dead` : '']);
-    for (const line of table(ctx.out, ['NAME', 'VERSION', 'SIZE', 'LAYOUT', 'LISTENERS', 'SERVER'], rows)) ctx.out.line(line);
+    unreadable.report();
   },
 };

@@ -1,7 +1,7 @@
 /** `queue NAME [--retry ID | --drop ID]`: a durable server's queue and dead letters. */
 import { usageError, type Command } from '../command.js';
 import { durationText, table, toJson } from '../output.js';
-import { inCliWords } from '../structs.js';
+import { CODEC_OPTION, codecOption, inCliWords } from '../structs.js';
 
 export const queue: Command = {
   name: 'queue',
@@ -9,10 +9,12 @@ export const queue: Command = {
   summary: "a durable server's queue: pending count, head, claims, dead letters; --retry / --drop a dead letter",
   details:
     '--retry ID puts dead letter ID back at the end of the queue (attempts reset); --drop ID deletes it for good.\n' +
+    "--codec NAME opens a server whose state is stored with that codec (messages are always JSON).\n" +
     '--json prints { name, pending, claimed, head, dead } (or the retried / dropped id).',
   options: {
     retry: { type: 'string', value: 'ID', description: 'requeue dead letter ID' },
     drop: { type: 'string', value: 'ID', description: 'delete dead letter ID' },
+    codec: CODEC_OPTION,
   },
   positionals: { required: ['NAME'] },
   async run(ctx) {
@@ -20,8 +22,9 @@ export const queue: Command = {
     const retry = ctx.values.retry;
     const drop = ctx.values.drop;
     if (typeof retry === 'string' && typeof drop === 'string') throw usageError('queue: give --retry or --drop, not both');
+    const codec = codecOption(ctx);
     const client = await ctx.connect();
-    const server = await client.server(name, { signal: ctx.signal }).catch((err: unknown) => {
+    const server = await client.server(name, { codec, signal: ctx.signal }).catch((err: unknown) => {
       throw inCliWords(client, name, err);
     });
     try {

@@ -6,8 +6,8 @@ import { CODEC_OPTION, codecOption, openStruct, schemaOption, valueArgument, typ
 
 /**
  * Opens `name`, creating it with `value` when it does not exist (the library's create-if-absent).
- * `created`: the struct is ours, at version 1 with our value. Someone who created it between our
- * look and our create with the very same value cannot be told apart; the store holds the same either way.
+ * `created`: our create is the one the store took (`struct.created`); a racing creator that won,
+ * even with the very same value, leaves it `false`.
  */
 async function openOrCreate(open: (initial?: unknown) => Promise<SharedStruct<unknown>>, value: unknown): Promise<{ struct: SharedStruct<unknown>; created: boolean }> {
   try {
@@ -16,7 +16,7 @@ async function openOrCreate(open: (initial?: unknown) => Promise<SharedStruct<un
     if (!isSharedStructError(err, 'NOT_FOUND')) throw err;
   }
   const struct = await open(value);
-  return { struct, created: struct.stat().version === 1 && diffValues(struct.readDirty(), value).length === 0 };
+  return { struct, created: struct.created };
 }
 
 export const set: Command = {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { connect, jsonCodec, msgpackCodec, type ChangeEvent, type Client } from '../../lib/index.js';
 import { CLI_BIN, buildCli, runCli, startCli, startCliInPty, type CliOptions, type CliResult } from '../support/cli.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
+import { eventually } from './struct.suite.js';
 import { quietLogger } from '../support/etcd.js';
 
 /** A store the CLI can reach by URL. */
@@ -120,6 +121,16 @@ export function cliContract(target: CliTarget): void {
       assert.match(plain.stderr, /^twice: created$/m);
     });
 
+    it('set --if-version 0 from racing processes with the very same value: exactly one creates (exit 0), every other fails CONFLICT (exit 1)', async () => {
+      const results = await Promise.all([0, 1, 2, 3].map(() => cli(['set', 'raced', '{"same":true}', '--if-version', '0', '--json'])));
+      const won = results.filter((r) => r.code === 0);
+      assert.equal(won.length, 1, results.map((r) => `exit ${String(r.code)}: ${r.stdout}${r.stderr}`).join('\n'));
+      assert.equal((JSON.parse(won[0]!.stdout) as { created: boolean }).created, true);
+      for (const r of results.filter((r) => r.code !== 0)) assert.match(exited(r, 1).stderr, /^sharedstruct: CONFLICT: struct 'raced' already exists \(now at version 1\)/m);
+      const s = await client.open<{ same: boolean }>('raced');
+      assert.deepEqual([s.read(), s.stat().version], [{ same: true }, 1]);
+    });
+
     it('--codec msgpack reads and writes a struct the library stores with msgpackCodec; without it the value is CORRUPT_REMOTE_VALUE pointing at --codec; an unknown codec is a usage error (exit 2)', async () => {
       const packed = await client.open<{ n: number; tags: string[] }>('packed', { initial: { n: 1, tags: ['a'] }, codec: msgpackCodec });
       const wrong = exited(await cli(['get', 'packed']), 1);
@@ -146,6 +157,22 @@ export function cliContract(target: CliTarget): void {
         assert.equal(bad.stderr, 'sharedstruct: INVALID_ARGUMENT: --codec cbor: no codec of that name (known: json, msgpack)\n', command.join(' '));
       }
       assert.equal(packed.stat().version, 3);
+    });
+
+    it("a struct stored with layout 'fields' is read and written in that layout: get, set (retrying and --if-version), the library sees each change", async () => {
+      const wide = await client.open<Record<string, unknown>>('wide', { layout: 'fields', initial: { a: 1, b: { c: [1, 2] } } });
+      const seen: ChangeEvent<Record<string, unknown>>[] = [];
+      wide.on('change', (e) => void seen.push(e));
+      const got = JSON.parse(exited(await cli(['get', 'wide', '--json']), 0).stdout) as { value: unknown; version: number };
+      assert.deepEqual([got.value, got.version], [{ a: 1, b: { c: [1, 2] } }, 1]);
+      assert.match(exited(await cli(['set', 'wide', '{"a":2,"b":{"c":[1,2]}}']), 0).stderr, /^wide: version 1 → 2\n~ a: 1 → 2$/m);
+      exited(await cli(['set', 'wide', '{"a":2,"d":true}', '--if-version', '2']), 0);
+      assert.deepEqual(await wide.readConsistent(), { a: 2, d: true });
+      assert.equal(wide.stat().version, 3);
+      await eventually('both CLI writes seen', () => seen.length === 2);
+      assert.deepEqual(seen.map((e) => [e.version, e.origin]), [[2, 'remote'], [3, 'remote']]);
+      assert.match(exited(await cli(['set', 'wide', '[1]']), 1).stderr, /^sharedstruct: INVALID_VALUE: /m);
+      assert.equal((await wide.readConsistent(), wide.stat().version), 3);
     });
 
     it('set -f FILE and set - (stdin); invalid JSON writes nothing (INVALID_VALUE, exit 1)', async () => {
@@ -603,6 +630,15 @@ switch (process.env.EDIT_MODE) {
       assert.deepEqual(await server.deadLetters(), []);
       exited(await cli(['queue', 'jobs', '--drop', 'x', '--retry', 'y']), 2);
       assert.match(exited(await cli(['queue', 'no-server']), 1).stderr, /^sharedstruct: NOT_FOUND: struct 'no-server' does not exist in namespace/m);
+    });
+
+    it('queue --codec msgpack shows a server whose state is stored with msgpackCodec; without it the error points at --codec', async () => {
+      const server = await client.server<{ n: number }, { by: number }>('packed-jobs', { initial: { n: 0 }, codec: msgpackCodec });
+      await server.cast({ by: 3 });
+      const shown = await json<{ pending: number; head: { msg: unknown } }>(['queue', 'packed-jobs', '--codec', 'msgpack']);
+      assert.deepEqual([shown.pending, shown.head.msg], [1, { by: 3 }]);
+      assert.match(exited(await cli(['queue', 'packed-jobs']), 1).stderr, /^sharedstruct: CORRUPT_REMOTE_VALUE: .*pass --codec NAME/m);
+      assert.match(exited(await cli(['queue', 'packed-jobs', '--codec', 'yaml']), 2).stderr, /--codec yaml: no codec of that name/);
     });
 
     it('doctor: every endpoint reachable with its version and role, the round trip and session; an unreachable endpoint is a problem (exit 1)', async () => {

@@ -5,8 +5,9 @@
  * cut off, bad messages, and an idle consumer's cost.
  */
 import assert from 'node:assert/strict';
-import { isSharedStructError, type Client, type DurableServer, type ServerOptions } from '../../lib/index.js';
+import { isSharedStructError, msgpackCodec, type Client, type DurableServer, type ServerOptions } from '../../lib/index.js';
 import { backendOf } from '../../lib/client.js';
+import { decodeFramed } from '../../lib/codec.js';
 import { eventually } from './struct.suite.js';
 import { storePerTest, type ContractTarget } from './target.js';
 import { sleep } from '../support/process.js';
@@ -228,6 +229,26 @@ export function serverContract(target: ContractTarget): void {
       assert.equal(counts() - before, 0, `an idle consumer sent ${counts() - before} requests`);
       await server.cast({ tag: 'wake' });
       await eventually('woken by its watch', () => server.state.readDirty().applied.includes('wake'));
+      await consumer.stop();
+    });
+
+    it('codec: the state is stored with the server\'s codec (msgpack), which open() and other servers must name; messages stay JSON', async () => {
+      const [a, b] = await Promise.all([ctx.store.connect(), ctx.store.connect()]);
+      const n = name();
+      const server = await logServer(a, n, { codec: msgpackCodec });
+      const consumer = await server.serve({ batch: 2 });
+      assert.equal(await server.call({ tag: 'one' }, { timeoutMs: 20000 }), 1);
+      await server.cast({ tag: 'two', by: 2 });
+      await eventually('both applied', () => server.state.readDirty().n === 3);
+      const stored = await backendOf(a).get(`${a.namespace}/${n}/payload`, { consistent: true });
+      assert.deepEqual(decodeFramed(msgpackCodec, stored!.value), { applied: ['one', 'two'], n: 3, sent: 0 });
+      const state = await b.open<Log>(n, { codec: msgpackCodec });
+      assert.deepEqual(state.read(), { applied: ['one', 'two'], n: 3, sent: 0 });
+      await assert.rejects(b.open(n), (e: unknown) => isSharedStructError(e, 'CORRUPT_REMOTE_VALUE'));
+      await assert.rejects(b.server(n, { codec: 'msgpack' as unknown as typeof msgpackCodec }), (e: unknown) => isSharedStructError(e, 'INVALID_ARGUMENT'));
+      const other = await b.server<Log, Msg, number>(n, { codec: msgpackCodec });
+      await other.cast({ tag: 'three' });
+      await eventually('applied from the other producer', () => state.readDirty().applied.includes('three'));
       await consumer.stop();
     });
 

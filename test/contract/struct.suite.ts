@@ -80,6 +80,7 @@ export function structContract(target: ContractTarget, layout: 'value' | 'fields
         assert.deepEqual(sa.read(), { who: 'a' });
         assert.deepEqual(sb.read(), { who: 'a' });
         assert.equal(sb.stat().version, 1);
+        assert.deepEqual([sa.created, sb.created], [true, false]);
       });
 
       it('concurrent creators agree on one initial', async () => {
@@ -89,6 +90,18 @@ export function structContract(target: ContractTarget, layout: 'value' | 'fields
         const values = structs.map((s) => JSON.stringify(s.read()));
         assert.equal(new Set(values).size, 1, values.join(' '));
         assert.ok(structs.every((s) => s.stat().version === 1));
+        assert.equal(structs.filter((s) => s.created).length, 1, 'exactly one creator won');
+        assert.equal(JSON.stringify(structs.find((s) => s.created)!.read()), values[0]);
+      });
+
+      it('created: racing creators of the very same value, exactly one is told it created the struct', async () => {
+        const clients = await Promise.all([0, 1, 2, 3].map(() => ctx.store.connect()));
+        const n = name();
+        const structs = await Promise.all(clients.map((c) => c.open<Doc>(n, { initial: { same: true } })));
+        assert.deepEqual(structs.map((s) => s.stat().version), [1, 1, 1, 1]);
+        assert.equal(structs.filter((s) => s.created).length, 1, structs.map((s) => s.created).join(' '));
+        const later = await clients[0]!.open<Doc>(n, { initial: { same: true } });
+        assert.equal(later.created, false);
       });
 
       it('without initial a missing struct is NOT_FOUND', async () => {

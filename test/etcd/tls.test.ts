@@ -13,6 +13,7 @@ import { connect } from '../../lib/index.js';
 import { isSharedStructError } from '../../lib/errors.js';
 import type { TlsOptions } from '../../lib/options.js';
 import { checkMutualTlsScript, makeCertificates, tlsAttempt } from '../support/certs.js';
+import { buildCli, runCli } from '../support/cli.js';
 import { onRunEnd } from '../support/cleanup.js';
 import { ETCD_INSTALL_HINT, quietLogger } from '../support/etcd.js';
 import { freePort, removeDir, scratchDir, startProcess, waitUntil, which, type ServerProcess } from '../support/process.js';
@@ -108,6 +109,23 @@ describe('etcd adapter: TLS', function () {
       try {
         const s = await client.open('s', { initial: { n: 1 } });
         assert.equal((await s.update((d) => { d.n += 1; })).value.n, 2);
+        // The CLI, as an operator runs it: files for the TLS material, the password from the environment.
+        await buildCli();
+        const base = ['--url', `etcd://${etcd.endpoint}`, '--namespace', '/tls-auth', '--ca', join(etcd.dir, 'ca.pem')];
+        const mtls = [...base, '--cert', join(etcd.dir, 'client.pem'), '--key', join(etcd.dir, 'client.key')];
+        const got = await runCli(['get', 's', '--json', ...mtls, '--user', 'app'], { env: { SHAREDSTRUCT_PASSWORD: 'app-secret' } });
+        assert.equal(got.code, 0, got.stderr);
+        assert.deepEqual((JSON.parse(got.stdout) as { value: unknown }).value, { n: 2 });
+        const set = await runCli(['set', 's', '{"n":3}', ...mtls], { env: { SHAREDSTRUCT_USER: 'app', SHAREDSTRUCT_PASSWORD: 'app-secret' } });
+        assert.equal(set.code, 0, set.stderr);
+        assert.deepEqual(await s.readConsistent(), { n: 3 });
+        const wrong = await runCli(['get', 's', ...mtls, '--user', 'app'], { env: { SHAREDSTRUCT_PASSWORD: 'nope' } });
+        assert.equal(wrong.code, 1, wrong.stderr);
+        assert.match(wrong.stderr, /^sharedstruct: UNAUTHORIZED: /m);
+        const noCert = await runCli(['get', 's', ...base, '--user', 'app', '--timeout-ms', '3000'], { env: { SHAREDSTRUCT_PASSWORD: 'app-secret' } });
+        assert.equal(noCert.code, 1, noCert.stderr);
+        assert.match(noCert.stderr, /^sharedstruct: CONNECTION: .*client certificate/m);
+        assert.equal(s.stat().version, 3, 'nothing written by the refused ones');
       } finally {
         await client.close();
       }

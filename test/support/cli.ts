@@ -51,7 +51,7 @@ export interface CliOptions {
 
 /** The environment of a CLI child: no colour unless asked, no inherited store settings. */
 function cliEnv(extra: Readonly<Record<string, string | undefined>> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, SHAREDSTRUCT_URL: undefined, SHAREDSTRUCT_NAMESPACE: undefined, FORCE_COLOR: undefined, NODE_OPTIONS: undefined };
+  const env: NodeJS.ProcessEnv = { ...process.env, SHAREDSTRUCT_URL: undefined, SHAREDSTRUCT_NAMESPACE: undefined, SHAREDSTRUCT_USER: undefined, SHAREDSTRUCT_PASSWORD: undefined, SHAREDSTRUCT_PASSWORD_FILE: undefined, SHAREDSTRUCT_CA: undefined, SHAREDSTRUCT_CERT: undefined, SHAREDSTRUCT_KEY: undefined, SHAREDSTRUCT_SERVERNAME: undefined, FORCE_COLOR: undefined, NODE_OPTIONS: undefined };
   for (const [k, v] of Object.entries(extra)) env[k] = v;
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   return env;

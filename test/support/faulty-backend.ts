@@ -17,6 +17,7 @@ import type {
   HistoryOptions,
   KeyHistory,
   GetOptions,
+  ScanOptions,
   ListOptions,
   PutOptions,
   PutResult,
@@ -79,7 +80,7 @@ export class ForwardingBackend implements Backend {
   list(prefix: string, options?: ListOptions): Promise<Entry[]> {
     return this.inner.list(prefix, options);
   }
-  scan(prefix: string, options?: GetOptions): Promise<Entry[]> {
+  scan(prefix: string, options?: ScanOptions): Promise<Entry[]> {
     return this.inner.scan(prefix, options);
   }
   history(key: string, options: HistoryOptions): Promise<KeyHistory> {
