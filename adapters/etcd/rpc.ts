@@ -317,7 +317,13 @@ export class EtcdRpc {
    */
   unreachable(since: number): boolean {
     if (Date.now() - since < UNREACHABLE_AFTER_MS) return false;
-    return this.endpoints.all.every((s) => s.failure !== undefined && s.failure.at >= since && DEFINITE_FAILURES.has(s.failure.kind));
+    return this.endpoints.all.every(
+      (s) =>
+        (s.failure !== undefined && s.failure.at >= since && DEFINITE_FAILURES.has(s.failure.kind)) ||
+        // A certificate refused after the handshake (TLS 1.3's alert), on any of our connections
+        // to it (etcd3's token fetch with auth has its own), and no answer from it since.
+        (s.tlsError !== undefined && s.answeredAt === undefined),
+    );
   }
 
   /**

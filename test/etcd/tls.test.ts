@@ -126,6 +126,12 @@ describe('etcd adapter: TLS', function () {
         assert.equal(noCert.code, 1, noCert.stderr);
         assert.match(noCert.stderr, /^sharedstruct: CONNECTION: .*client certificate/m);
         assert.equal(s.stat().version, 3, 'nothing written by the refused ones');
+        // With auth the token is fetched first, on a channel of its own: a refused certificate
+        // must still end connect() early, saying why.
+        const refused = await tlsAttempt(`etcd://${etcd.endpoint}`, { ca: mutual.ca! }, { logger: quietLogger, auth: { username: 'app', password: 'app-secret' } });
+        assert.equal(refused.err?.code, 'CONNECTION', refused.err?.message);
+        assert.match(refused.err.message, /the TLS handshake with \S+ failed .*The server refused our client certificate/);
+        assert.ok(refused.ms < 3000, `rejected after ${refused.ms} ms (connectTimeoutMs 10 s): ${refused.err.message}`);
       } finally {
         await client.close();
       }
