@@ -54,7 +54,12 @@ export class Telemetry {
   readonly #updateAttempts: Histogram;
   readonly #conflicts: Counter;
   readonly #noops: Counter;
-  readonly #events: Counter;
+  readonly #events: ObservableCounter;
+  /**
+   * Events delivered, counted here and observed at collection: every subscriber's every event
+   * would otherwise cost a record in the SDK, which hashes the attribute set each time.
+   */
+  readonly #eventCounts = new Map<string, { readonly attrs: Attributes; n: number }>();
   readonly #overflows: Counter;
   readonly #sessionChanges: Counter;
   readonly #lockWait: Histogram;
@@ -96,7 +101,7 @@ export class Telemetry {
     this.#updateAttempts = meter.createHistogram('sharedstruct.update.attempts', { description: 'compare-and-swap attempts of one update() / set()' });
     this.#conflicts = meter.createCounter('sharedstruct.update.conflicts', { description: 'compare-and-swap attempts lost to another writer (each one retried or returned)' });
     this.#noops = meter.createCounter('sharedstruct.update.noops', { description: 'update() calls that changed nothing and sent no write' });
-    this.#events = meter.createCounter('sharedstruct.events', { description: 'change events delivered, by origin (local, remote, resync) and whether versions were coalesced' });
+    this.#events = meter.createObservableCounter('sharedstruct.events', { description: 'change events delivered, by origin (local, remote, resync) and whether versions were coalesced' });
     this.#overflows = meter.createCounter('sharedstruct.subscriber.overflows', { description: 'subscribers that fell more than their buffer behind and had their backlog replaced by one resync event' });
     this.#sessionChanges = meter.createCounter('sharedstruct.session.changes', { description: 'session state changes, by new state (suspended, reconnected, lost, ...)' });
     this.#lockWait = meter.createHistogram('sharedstruct.lock.wait', { ...ms, description: 'lock() from call to acquisition (or failure)' });
@@ -112,6 +117,7 @@ export class Telemetry {
     this.#backlog = meter.createObservableGauge('sharedstruct.subscriber.backlog', { description: 'events buffered and not yet taken by the slowest subscriber of each open struct' });
     this.#observe = (result) => {
       for (const [op, n] of Object.entries(sources.requests())) result.observe(this.#requests, n, this.#attrs({ 'sharedstruct.operation': op }));
+      for (const { attrs, n } of this.#eventCounts.values()) result.observe(this.#events, n, attrs);
       for (const f of sources.failures()) result.observe(this.#failures, f.count, this.#attrs({ 'sharedstruct.operation': f.operation, 'sharedstruct.code': f.code }));
       for (const s of sources.structs()) {
         const attrs = this.#attrs({ 'sharedstruct.struct': s.name });
@@ -122,8 +128,8 @@ export class Telemetry {
     meter.addBatchObservableCallback(this.#observe, this.#observables());
   }
 
-  #observables(): [ObservableCounter, ObservableCounter, ObservableGauge, ObservableGauge] {
-    return [this.#requests, this.#failures, this.#staleness, this.#backlog];
+  #observables(): [ObservableCounter, ObservableCounter, ObservableCounter, ObservableGauge, ObservableGauge] {
+    return [this.#requests, this.#failures, this.#events, this.#staleness, this.#backlog];
   }
 
   #attrs(extra: Attributes): Attributes {
@@ -169,7 +175,10 @@ export class Telemetry {
   /** A change event was delivered to this instance's subscribers. */
   event(struct: string, origin: string, coalesced: boolean): void {
     if (!this.#metering) return;
-    this.#events.add(1, this.#cached(`e\0${struct}\0${origin}\0${coalesced}`, () => ({ 'sharedstruct.struct': struct, 'sharedstruct.origin': origin, 'sharedstruct.coalesced': coalesced })));
+    const key = `e\0${struct}\0${origin}\0${coalesced}`;
+    const counted = this.#eventCounts.get(key);
+    if (counted) counted.n += 1;
+    else this.#eventCounts.set(key, { attrs: this.#cached(key, () => ({ 'sharedstruct.struct': struct, 'sharedstruct.origin': origin, 'sharedstruct.coalesced': coalesced })), n: 1 });
   }
 
   /** The attribute set under `key`, built by `make` the first time (bounded by what the app opens). */
