@@ -396,7 +396,12 @@ export interface Backend {
    * of its compares and its ops as the adapter sends them). Absent: compares + ops.
    */
   txnOps?(txn: Txn): number;
-  /** Watches a key or the children of a prefix. */
+  /**
+   * Watches a key or the children of a prefix. With `everyVersion` (etcd, memory) every change is
+   * reported; without it (ZooKeeper) a prefix watch reports what each listing finds, so a child
+   * created and removed between two listings may never be reported (what is reported ends as the
+   * store is).
+   */
   watch(target: WatchTarget, options?: WatchOptions): Watch;
   /** Ends the session (ephemerals go at once) and releases every resource. Idempotent. */
   close(): Promise<void>;
