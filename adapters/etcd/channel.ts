@@ -66,6 +66,15 @@ export interface EndpointState {
   tlsError?: Error | undefined;
 }
 
+/**
+ * Whether the endpoint refused our TLS certificate and never answered since: the alert of a
+ * handshake that failed after it seemed to succeed (TLS 1.3), on any of our connections to it
+ * (etcd3's token fetch with auth has its own), which no call of ours may have seen fail.
+ */
+export function refusedTls(s: EndpointState): boolean {
+  return s.tlsError !== undefined && s.answeredAt === undefined;
+}
+
 /** The endpoints of one backend and what each last did. */
 export class Endpoints {
   readonly #states = new Map<string, EndpointState>();

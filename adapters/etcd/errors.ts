@@ -17,7 +17,7 @@ import {
   GRPCOutOfRangeError,
 } from 'etcd3';
 import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
-import type { EndpointState } from './channel.js';
+import { refusedTls, type EndpointState } from './channel.js';
 import { tlsHint, tlsReason, type TlsServerTerms } from '../../lib/util/tls.js';
 
 /** Whether a call changes the store: decides what a lost answer means. */
@@ -147,8 +147,7 @@ export function unreachableError(
   // The cause: the error an endpoint failed with (the socket's own TLS error when there is
   // one), else how the call failed (its deadline).
   const failed = endpoints.find((s) => s.failure !== undefined && s.failure.kind !== 'other');
-  const refusedTls = endpoints.find((s) => s.tlsError !== undefined && s.answeredAt === undefined);
-  const cause = failed ? (failed.failure!.kind === 'tls' && failed.tlsError ? failed.tlsError : failed.failure!.error) : (refusedTls?.tlsError ?? err.cause ?? err);
+  const cause = failed ? (failed.failure!.kind === 'tls' && failed.tlsError ? failed.tlsError : failed.failure!.error) : (endpoints.find(refusedTls)?.tlsError ?? err.cause ?? err);
   return new SharedStructError('CONNECTION', message, {
     cause,
     details: { endpoints: reports.map(({ endpoint, status, text }) => ({ endpoint, status, message: text })) },
@@ -163,11 +162,10 @@ function describeEndpoint(
   const ep = s.endpoint;
   const failure = s.failure;
   const result = (status: string, text: string, hint: string) => ({ endpoint: ep, status, text, hint });
-  // A server that refuses our certificate after the handshake (TLS 1.3 sends the alert then) and
-  // a call that then waits for its deadline (etcd3's token fetch with `auth` retries until it):
-  // the alert is why, not silence.
-  if (s.tlsError && failure?.kind !== 'tls' && failure?.kind !== 'refused' && failure?.kind !== 'dns' && s.answeredAt === undefined) {
-    const reason = tlsReason(s.tlsError);
+  // A certificate refused after the handshake while a call waited for its deadline (etcd3's
+  // token fetch with `auth`): the alert is why, not silence.
+  if (refusedTls(s) && failure?.kind !== 'tls' && failure?.kind !== 'refused' && failure?.kind !== 'dns') {
+    const reason = tlsReason(s.tlsError!);
     return result('tls', `the TLS handshake with ${ep} failed (${reason})`, tlsHint(reason, ETCD_TLS));
   }
   switch (failure?.kind) {

@@ -28,7 +28,7 @@ import { SharedStructError, isSharedStructError } from '../../lib/errors.js';
 import { exponentialBackoff, retry, type BackoffPolicy } from '../../lib/retry.js';
 import { withDeadline } from '../../lib/util/abort.js';
 import { Counters } from '../../lib/util/counters.js';
-import { Endpoints, ownedChannels, type EndpointFailureKind, type OwnedChannels } from './channel.js';
+import { Endpoints, ownedChannels, refusedTls, type EndpointFailureKind, type OwnedChannels } from './channel.js';
 import { HostDownError, toSharedError, wasNotSent, type CallKind } from './errors.js';
 import { tlsParams } from '../../lib/util/tls.js';
 
@@ -319,10 +319,7 @@ export class EtcdRpc {
     if (Date.now() - since < UNREACHABLE_AFTER_MS) return false;
     return this.endpoints.all.every(
       (s) =>
-        (s.failure !== undefined && s.failure.at >= since && DEFINITE_FAILURES.has(s.failure.kind)) ||
-        // A certificate refused after the handshake (TLS 1.3's alert), on any of our connections
-        // to it (etcd3's token fetch with auth has its own), and no answer from it since.
-        (s.tlsError !== undefined && s.answeredAt === undefined),
+        (s.failure !== undefined && s.failure.at >= since && DEFINITE_FAILURES.has(s.failure.kind)) || refusedTls(s),
     );
   }
 

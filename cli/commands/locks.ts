@@ -26,8 +26,8 @@ export const locks: Command = {
     const found = await client.inspect.locks({ ...(name !== undefined && { name }), signal: ctx.signal, onUnreadable: unreadable.onUnreadable });
     if (ctx.json) ctx.out.json(found);
     else if (found.length === 0) ctx.err.line(name ? `lock '${name}' is free in ${client.namespace}` : `no lock is held in ${client.namespace}`);
-    const now = Date.now();
-    if (!ctx.json) {
+    else {
+      const now = Date.now();
       for (const lock of found) {
         ctx.out.line(`${ctx.out.style('bold', lock.name)}${lock.kind === 'write_lock' ? ' (write lock of the struct)' : ''}: ${lock.waiting.length} waiting`);
         if (lock.holder) ctx.out.line(`  held by ${who(ctx, lock.holder, now)}`);
@@ -51,8 +51,8 @@ export const elections: Command = {
     const found = await client.inspect.elections({ signal: ctx.signal, onUnreadable: unreadable.onUnreadable });
     if (ctx.json) ctx.out.json(found);
     else if (found.length === 0) ctx.err.line(`no election has candidates in ${client.namespace}`);
-    const now = Date.now();
-    if (!ctx.json) {
+    else {
+      const now = Date.now();
       for (const e of found) {
         ctx.out.line(`${ctx.out.style('bold', e.name)}: ${e.candidates.length} more candidate(s)`);
         if (e.leader) ctx.out.line(`  leader ${who(ctx, e.leader, now)}`);

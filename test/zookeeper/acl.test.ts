@@ -75,55 +75,38 @@ describe('zookeeper: the acl option', function () {
     const s = await b.open<{ n: number }>('s');
     assert.equal((await s.update((d) => void (d.n += 1))).value.n, 2);
   });
-});
 
-describe('zookeeper: inspecting past nodes this identity may not read', function () {
-  this.timeout(120000);
-  before(async function () {
+  it('inspect and the CLI leave out (and name) what an ACL denies instead of failing the whole listing', async function () {
     this.timeout(180000);
     await buildCli();
-  });
-
-  it('inspect and the CLI leave out (and name) what an ACL denies instead of failing the whole listing', async () => {
     const { connectString } = await zk();
-    const raw = await RawClient.connect(connectString);
-    try {
-      await raw.mkdirp('/sharedstruct-test');
-    } finally {
-      await raw.close();
-    }
     const ns = uniquePrefix('acl-scan');
-    const anyone = await connect(`zk://${connectString}`, { namespace: ns, logger: quietLogger });
-    const owner = await connect(`zk://${connectString}`, { namespace: ns, logger: quietLogger, auth: { username: 'owner', password: 'o-secret' } });
-    try {
-      await anyone.open('public', { initial: { n: 1 } });
-      const secret = await owner.open('secret', { initial: { token: 'x' } });
-      await owner.lock('deploy');
-      assert.deepEqual((await owner.inspect.structs()).map((s) => s.name), ['public', 'secret']);
-      await assert.rejects(anyone.inspect.structs(), (err: unknown) => isSharedStructError(err, 'UNAUTHORIZED'), 'strict without onUnreadable');
-      const denied: string[] = [];
-      const seen = await anyone.inspect.structs({ onUnreadable: (key) => void denied.push(key) });
-      assert.deepEqual(seen.map((s) => [s.name, s.version]), [['public', 1]]);
-      assert.deepEqual(denied.sort(), [`${ns}/_locks`, `${ns}/secret`]);
-      const ls = await runCli(['ls', '--url', `zk://${connectString}`, '--namespace', ns]);
-      assert.equal(ls.code, 0, ls.stderr);
-      assert.match(ls.stdout, /^public +1 /m);
-      assert.doesNotMatch(ls.stdout, /secret/);
-      assert.match(ls.stderr, new RegExp(`^sharedstruct: left out 2 node\\(s\\) this identity may not read .*: (${ns}/secret, ${ns}/_locks|${ns}/_locks, ${ns}/secret)$`, 'm'));
-      const locks = await runCli(['locks', '--url', `zk://${connectString}`, '--namespace', ns, '--json']);
-      assert.equal(locks.code, 0, locks.stderr);
-      assert.deepEqual(JSON.parse(locks.stdout), []);
-      assert.match(locks.stderr, /left out 2 node\(s\)/);
-      // As the owner (digest auth, the password from the environment) the CLI sees everything.
-      const asOwner = await runCli(['ls', '--url', `zk://${connectString}`, '--namespace', ns, '--user', 'owner'], { env: { SHAREDSTRUCT_PASSWORD: 'o-secret' } });
-      assert.equal(asOwner.code, 0, asOwner.stderr);
-      assert.match(asOwner.stdout, /^public +1 [^\n]*\nsecret +1 /m);
-      assert.equal(asOwner.stderr, '');
-      const lockAsOwner = await runCli(['locks', '--url', `zk://${connectString}`, '--namespace', ns, '--user', 'owner', '--json'], { env: { SHAREDSTRUCT_PASSWORD: 'o-secret' } });
-      assert.deepEqual((JSON.parse(lockAsOwner.stdout) as { name: string }[]).map((l) => l.name), ['deploy']);
-      await secret.close();
-    } finally {
-      await Promise.all([anyone.close(), owner.close()]);
-    }
+    const anyone = await client(ns, {});
+    const owner = await client(ns, { auth: { username: 'owner', password: 'o-secret' } });
+    await anyone.open('public', { initial: { n: 1 } });
+    await owner.open('secret', { initial: { token: 'x' } });
+    await owner.lock('deploy');
+    assert.deepEqual((await owner.inspect.structs()).map((s) => s.name), ['public', 'secret']);
+    await assert.rejects(anyone.inspect.structs(), (err: unknown) => isSharedStructError(err, 'UNAUTHORIZED'), 'strict without onUnreadable');
+    const denied: string[] = [];
+    const seen = await anyone.inspect.structs({ onUnreadable: (key) => void denied.push(key) });
+    assert.deepEqual(seen.map((s) => [s.name, s.version]), [['public', 1]]);
+    assert.deepEqual(denied.sort(), [`${ns}/_locks`, `${ns}/secret`]);
+    const ls = await runCli(['ls', '--url', `zk://${connectString}`, '--namespace', ns]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /^public +1 /m);
+    assert.doesNotMatch(ls.stdout, /secret/);
+    assert.match(ls.stderr, new RegExp(`^sharedstruct: left out 2 node\\(s\\) this identity may not read .*: (${ns}/secret, ${ns}/_locks|${ns}/_locks, ${ns}/secret)$`, 'm'));
+    const locks = await runCli(['locks', '--url', `zk://${connectString}`, '--namespace', ns, '--json']);
+    assert.equal(locks.code, 0, locks.stderr);
+    assert.deepEqual(JSON.parse(locks.stdout), []);
+    assert.match(locks.stderr, /left out 2 node\(s\)/);
+    // As the owner (digest auth, the password from the environment) the CLI sees everything.
+    const asOwner = await runCli(['ls', '--url', `zk://${connectString}`, '--namespace', ns, '--user', 'owner'], { env: { SHAREDSTRUCT_PASSWORD: 'o-secret' } });
+    assert.equal(asOwner.code, 0, asOwner.stderr);
+    assert.match(asOwner.stdout, /^public +1 [^\n]*\nsecret +1 /m);
+    assert.equal(asOwner.stderr, '');
+    const lockAsOwner = await runCli(['locks', '--url', `zk://${connectString}`, '--namespace', ns, '--user', 'owner', '--json'], { env: { SHAREDSTRUCT_PASSWORD: 'o-secret' } });
+    assert.deepEqual((JSON.parse(lockAsOwner.stdout) as { name: string }[]).map((l) => l.name), ['deploy']);
   });
 });
